@@ -1,0 +1,117 @@
+// pdrop/detail/check.hpp - argument checks shared by every operator.
+//
+// Non-templated on purpose: an operator's templated front extracts sizes and
+// strides from its views and calls these, so each check exists once and every
+// error message has the same form: "<function>: <argument>.<field> (<value>)
+// <what was expected>".
+#ifndef PDROP_DETAIL_CHECK_HPP
+#define PDROP_DETAIL_CHECK_HPP
+
+#include <cstdint>
+#include <limits>
+
+#include "pdrop/errors.hpp"
+
+namespace pdrop::detail {
+
+// a * b, or throws shape_error naming `what` when it overflows int64.
+inline std::int64_t checked_mul(const char* fn, const char* what, std::int64_t a,
+                                std::int64_t b) {
+  std::int64_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r))
+    fail<shape_error>(fn, what, ": ", a, " * ", b, " overflows int64");
+  return r;
+}
+
+inline std::int64_t checked_add(const char* fn, const char* what, std::int64_t a,
+                                std::int64_t b) {
+  std::int64_t r = 0;
+  if (__builtin_add_overflow(a, b, &r))
+    fail<shape_error>(fn, what, ": ", a, " + ", b, " overflows int64");
+  return r;
+}
+
+// Number of addressable elements of a strided view of `elem_size`-byte
+// elements: (n0-1)*s0 + (n1-1)*s1 + inner, checked for overflow, also when
+// counted in bytes.
+inline std::int64_t checked_extent(const char* fn, const char* name,
+                                   std::int64_t n0, std::int64_t s0,
+                                   std::int64_t n1, std::int64_t s1,
+                                   std::int64_t inner, std::size_t elem_size) {
+  if (n0 == 0 || n1 == 0 || inner == 0) return 0;
+  std::int64_t e = checked_add(fn, name, checked_mul(fn, name, n0 - 1, s0),
+                               checked_mul(fn, name, n1 - 1, s1));
+  e = checked_add(fn, name, e, inner);
+  checked_mul(fn, name, e, static_cast<std::int64_t>(elem_size));
+  return e;
+}
+
+// A TokenView: tokens, features >= 0; row_stride >= features when there is
+// more than one row; data non-null unless empty.
+inline void check_token_view(const char* fn, const char* name, const void* data,
+                             std::int64_t tokens, std::int64_t features,
+                             std::int64_t row_stride, std::size_t elem_size) {
+  if (tokens < 0) fail<shape_error>(fn, name, ".tokens (", tokens, ") must be >= 0");
+  if (features < 0)
+    fail<shape_error>(fn, name, ".features (", features, ") must be >= 0");
+  if (tokens > 1 && row_stride < features)
+    fail<shape_error>(fn, name, ".row_stride (", row_stride,
+                      ") must be >= features (", features, ")");
+  if (data == nullptr && tokens > 0 && features > 0)
+    fail<shape_error>(fn, name, ".data is null with ", tokens, " x ", features,
+                      " elements");
+  checked_extent(fn, name, tokens, row_stride, 1, 0, features, elem_size);
+}
+
+// A HeadView: sizes >= 0, strides >= dim where they step (rows of one head
+// and rows of one token never overlap), data non-null unless empty. When
+// `writable`, the rows of different heads must not alias either: the two
+// strides must nest (the larger one spans every row of the smaller).
+inline void check_head_view(const char* fn, const char* name, const void* data,
+                            std::int64_t heads, std::int64_t tokens,
+                            std::int64_t dim, std::int64_t head_stride,
+                            std::int64_t token_stride, std::size_t elem_size,
+                            bool writable) {
+  if (heads < 0) fail<shape_error>(fn, name, ".heads (", heads, ") must be >= 0");
+  if (tokens < 0) fail<shape_error>(fn, name, ".tokens (", tokens, ") must be >= 0");
+  if (dim < 0) fail<shape_error>(fn, name, ".dim (", dim, ") must be >= 0");
+  if (tokens > 1 && token_stride < dim)
+    fail<shape_error>(fn, name, ".token_stride (", token_stride,
+                      ") must be >= dim (", dim, ")");
+  if (heads > 1 && head_stride < dim)
+    fail<shape_error>(fn, name, ".head_stride (", head_stride,
+                      ") must be >= dim (", dim, ")");
+  if (data == nullptr && heads > 0 && tokens > 0 && dim > 0)
+    fail<shape_error>(fn, name, ".data is null with ", heads, " x ", tokens,
+                      " x ", dim, " elements");
+  checked_extent(fn, name, heads, head_stride, tokens, token_stride, dim,
+                 elem_size);
+  if (writable && heads > 1 && tokens > 1) {
+    // Smaller stride steps rows of length dim; the larger must clear them all.
+    const bool heads_inner = head_stride <= token_stride;
+    const std::int64_t inner_stride = heads_inner ? head_stride : token_stride;
+    const std::int64_t inner_n = heads_inner ? heads : tokens;
+    const std::int64_t outer_stride = heads_inner ? token_stride : head_stride;
+    const std::int64_t span = checked_add(
+        fn, name, checked_mul(fn, name, inner_n - 1, inner_stride), dim);
+    if (outer_stride < span)
+      fail<shape_error>(fn, name, ": strides (head_stride ", head_stride,
+                        ", token_stride ", token_stride,
+                        ") make rows of different heads and tokens overlap for ",
+                        heads, " heads x ", tokens, " tokens x dim ", dim);
+  }
+}
+
+// [begin, end) byte ranges of two views overlap.
+inline bool bytes_overlap(const void* a, std::int64_t a_bytes, const void* b,
+                          std::int64_t b_bytes) {
+  if (a_bytes <= 0 || b_bytes <= 0) return false;
+  const auto pa = reinterpret_cast<std::uintptr_t>(a);
+  const auto pb = reinterpret_cast<std::uintptr_t>(b);
+  return pa < pb + static_cast<std::uintptr_t>(b_bytes) &&
+         pb < pa + static_cast<std::uintptr_t>(a_bytes);
+}
+
+}  // namespace pdrop::detail
+
+#endif  // PDROP_DETAIL_CHECK_HPP

@@ -1,0 +1,19 @@
+// pdrop/pdrop.hpp - everything, in the order a drop uses it:
+// schedule -> score -> select -> compact (rank_and_drop chains the middle).
+#ifndef PDROP_PDROP_HPP
+#define PDROP_PDROP_HPP
+
+#include "pdrop/errors.hpp"     // pdrop::invalid_argument and kin
+#include "pdrop/view.hpp"       // TokenView, HeadView, span
+#include "pdrop/workspace.hpp"  // reusable scratch
+#include "pdrop/schedule.hpp"   // where drops happen, tokens per stage
+#include "pdrop/score.hpp"      // attention of the query tokens to image tokens
+#include "pdrop/select.hpp"     // top-k in original order
+#include "pdrop/compact.hpp"    // keep list, compaction of rows/heads/positions
+#include "pdrop/rank_drop.hpp"  // score -> select -> keep list in one call
+
+#define PDROP_VERSION_MAJOR 0
+#define PDROP_VERSION_MINOR 1
+#define PDROP_VERSION_PATCH 0
+
+#endif  // PDROP_PDROP_HPP

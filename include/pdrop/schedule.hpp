@@ -1,0 +1,168 @@
+// pdrop/schedule.hpp - stage partition: where the drops happen and how many
+// image tokens each stage keeps.
+//
+// A schedule over L decoder layers is a list of drop points
+// `drop_layers = [l_1 < l_2 < ... < l_{S-1}]` (1-based: "after layer l", so
+// the drop sits between 0-based layers l-1 and l) and the fraction of the
+// original image tokens each following stage keeps,
+// `ratios = [1.0, r_1, r_2, ...]` (non-increasing). Stage j holds 0-based
+// layers [l_j, l_{j+1}), with l_0 = 0 and l_S = L.
+//
+//   image tokens alive in stage j:  n_j = int(N0 * ratio[j])   (truncation of
+//                                   the double product, as Python's int())
+//   decode position offset:         N0 - n_j   (a decode token at original
+//                                   position p uses p - (N0 - n_j) in stage j)
+//
+// Builders: pyramid (PyramidDrop's default: S stages, boundaries
+// k*floor(L/S), ratios lambda^k), single_drop (FastV-like: one drop after
+// layer K keeping a fraction R), from_lists (explicit lists, e.g. from a
+// config file), dense (no drop). Every builder validates and throws
+// pdrop::value_error naming the argument.
+#ifndef PDROP_SCHEDULE_HPP
+#define PDROP_SCHEDULE_HPP
+
+#include <cmath>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "pdrop/errors.hpp"
+
+namespace pdrop {
+
+class Schedule {
+ public:
+  // PyramidDrop: `stages` stages over `layers` layers, drops after layers
+  // k*floor(layers/stages) for k = 1..stages-1, stage k keeping lambda^k of
+  // the image tokens. pyramid(32, 4, 0.5): drops after [8, 16, 24], ratios
+  // [1, 0.5, 0.25, 0.125].
+  static Schedule pyramid(std::int64_t layers, std::int64_t stages,
+                          double lambda) {
+    constexpr const char* fn = "pdrop::Schedule::pyramid";
+    if (layers < 1) detail::fail<value_error>(fn, "layers (", layers, ") must be >= 1");
+    if (stages < 1 || stages > layers)
+      detail::fail<value_error>(fn, "stages (", stages, ") must be in [1, layers = ",
+                                layers, "]");
+    if (!(lambda >= 0.0 && lambda <= 1.0))
+      detail::fail<value_error>(fn, "lambda (", lambda, ") must be in [0, 1]");
+    std::vector<std::int64_t> drops;
+    std::vector<double> ratios;
+    const std::int64_t step = layers / stages;
+    for (std::int64_t k = 1; k < stages; ++k) {
+      drops.push_back(k * step);
+      ratios.push_back(std::pow(lambda, static_cast<double>(k)));
+    }
+    return from_lists(layers, std::move(drops), std::move(ratios));
+  }
+
+  // FastV-like: one drop after (1-based) layer `after_layer`, keeping
+  // `keep_ratio` of the image tokens for the rest of the model.
+  static Schedule single_drop(std::int64_t layers, std::int64_t after_layer,
+                              double keep_ratio) {
+    return from_lists(layers, {after_layer}, {keep_ratio});
+  }
+
+  // No drop: every layer sees every token.
+  static Schedule dense(std::int64_t layers) { return from_lists(layers, {}, {}); }
+
+  // Explicit lists: drop after each (1-based) layer of `drop_layers`
+  // (strictly increasing, in [1, layers-1]), keeping ratios[i] of the
+  // original image tokens after drop i (in [0, 1], non-increasing; no
+  // leading 1.0). The lists must have the same length.
+  static Schedule from_lists(std::int64_t layers,
+                             std::vector<std::int64_t> drop_layers,
+                             std::vector<double> ratios) {
+    constexpr const char* fn = "pdrop::Schedule::from_lists";
+    if (layers < 1) detail::fail<value_error>(fn, "layers (", layers, ") must be >= 1");
+    if (drop_layers.size() != ratios.size())
+      detail::fail<value_error>(fn, "drop_layers has ", drop_layers.size(),
+                                " entries but ratios has ", ratios.size());
+    for (std::size_t i = 0; i < drop_layers.size(); ++i) {
+      const std::int64_t l = drop_layers[i];
+      if (l < 1 || l > layers - 1)
+        detail::fail<value_error>(fn, "drop_layers[", i, "] (", l,
+                                  ") must be in [1, layers-1 = ", layers - 1,
+                                  "]: a drop after the last layer prunes nothing");
+      if (i > 0 && l <= drop_layers[i - 1])
+        detail::fail<value_error>(fn, "drop_layers must be strictly increasing: [",
+                                  i - 1, "] = ", drop_layers[i - 1], ", [", i,
+                                  "] = ", l);
+      const double r = ratios[i];
+      if (!(r >= 0.0 && r <= 1.0))
+        detail::fail<value_error>(fn, "ratios[", i, "] (", r, ") must be in [0, 1]");
+      if (i > 0 && r > ratios[i - 1])
+        detail::fail<value_error>(fn, "ratios must be non-increasing: [", i - 1,
+                                  "] = ", ratios[i - 1], ", [", i, "] = ", r);
+    }
+    Schedule s;
+    s.layers_ = layers;
+    s.drops_ = std::move(drop_layers);
+    s.ratios_.reserve(ratios.size() + 1);
+    s.ratios_.push_back(1.0);
+    s.ratios_.insert(s.ratios_.end(), ratios.begin(), ratios.end());
+    return s;
+  }
+
+  std::int64_t num_layers() const { return layers_; }
+  std::int64_t num_stages() const { return static_cast<std::int64_t>(ratios_.size()); }
+  // 1-based "drop after layer l" points, one per stage boundary.
+  const std::vector<std::int64_t>& drop_layers() const { return drops_; }
+  // [1.0, r_1, ...]: the kept fraction of N0 in each stage.
+  const std::vector<double>& ratios() const { return ratios_; }
+
+  // Stage (0-based) that 0-based decoder layer `layer` belongs to.
+  std::int64_t stage_of_layer(std::int64_t layer) const {
+    if (layer < 0 || layer >= layers_)
+      detail::fail<value_error>("pdrop::Schedule::stage_of_layer", "layer (", layer,
+                                ") must be in [0, ", layers_, ")");
+    std::int64_t j = 0;
+    while (j < static_cast<std::int64_t>(drops_.size()) && drops_[j] <= layer) ++j;
+    return j;
+  }
+
+  // The stage that starts right after 0-based layer `layer`, when a drop
+  // happens there; 0 when it does not (stage 0 never follows a drop).
+  std::int64_t drop_after(std::int64_t layer) const {
+    for (std::size_t j = 0; j < drops_.size(); ++j)
+      if (drops_[j] == layer + 1) return static_cast<std::int64_t>(j) + 1;
+    return 0;
+  }
+
+  // n_j = int(n0 * ratio[j]): image tokens alive in stage j.
+  std::int64_t image_tokens(std::int64_t n0, std::int64_t stage) const {
+    check_stage("pdrop::Schedule::image_tokens", n0, stage);
+    return static_cast<std::int64_t>(static_cast<double>(n0) * ratios_[stage]);
+  }
+
+  // n0 - n_j: how far a decode token's position moves down in stage j.
+  std::int64_t position_offset(std::int64_t n0, std::int64_t stage) const {
+    return n0 - image_tokens(n0, stage);
+  }
+
+  // [n_0, n_1, ...] for every stage.
+  std::vector<std::int64_t> tokens_per_stage(std::int64_t n0) const {
+    std::vector<std::int64_t> n(ratios_.size());
+    for (std::size_t j = 0; j < n.size(); ++j)
+      n[j] = image_tokens(n0, static_cast<std::int64_t>(j));
+    return n;
+  }
+
+ private:
+  Schedule() = default;
+  void check_stage(const char* fn, std::int64_t n0, std::int64_t stage) const {
+    if (n0 < 0) detail::fail<value_error>(fn, "n0 (", n0, ") must be >= 0");
+    if (n0 > (std::int64_t{1} << 53))
+      detail::fail<value_error>(fn, "n0 (", n0, ") must be <= 2^53");
+    if (stage < 0 || stage >= num_stages())
+      detail::fail<value_error>(fn, "stage (", stage, ") must be in [0, ",
+                                num_stages(), ")");
+  }
+
+  std::int64_t layers_ = 0;
+  std::vector<std::int64_t> drops_;
+  std::vector<double> ratios_;
+};
+
+}  // namespace pdrop
+
+#endif  // PDROP_SCHEDULE_HPP

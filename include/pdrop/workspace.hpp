@@ -1,0 +1,73 @@
+// pdrop/workspace.hpp - reusable scratch memory for the operators.
+//
+// Scoring and selection need a little scratch space (logits for one kv-head
+// group, running sums, sort keys). A Workspace owns it and only ever grows:
+// size it once with reserve() for the largest shape a runtime will
+// see, then every later call on shapes up to that size allocates nothing.
+// One Workspace per thread; it is not shared state of any operator.
+#ifndef PDROP_WORKSPACE_HPP
+#define PDROP_WORKSPACE_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace pdrop {
+
+class Workspace {
+ public:
+  Workspace() = default;
+
+  // Bytes held now.
+  std::size_t bytes() const {
+    return (scratch_.capacity() + scores_.capacity()) * sizeof(float) +
+           keys_.capacity() * sizeof(std::uint64_t) +
+           indices_.capacity() * sizeof(std::int64_t);
+  }
+
+  // Sizes everything rank_and_drop (and so score_image_tokens and
+  // select_top_k) needs for inputs up to these sizes: q_heads query heads
+  // over kv_heads kv heads, `queries` query rows, `tokens` keys, head dim
+  // `dim`, `image_tokens` scored tokens over all spans.
+  void reserve(std::int64_t q_heads, std::int64_t kv_heads, std::int64_t queries,
+               std::int64_t tokens, std::int64_t dim, std::int64_t image_tokens) {
+    const std::int64_t group = kv_heads > 0 ? q_heads / kv_heads : 0;
+    scratch(as_size(score_floats(group * queries, tokens, dim, image_tokens)));
+    scores(as_size(image_tokens));
+    keys(as_size(image_tokens));
+    indices(as_size(image_tokens));
+  }
+
+  // Floats score_image_tokens uses for `rows` query rows per kv head.
+  static std::int64_t score_floats(std::int64_t rows, std::int64_t tokens,
+                                   std::int64_t dim, std::int64_t image_tokens) {
+    return rows * dim + rows * tokens + dim + image_tokens;
+  }
+
+  // Internal buffers, each at least n long, growing only when needed:
+  // scratch (score kernel), scores and indices (rank_and_drop), keys
+  // (select_top_k).
+  float* scratch(std::size_t n) { return grow(scratch_, n); }
+  float* scores(std::size_t n) { return grow(scores_, n); }
+  std::uint64_t* keys(std::size_t n) { return grow(keys_, n); }
+  std::int64_t* indices(std::size_t n) { return grow(indices_, n); }
+
+ private:
+  template <class T>
+  static T* grow(std::vector<T>& v, std::size_t n) {
+    if (v.size() < n) v.resize(n);
+    return v.data();
+  }
+  static std::size_t as_size(std::int64_t n) {
+    return n > 0 ? static_cast<std::size_t>(n) : 0;
+  }
+
+  std::vector<float> scratch_;
+  std::vector<float> scores_;
+  std::vector<std::uint64_t> keys_;
+  std::vector<std::int64_t> indices_;
+};
+
+}  // namespace pdrop
+
+#endif  // PDROP_WORKSPACE_HPP

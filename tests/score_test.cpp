@@ -1,0 +1,232 @@
+// score_image_tokens against the naive reference of test_util.hpp, over the
+// three float types, awkward sizes, GQA ratios 1/2/4/8, HND and NHD layouts
+// with padded strides, several query rows and image spans.
+#include <gtest/gtest.h>
+
+#include "test_util.hpp"
+
+namespace {
+
+using pdrop::HeadView;
+using pdrop::ImageSpan;
+using pdrop_test::naive_scores;
+
+struct Case {
+  std::int64_t hq, hkv, nq, d, tokens;
+  std::vector<ImageSpan> spans;
+  std::vector<std::int64_t> pos;
+};
+
+// Owns q and k for a case, in a chosen layout with padding, and views them.
+template <class T>
+struct Tensors {
+  std::vector<T> q, k;
+  HeadView<const T> qv, kv;
+  Tensors(const Case& c, bool nhd, std::int64_t pad, std::mt19937& rng) {
+    q = pdrop_test::random_vector<T>(static_cast<std::size_t>(c.hq * c.nq * (c.d + pad)), rng, -2, 2);
+    k = pdrop_test::random_vector<T>(static_cast<std::size_t>(c.hkv * c.tokens * (c.d + pad)), rng, -2, 2);
+    const std::int64_t row = c.d + pad;
+    if (nhd) {  // token-major: [t][h][row]
+      qv = HeadView<const T>(q.data(), c.hq, c.nq, c.d, row, c.hq * row);
+      kv = HeadView<const T>(k.data(), c.hkv, c.tokens, c.d, row, c.hkv * row);
+    } else {    // head-major: [h][t][row]
+      qv = HeadView<const T>(q.data(), c.hq, c.nq, c.d, c.nq * row, row);
+      kv = HeadView<const T>(k.data(), c.hkv, c.tokens, c.d, c.tokens * row, row);
+    }
+  }
+  std::vector<double> reference(const Case& c, double scale = 0.0) const {
+    auto q_at = [&](std::int64_t h, std::int64_t i, std::int64_t e) {
+      return pdrop_test::as_double(qv.row(h, i)[e]);
+    };
+    auto k_at = [&](std::int64_t g, std::int64_t t, std::int64_t e) {
+      return pdrop_test::as_double(kv.row(g, t)[e]);
+    };
+    return naive_scores(c.hq, c.hkv, c.nq, c.d, c.pos, c.spans, q_at, k_at, scale);
+  }
+};
+
+std::vector<Case> cases() {
+  std::vector<Case> out;
+  out.push_back({1, 1, 1, 1, 1, {{0, 1}}, {0}});
+  out.push_back({1, 1, 1, 3, 2, {{0, 1}}, {1}});
+  out.push_back({2, 1, 1, 7, 3, {{1, 1}}, {2}});
+  out.push_back({4, 1, 2, 8, 10, {{2, 6}}, {9, 5}});
+  out.push_back({8, 1, 1, 16, 33, {{3, 27}}, {32}});
+  out.push_back({8, 2, 3, 5, 40, {{0, 17}, {20, 13}}, {39, 25, 10}});
+  out.push_back({4, 4, 1, 63, 65, {{1, 63}}, {64}});
+  out.push_back({8, 8, 2, 65, 129, {{0, 128}}, {128, 127}});
+  out.push_back({3, 3, 1, 2, 7, {{2, 0}, {2, 4}}, {6}});
+  // A query before the image, and one inside it.
+  out.push_back({4, 2, 3, 9, 30, {{10, 15}}, {5, 17, 29}});
+  // Image last: the query is an image token itself.
+  out.push_back({2, 2, 1, 4, 12, {{4, 8}}, {11}});
+  return out;
+}
+
+template <class T>
+class ScoreTest : public ::testing::Test {};
+TYPED_TEST_SUITE(ScoreTest, pdrop_test::FloatTypes, pdrop_test::FloatTypeNames);
+
+TYPED_TEST(ScoreTest, MatchesNaiveReferenceAcrossShapesAndLayouts) {
+  using T = TypeParam;
+  std::mt19937 rng(1234);
+  pdrop::Workspace ws;  // one workspace reused over every shape
+  for (const Case& c : cases())
+    for (bool nhd : {false, true})
+      for (std::int64_t pad : {0, 3}) {
+        SCOPED_TRACE(::testing::Message() << "hq " << c.hq << " hkv " << c.hkv << " nq "
+                                          << c.nq << " d " << c.d << " T " << c.tokens
+                                          << (nhd ? " NHD" : " HND") << " pad " << pad);
+        Tensors<T> x(c, nhd, pad, rng);
+        std::int64_t n = 0;
+        for (auto& s : c.spans) n += s.length;
+        std::vector<float> scores(static_cast<std::size_t>(n), -1.0f);
+        pdrop::score_image_tokens<T, T>(x.qv, c.pos, x.kv, c.spans, ws, scores);
+        const std::vector<double> ref = x.reference(c);
+        for (std::int64_t i = 0; i < n; ++i)
+          EXPECT_NEAR(scores[i], ref[i], 2e-5 * ref[i] + 1e-7) << "image token " << i;
+      }
+}
+
+TYPED_TEST(ScoreTest, LayoutDoesNotChangeABit) {
+  using T = TypeParam;
+  const Case c{8, 2, 2, 24, 50, {{5, 40}}, {49, 44}};
+  std::mt19937 rng(7);
+  Tensors<T> hnd(c, false, 0, rng);
+  // The same values laid out token-major with padding.
+  const std::int64_t row = c.d + 5;
+  std::vector<T> q(c.hq * c.nq * row), k(c.hkv * c.tokens * row);
+  for (std::int64_t h = 0; h < c.hq; ++h)
+    for (std::int64_t i = 0; i < c.nq; ++i)
+      std::copy_n(hnd.qv.row(h, i), c.d, q.begin() + (i * c.hq + h) * row);
+  for (std::int64_t g = 0; g < c.hkv; ++g)
+    for (std::int64_t t = 0; t < c.tokens; ++t)
+      std::copy_n(hnd.kv.row(g, t), c.d, k.begin() + (t * c.hkv + g) * row);
+  HeadView<const T> qn(q.data(), c.hq, c.nq, c.d, row, c.hq * row);
+  HeadView<const T> kn(k.data(), c.hkv, c.tokens, c.d, row, c.hkv * row);
+  pdrop::Workspace ws;
+  std::vector<float> a(40), b(40);
+  pdrop::score_image_tokens<T, T>(hnd.qv, c.pos, hnd.kv, c.spans, ws, a);
+  pdrop::score_image_tokens<T, T>(qn, c.pos, kn, c.spans, ws, b);
+  EXPECT_EQ(pdrop_test::bytes_of(a), pdrop_test::bytes_of(b));
+}
+
+TYPED_TEST(ScoreTest, QueryBeforeImageContributesZero) {
+  using T = TypeParam;
+  // Every query sits before the image: every score is exactly zero.
+  const Case c{2, 1, 2, 8, 20, {{10, 10}}, {3, 9}};
+  std::mt19937 rng(3);
+  Tensors<T> x(c, false, 0, rng);
+  pdrop::Workspace ws;
+  std::vector<float> s(10, -1.0f);
+  pdrop::score_image_tokens<T, T>(x.qv, c.pos, x.kv, c.spans, ws, s);
+  for (float v : s) EXPECT_EQ(v, 0.0f);
+}
+
+TYPED_TEST(ScoreTest, ExplicitSoftmaxScale) {
+  using T = TypeParam;
+  const Case c{4, 2, 1, 16, 30, {{2, 20}}, {29}};
+  std::mt19937 rng(11);
+  Tensors<T> x(c, false, 0, rng);
+  pdrop::Workspace ws;
+  std::vector<float> s(20);
+  pdrop::ScoreOptions opt;
+  opt.softmax_scale = 0.5f;
+  pdrop::score_image_tokens<T, T>(x.qv, c.pos, x.kv, c.spans, ws, s, opt);
+  const auto ref = x.reference(c, 0.5);
+  for (std::size_t i = 0; i < s.size(); ++i) EXPECT_NEAR(s[i], ref[i], 2e-5 * ref[i] + 1e-7);
+}
+
+TEST(ScoreRounding, Fp16AndBf16RoundEachProbability) {
+  // One head, one query: each score is one probability, so with rounding on
+  // it must be exactly representable in the rounded type and within half an
+  // ulp of that type of the float32 score.
+  const Case c{1, 1, 1, 32, 300, {{10, 280}}, {299}};
+  std::mt19937 rng(5);
+  Tensors<float> x(c, false, 0, rng);
+  pdrop::Workspace ws;
+  std::vector<float> exact(280), r16(280), rb16(280);
+  pdrop::score_image_tokens<float, float>(x.qv, c.pos, x.kv, c.spans, ws, exact);
+  pdrop::ScoreOptions opt;
+  opt.round_probs = pdrop::ProbRounding::fp16;
+  pdrop::score_image_tokens<float, float>(x.qv, c.pos, x.kv, c.spans, ws, r16, opt);
+  opt.round_probs = pdrop::ProbRounding::bf16;
+  pdrop::score_image_tokens<float, float>(x.qv, c.pos, x.kv, c.spans, ws, rb16, opt);
+  int changed = 0;
+  for (std::size_t i = 0; i < exact.size(); ++i) {
+    EXPECT_EQ(static_cast<float>(pdrop::half(r16[i])), r16[i]);
+    EXPECT_EQ(static_cast<float>(pdrop::bfloat16(rb16[i])), rb16[i]);
+    EXPECT_NEAR(r16[i], exact[i], exact[i] * 1.0 / 2048 + 1e-7);
+    EXPECT_NEAR(rb16[i], exact[i], exact[i] * 1.0 / 256 + 1e-7);
+    changed += r16[i] != exact[i];
+  }
+  EXPECT_GT(changed, 0);
+}
+
+// ---- errors: message names the argument, scores untouched ----
+
+struct ErrorFixture {
+  std::mt19937 rng{9};
+  Case c{4, 2, 2, 8, 20, {{4, 10}}, {19, 18}};
+  Tensors<float> x{c, false, 0, rng};
+  std::vector<float> scores = std::vector<float>(10, 42.0f);
+  pdrop::Workspace ws;
+  std::vector<unsigned char> before = pdrop_test::bytes_of(scores);
+
+  template <class Q, class K>
+  void expect_rejected(HeadView<const Q> q, std::vector<std::int64_t> pos,
+                       HeadView<const K> k, std::vector<ImageSpan> spans,
+                       std::vector<float>& out, const std::string& needle,
+                       pdrop::ScoreOptions opt = {}) {
+    pdrop_test::expect_invalid(
+        [&] { pdrop::score_image_tokens<Q, K>(q, pos, k, spans, ws, out, opt); }, needle);
+    EXPECT_EQ(pdrop_test::bytes_of(out), before) << needle;
+  }
+};
+
+TEST(ScoreErrors, RejectsBadShapesAndLeavesScoresUntouched) {
+  ErrorFixture f;
+  auto q = f.x.qv;
+  auto k = f.x.kv;
+  auto bad = [](HeadView<const float> v, auto edit) { edit(v); return v; };
+  f.expect_rejected(q, {19}, k, f.c.spans, f.scores, "query_pos.size (1)");
+  f.expect_rejected(q, {19, 20}, k, f.c.spans, f.scores, "query_pos[1] (20)");
+  f.expect_rejected(q, {-1, 3}, k, f.c.spans, f.scores, "query_pos[0] (-1)");
+  f.expect_rejected(q, f.c.pos, k, {{15, 10}}, f.scores, "spans[0] (start 15, length 10)");
+  f.expect_rejected(q, f.c.pos, k, {{4, 5}, {8, 5}}, f.scores, "spans[1] (start 8)");
+  f.expect_rejected(q, f.c.pos, k, {{4, 9}}, f.scores, "scores.size (10)");
+  f.expect_rejected(bad(q, [](auto& v) { v.heads = 3; }), f.c.pos, k, f.c.spans, f.scores,
+                    "q.heads (3) must be a multiple of k.heads (2)");
+  f.expect_rejected(q, f.c.pos, bad(k, [](auto& v) { v.dim = 7; }), f.c.spans, f.scores,
+                    "q.dim (8) and k.dim (7)");
+  f.expect_rejected(q, f.c.pos, bad(k, [](auto& v) { v.token_stride = 5; }), f.c.spans,
+                    f.scores, "k.token_stride (5) must be >= dim (8)");
+  f.expect_rejected(q, f.c.pos, bad(k, [](auto& v) { v.data = nullptr; }), f.c.spans,
+                    f.scores, "k.data is null");
+  f.expect_rejected(q, f.c.pos, bad(k, [](auto& v) { v.tokens = -2; }), f.c.spans, f.scores,
+                    "k.tokens (-2)");
+  f.expect_rejected(q, f.c.pos, bad(k, [](auto& v) { v.head_stride = std::int64_t{1} << 62; }),
+                    f.c.spans, f.scores, "overflows int64");
+  pdrop::ScoreOptions opt;
+  opt.softmax_scale = -1.0f;
+  f.expect_rejected(q, f.c.pos, k, f.c.spans, f.scores, "options.softmax_scale (-1)", opt);
+}
+
+TEST(ScoreErrors, NonFiniteInputIsAnErrorNotAPick) {
+  for (float poison : {std::nanf(""), INFINITY, -INFINITY}) {
+    ErrorFixture f;
+    f.x.k[3 * 8 + 2] = poison;  // kv head 0, token 3
+    f.expect_rejected(f.x.qv, f.c.pos, f.x.kv, f.c.spans, f.scores, "non-finite");
+    ErrorFixture g;
+    g.x.q[1] = poison;          // q head 0, query 0
+    g.expect_rejected(g.x.qv, g.c.pos, g.x.kv, g.c.spans, g.scores, "query head 0");
+  }
+  // A poisoned key after every query position is never read: no error.
+  ErrorFixture f;
+  f.c.pos = {15, 12};
+  f.x.k[19 * 8] = std::nanf("");
+  pdrop::score_image_tokens<float, float>(f.x.qv, f.c.pos, f.x.kv, f.c.spans, f.ws, f.scores);
+  for (float s : f.scores) EXPECT_TRUE(std::isfinite(s));
+}
+
+}  // namespace
