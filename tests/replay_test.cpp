@@ -1,0 +1,153 @@
+// pdrop-replay as a user runs it: every score_* golden case through the
+// tool, outputs compared with the golden files; bad input gives one line on
+// stderr, exit status 1 and no output file.
+#include <gtest/gtest.h>
+
+#if defined(PDROP_REPLAY_EXE) && defined(PDROP_GOLDEN_DIR)
+
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "pdrop/npy.hpp"
+#include "test_util.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace npy = pdrop::npy;
+
+struct ToolRun {
+  int status;
+  std::string err;
+};
+
+// Runs the tool with `args`, capturing stderr.
+ToolRun replay(const std::string& args, const fs::path& scratch) {
+  const fs::path err = scratch / "stderr.txt";
+  const std::string cmd = std::string("'") + PDROP_REPLAY_EXE + "' " + args + " 2> '" +
+                          err.string() + "'";
+  const int raw = std::system(cmd.c_str());
+  std::ifstream f(err);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, ss.str()};
+}
+
+struct Scratch {
+  fs::path dir;
+  Scratch() {
+    dir = fs::temp_directory_path() /
+          ("pdrop_replay_test_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
+           "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+  }
+  ~Scratch() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+};
+
+std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+
+TEST(ReplayScore, EveryGoldenCaseMatches) {
+  Scratch s;
+  int cases = 0;
+  for (const auto& e : fs::directory_iterator(PDROP_GOLDEN_DIR)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("score_", 0) != 0) continue;
+    ++cases;
+    SCOPED_TRACE(name);
+    const fs::path out = s.dir / name;
+    const ToolRun r = replay("score " + q(e.path()) + " " + q(out), s.dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err, "");
+    const auto got = npy::read((out / "scores.npy").string());
+    EXPECT_EQ(got.type, npy::dtype::f4);
+    const auto scores = npy::to_f32(got);
+    const auto want = npy::to_f32(npy::read((e.path() / "scores.npy").string()));
+    ASSERT_EQ(scores.size(), want.size());
+    for (std::size_t i = 0; i < want.size(); ++i)
+      ASSERT_NEAR(scores[i], want[i], 1e-4 * std::fabs(want[i])) << i;
+    const auto kept = npy::read((out / "kept.npy").string());
+    EXPECT_EQ(kept.type, npy::dtype::i8);
+    EXPECT_EQ(npy::to_i64(kept), npy::to_i64(npy::read((e.path() / "kept.npy").string())));
+  }
+  EXPECT_GE(cases, 7);
+}
+
+// Copies score_tiny into the scratch folder so a test can damage one file.
+fs::path copy_tiny(const fs::path& scratch) {
+  const fs::path dst = scratch / "case";
+  fs::copy(fs::path(PDROP_GOLDEN_DIR) / "score_tiny", dst);
+  for (const auto& e : fs::directory_iterator(dst))
+    fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
+  return dst;
+}
+
+void expect_clean_failure(const ToolRun& r, const fs::path& out, const std::string& needle) {
+  EXPECT_EQ(r.status, 1);
+  ASSERT_FALSE(r.err.empty());
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "not one line: " << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(out)) << "wrote " << out;
+}
+
+TEST(ReplayScore, BadInputIsOneLineExitOneNothingWritten) {
+  Scratch s;
+  const fs::path out = s.dir / "out";
+  expect_clean_failure(replay("score " + q(s.dir / "missing") + " " + q(out), s.dir), out,
+                       "not a directory");
+  expect_clean_failure(replay("", s.dir), out, "no mode");
+  expect_clean_failure(replay("frobnicate a b", s.dir), out, "unknown mode");
+  expect_clean_failure(replay("score only_one_arg", s.dir), out, "CASE_DIR OUT_DIR");
+
+  struct Damage { const char* file; std::string bytes; const char* needle; };
+  std::vector<Damage> damages{
+      {"k.npy", "\x93NUMPY\x01", "k.npy"},                       // truncated
+      {"q.npy", "not an npy file at all, not even close", "q.npy"},  // bad magic
+  };
+  for (const auto& d : damages) {
+    Scratch inner;
+    const fs::path c = copy_tiny(inner.dir);
+    std::ofstream(c / d.file, std::ios::binary | std::ios::trunc) << d.bytes;
+    expect_clean_failure(replay("score " + q(c) + " " + q(out), inner.dir), out, d.needle);
+  }
+  {  // a missing file
+    Scratch inner;
+    const fs::path c = copy_tiny(inner.dir);
+    fs::remove(c / "keep.npy");
+    expect_clean_failure(replay("score " + q(c) + " " + q(out), inner.dir), out, "keep.npy");
+  }
+  {  // wrong dtype: query positions as float
+    Scratch inner;
+    const fs::path c = copy_tiny(inner.dir);
+    const float p = 9.0f;
+    npy::write((c / "query_pos.npy").string(), {1}, &p);
+    expect_clean_failure(replay("score " + q(c) + " " + q(out), inner.dir), out, "i8");
+  }
+  {  // keep larger than the image
+    Scratch inner;
+    const fs::path c = copy_tiny(inner.dir);
+    const std::int64_t k = 7;
+    npy::write((c / "keep.npy").string(), {1}, &k);
+    expect_clean_failure(replay("score " + q(c) + " " + q(out), inner.dir), out,
+                         "keep_counts[0] (7)");
+  }
+  {  // NaN in k
+    Scratch inner;
+    const fs::path c = copy_tiny(inner.dir);
+    auto k = npy::read((c / "k.npy").string());
+    std::vector<float> v = npy::to_f32(k);
+    v[9 * 8] = std::nanf("");
+    npy::write((c / "k.npy").string(), k.shape, v.data());
+    expect_clean_failure(replay("score " + q(c) + " " + q(out), inner.dir), out, "non-finite");
+  }
+}
+
+}  // namespace
+
+#endif
