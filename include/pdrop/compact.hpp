@@ -39,21 +39,21 @@ enum class PositionMode {
 
 namespace detail {
 
-// keep strictly ascending, every entry in [0, tokens).
+// `name` (a keep list) strictly ascending, every entry in [0, tokens).
 inline void validate_keep(const char* fn, span<const std::int64_t> keep,
-                          std::int64_t tokens) {
+                          std::int64_t tokens, const char* name = "keep") {
   if (keep.size < 0 || keep.size > tokens)
-    fail<shape_error>(fn, "keep.size (", keep.size, ") must be in [0, tokens = ",
+    fail<shape_error>(fn, name, ".size (", keep.size, ") must be in [0, tokens = ",
                       tokens, "]");
   if (keep.size > 0 && keep.data == nullptr)
-    fail<shape_error>(fn, "keep.data is null with ", keep.size, " entries");
+    fail<shape_error>(fn, name, ".data is null with ", keep.size, " entries");
   for (std::int64_t i = 0; i < keep.size; ++i) {
     if (keep[i] < 0 || keep[i] >= tokens)
-      fail<value_error>(fn, "keep[", i, "] (", keep[i], ") must be in [0, ", tokens,
+      fail<value_error>(fn, name, "[", i, "] (", keep[i], ") must be in [0, ", tokens,
                         ")");
     if (i > 0 && keep[i] <= keep[i - 1])
-      fail<value_error>(fn, "keep must be strictly ascending: keep[", i - 1, "] = ",
-                        keep[i - 1], ", keep[", i, "] = ", keep[i]);
+      fail<value_error>(fn, name, " must be strictly ascending: ", name, "[", i - 1,
+                        "] = ", keep[i - 1], ", ", name, "[", i, "] = ", keep[i]);
   }
 }
 
@@ -110,7 +110,7 @@ inline void build_keep_list(std::int64_t tokens, span<const ImageSpan> spans,
                                 spans[i - 1].end(), ")");
     image += s.length;
   }
-  detail::validate_keep(fn, kept, tokens);
+  detail::validate_keep(fn, kept, tokens, "kept");
   for (std::int64_t i = 0, sp = 0; i < kept.size; ++i) {
     while (sp < spans.size && kept[i] >= spans[sp].end()) ++sp;
     if (sp == spans.size || kept[i] < spans[sp].start)
@@ -251,14 +251,16 @@ void compact_positions(TokenView<P> positions, span<const std::int64_t> keep,
                        PositionMode mode = PositionMode::reindex) {
   static_assert(std::is_integral_v<P> && !std::is_const_v<P>,
                 "positions are a writable integer type");
-  if (mode == PositionMode::keep_original) {
-    compact_rows(positions, keep);
-    return;
-  }
   constexpr const char* fn = "pdrop::compact_positions";
   detail::check_token_view(fn, "positions", positions.data, positions.tokens,
                            positions.features, positions.row_stride, sizeof(P));
   detail::validate_keep(fn, keep, positions.tokens);
+  if (mode == PositionMode::keep_original) {
+    auto* p = reinterpret_cast<unsigned char*>(positions.data);
+    detail::move_rows(p, p, keep, positions.features, positions.row_stride,
+                      positions.row_stride, sizeof(P));
+    return;
+  }
   if (positions.features != 1)
     detail::fail<shape_error>(fn, "positions.features (", positions.features,
                               ") must be 1 to re-index; multi-axis positions (M-RoPE) "

@@ -174,14 +174,18 @@ auto rows_as_tokens(M&& m) {
 }
 
 // TokenView over a column-major Eigen object whose columns are tokens
-// (features x tokens, Eigen's default storage order).
+// (features x tokens, Eigen's default storage order); a single row (one
+// scalar per token) may have any storage, its inner stride is the row stride.
 template <class M, class = std::enable_if_t<detail::is_eigen_dense_v<M>>>
 auto cols_as_tokens(M&& m) {
   using D = std::decay_t<M>;
-  static_assert(!D::IsRowMajor || D::RowsAtCompileTime == 1,
-                "pdrop::cols_as_tokens needs column-major storage");
-  return TokenView<detail::eigen_elem_t<M>>(m.data(), m.cols(), m.rows(),
-                                            m.outerStride());
+  using Elem = detail::eigen_elem_t<M>;
+  if constexpr (D::RowsAtCompileTime == 1) {  // a row of per-token scalars
+    return TokenView<Elem>(m.data(), m.cols(), 1, m.innerStride());
+  } else {
+    static_assert(!D::IsRowMajor, "pdrop::cols_as_tokens needs column-major storage");
+    return TokenView<Elem>(m.data(), m.cols(), m.rows(), m.outerStride());
+  }
 }
 
 // Per-head view of token rows that hold `heads` heads side by side
