@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "pdrop/detail/check.hpp"
@@ -265,6 +266,12 @@ void compact_positions(TokenView<P> positions, span<const std::int64_t> keep,
     detail::fail<shape_error>(fn, "positions.features (", positions.features,
                               ") must be 1 to re-index; multi-axis positions (M-RoPE) "
                               "use PositionMode::keep_original");
+  if (keep.size > 0 &&
+      static_cast<std::uint64_t>(keep.size - 1) >
+          static_cast<std::uint64_t>(std::numeric_limits<P>::max()))
+    detail::fail<value_error>(fn, "keep.size (", keep.size,
+                              ") positions do not fit the position type (max ",
+                              +std::numeric_limits<P>::max(), ")");
   for (std::int64_t i = 0; i < keep.size; ++i) *positions.row(i) = static_cast<P>(i);
 }
 

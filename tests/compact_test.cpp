@@ -1,0 +1,492 @@
+// Compaction against naive references written element by element: compact_rows
+// (in place and out of place, padded and mismatched strides), compact_heads
+// (HND with capacity padding, NHD, a fused-QKV slice), compact_positions and
+// build_keep_list; then every rejection, each leaving its buffers untouched.
+#include <gtest/gtest.h>
+
+#include <limits>
+
+#include "test_util.hpp"
+
+namespace {
+
+using pdrop::HeadView;
+using pdrop::ImageSpan;
+using pdrop::TokenView;
+using Keep = std::vector<std::int64_t>;
+
+// Compaction moves any trivially copyable type: the float types and integers.
+using MoveTypes = ::testing::Types<float, pdrop::half, pdrop::bfloat16, std::int32_t,
+                                   std::int64_t, std::uint8_t>;
+struct MoveTypeNames {
+  template <class T>
+  static std::string GetName(int i) {
+    if (pdrop::is_float_type_v<T>) return pdrop_test::FloatTypeNames::GetName<T>(i);
+    return std::is_same_v<T, std::uint8_t> ? "uint8" : "int" + std::to_string(8 * sizeof(T));
+  }
+};
+
+template <class T>
+std::vector<T> random_buf(std::int64_t n, std::mt19937& rng) {
+  if constexpr (pdrop::is_float_type_v<T>) {
+    return pdrop_test::random_vector<T>(static_cast<std::size_t>(n), rng, -100, 100);
+  } else {
+    std::uniform_int_distribution<std::int64_t> d(std::numeric_limits<T>::min(),
+                                                  std::numeric_limits<T>::max());
+    std::vector<T> v(static_cast<std::size_t>(n));
+    for (auto& x : v) x = static_cast<T>(d(rng));
+    return v;
+  }
+}
+
+// Keep lists of every shape: empty, all, random subsets (dense and sparse),
+// one run in the middle, alternating, first only, last only.
+std::vector<Keep> keep_lists(std::int64_t tokens, std::mt19937& rng) {
+  std::vector<Keep> out(8);
+  std::bernoulli_distribution half(0.5), sparse(0.15);
+  for (std::int64_t t = 0; t < tokens; ++t) {
+    out[1].push_back(t);
+    if (half(rng)) out[2].push_back(t);
+    if (sparse(rng)) out[3].push_back(t);
+    if (t >= tokens / 3 && t < tokens / 3 + std::max<std::int64_t>(1, tokens / 3))
+      out[4].push_back(t);
+    if (t % 2 == 1 || tokens == 1) out[5].push_back(t);
+  }
+  out[6] = {0};
+  out[7] = {tokens - 1};
+  return out;
+}
+
+// Index of the first element whose bytes differ between got and want among
+// those `check` selects (all when empty), or -1.
+template <class T>
+std::int64_t first_diff(const std::vector<T>& got, const std::vector<T>& want,
+                        const std::vector<bool>& check = {}) {
+  for (std::size_t e = 0; e < want.size(); ++e)
+    if ((check.empty() || check[e]) && std::memcmp(&got[e], &want[e], sizeof(T)) != 0)
+      return static_cast<std::int64_t>(e);
+  return -1;
+}
+
+// The naive in-place result: element (g, t, c) of each of `groups` heads (1
+// for token rows) takes (g, keep[t], c) for t < keep.size. `check` masks out
+// rows t >= keep.size (stale, unspecified); every other element, padding
+// included, must keep its bytes.
+template <class T, class Off>
+std::pair<std::vector<T>, std::vector<bool>> naive_in_place(const std::vector<T>& orig,
+                                                            const Keep& keep, std::int64_t groups,
+                                                            std::int64_t n, std::int64_t width,
+                                                            Off off) {
+  std::vector<T> want = orig;
+  std::vector<bool> check(orig.size(), true);
+  const auto k = static_cast<std::int64_t>(keep.size());
+  for (std::int64_t g = 0; g < groups; ++g)
+    for (std::int64_t t = 0; t < n; ++t)
+      for (std::int64_t c = 0; c < width; ++c) {
+        if (t < k) want[off(g, t, c)] = orig[off(g, keep[t], c)];
+        else check[off(g, t, c)] = false;
+      }
+  return {want, check};
+}
+
+// Runs `call`, expects a rejection whose message holds `needle`, and that
+// every buffer in `bufs` is byte for byte what it was before.
+template <class F, class... V>
+void expect_rejected(const std::string& needle, F&& call, const V&... bufs) {
+  const std::vector<std::vector<unsigned char>> before{pdrop_test::bytes_of(bufs)...};
+  pdrop_test::expect_invalid(call, needle);
+  const std::vector<std::vector<unsigned char>> after{pdrop_test::bytes_of(bufs)...};
+  EXPECT_EQ(before, after) << "a rejected call wrote to a buffer: " << needle;
+}
+
+const std::int64_t kTokens[] = {1, 2, 3, 7, 64, 65, 127};
+const std::int64_t kFeatures[] = {1, 3, 7, 64};
+
+template <class T>
+class CompactTyped : public ::testing::Test {};
+TYPED_TEST_SUITE(CompactTyped, MoveTypes, MoveTypeNames);
+
+// In place: row i holds old row keep[i] byte for byte, and the padding
+// between features and row_stride is never written, in any row.
+TYPED_TEST(CompactTyped, RowsInPlaceMatchNaiveAndKeepPadding) {
+  using T = TypeParam;
+  std::mt19937 rng(11);
+  for (std::int64_t n : kTokens)
+    for (std::int64_t f : kFeatures)
+      for (std::int64_t pad : {0, 3}) {
+        const std::int64_t rs = f + pad;
+        const std::vector<T> orig = random_buf<T>(n * rs, rng);
+        const auto at = [rs](auto, auto t, auto e) { return t * rs + e; };
+        for (const Keep& keep : keep_lists(n, rng)) {
+          const auto [want, check] = naive_in_place(orig, keep, 1, n, f, at);
+          std::vector<T> buf = orig;
+          pdrop::compact_rows(TokenView<T>(buf.data(), n, f, rs), keep);
+          EXPECT_EQ(first_diff(buf, want, check), -1)
+              << "tokens " << n << " features " << f << " stride " << rs << " keep " << keep.size();
+        }
+      }
+}
+
+// Out of place with src and dst strides that differ: dst rows [0, keep.size)
+// hold src rows keep[i]; dst padding and dst rows past keep.size keep their
+// bytes; src is not written.
+TYPED_TEST(CompactTyped, RowsOutOfPlaceWithDifferentStrides) {
+  using T = TypeParam;
+  std::mt19937 rng(12);
+  const std::pair<std::int64_t, std::int64_t> pads[] = {{0, 0}, {3, 0}, {0, 5}, {3, 1}};
+  for (std::int64_t n : kTokens)
+    for (std::int64_t f : kFeatures)
+      for (auto [sp, dp] : pads) {
+        const std::int64_t srs = f + sp, drs = f + dp;
+        const std::vector<T> src = random_buf<T>(n * srs, rng);
+        for (const Keep& keep : keep_lists(n, rng)) {
+          const auto k = static_cast<std::int64_t>(keep.size());
+          const std::int64_t dn = k + 2;  // two rows past keep.size
+          const std::vector<T> dst0 = random_buf<T>(dn * drs, rng);
+          std::vector<T> want = dst0;
+          for (std::int64_t i = 0; i < k; ++i)
+            for (std::int64_t e = 0; e < f; ++e) want[i * drs + e] = src[keep[i] * srs + e];
+          const std::vector<unsigned char> src_bytes = pdrop_test::bytes_of(src);
+          std::vector<T> dst = dst0;
+          pdrop::compact_rows<T>(TokenView<const T>(src.data(), n, f, srs), keep,
+                                 TokenView<T>(dst.data(), dn, f, drs));
+          EXPECT_EQ(first_diff(dst, want), -1)
+              << "tokens " << n << " features " << f << " strides " << srs << "/" << drs;
+          EXPECT_EQ(pdrop_test::bytes_of(src), src_bytes);
+        }
+      }
+}
+
+// A per-head buffer layout with its element offsets written out by hand.
+enum class Kind { hnd, hnd_cap, nhd, nhd_pad, fused };
+struct Layout {
+  Kind kind;
+  std::int64_t heads, tokens, dim;
+  std::int64_t cap() const { return kind == Kind::hnd_cap ? tokens + 2 : tokens; }
+  std::int64_t rs() const { return 3 * heads * dim + 1; }  // fused q|k|v|1 pad
+  std::int64_t ts() const { return heads * (dim + 1) + 2; }  // padded NHD row
+  std::int64_t size() const {
+    return kind == Kind::fused ? tokens * rs()
+         : kind == Kind::nhd_pad ? tokens * ts() : heads * cap() * dim;
+  }
+  std::int64_t off(std::int64_t h, std::int64_t t, std::int64_t c) const {
+    switch (kind) {
+      case Kind::hnd:
+      case Kind::hnd_cap: return (h * cap() + t) * dim + c;
+      case Kind::nhd: return (t * heads + h) * dim + c;
+      case Kind::nhd_pad: return t * ts() + h * (dim + 1) + c;
+      default: return heads * dim + t * rs() + h * dim + c;  // the k slice
+    }
+  }
+  template <class T>
+  HeadView<T> view(T* p) const {
+    switch (kind) {
+      case Kind::hnd: return pdrop::hnd_view(p, heads, tokens, dim);
+      case Kind::hnd_cap: return pdrop::hnd_view(p, heads, tokens, dim, cap());
+      case Kind::nhd: return pdrop::nhd_view(p, tokens, heads, dim);
+      case Kind::nhd_pad: return HeadView<T>(p, heads, tokens, dim, dim + 1, ts());
+      default: {  // the k slice of fused rows, split into heads
+        const TokenView<T> k_rows(p + heads * dim, tokens, heads * dim, rs());
+        return pdrop::split_heads(k_rows, heads);
+      }
+    }
+  }
+};
+const char* const kKindNames[] = {"HND", "HND+cap", "NHD", "NHD+pad", "fused"};
+const Kind kKinds[] = {Kind::hnd, Kind::hnd_cap, Kind::nhd, Kind::nhd_pad, Kind::fused};
+
+// In place, every layout: (h, i) holds old (h, keep[i]); every element that
+// is no (h, t) of the view (capacity rows, other q/v slices, padding) keeps
+// its bytes; only (h, t >= keep.size) may change.
+TYPED_TEST(CompactTyped, HeadsInPlaceMatchNaivePerHeadAndToken) {
+  using T = TypeParam;
+  std::mt19937 rng(13);
+  for (std::int64_t heads : {1, 2, 3, 8})
+    for (std::int64_t n : {1, 2, 7, 65})
+      for (std::int64_t dim : {1, 3, 64})
+        for (Kind kind : kKinds) {
+          const Layout L{kind, heads, n, dim};
+          const std::vector<T> orig = random_buf<T>(L.size(), rng);
+          for (const Keep& keep : keep_lists(n, rng)) {
+            const auto [want, check] = naive_in_place(
+                orig, keep, heads, n, dim,
+                [&L](std::int64_t h, std::int64_t t, std::int64_t c) { return L.off(h, t, c); });
+            std::vector<T> buf = orig;
+            pdrop::compact_heads(L.view(buf.data()), keep);
+            EXPECT_EQ(first_diff(buf, want, check), -1)
+                << kKindNames[int(kind)] << " heads " << heads << " tokens " << n << " dim "
+                << dim << " keep " << keep.size();
+          }
+        }
+}
+
+// Out of place between different layouts: dst(h, i) = src(h, keep[i]);
+// every other dst element and all of src keep their bytes.
+TYPED_TEST(CompactTyped, HeadsOutOfPlaceAcrossLayouts) {
+  using T = TypeParam;
+  std::mt19937 rng(14);
+  for (std::int64_t heads : {1, 3, 8})
+    for (std::int64_t n : {2, 7, 65})
+      for (std::int64_t dim : {1, 7})
+        for (Kind sk : kKinds)
+          for (Kind dk : kKinds) {
+            const Layout S{sk, heads, n, dim};
+            const std::vector<T> src = random_buf<T>(S.size(), rng);
+            const auto src_bytes = pdrop_test::bytes_of(src);
+            for (const Keep& keep : keep_lists(n, rng)) {
+              const auto k = static_cast<std::int64_t>(keep.size());
+              const Layout D{dk, heads, k + 1, dim};
+              const std::vector<T> dst0 = random_buf<T>(D.size(), rng);
+              std::vector<T> want = dst0, dst = dst0;
+              for (std::int64_t h = 0; h < heads; ++h)
+                for (std::int64_t i = 0; i < k; ++i)
+                  for (std::int64_t c = 0; c < dim; ++c)
+                    want[D.off(h, i, c)] = src[S.off(h, keep[i], c)];
+              pdrop::compact_heads<T>(S.view(src.data()), keep, D.view(dst.data()));
+              EXPECT_EQ(first_diff(dst, want), -1)
+                  << kKindNames[int(sk)] << " -> " << kKindNames[int(dk)] << " heads "
+                  << heads << " tokens " << n << " dim " << dim << " keep " << k;
+              EXPECT_EQ(pdrop_test::bytes_of(src), src_bytes);
+            }
+          }
+}
+
+// A read-only src may alias its own rows (head_stride = token_stride = dim:
+// head h token t is token h + t): out of place reads it as the naive copy.
+TEST(CompactHeads, ReadOnlySourceMayOverlapItself) {
+  std::vector<float> src((2 - 1) * 4 + (5 - 1) * 4 + 4), dst(2 * 3 * 4, -1.0f);
+  std::iota(src.begin(), src.end(), 0.0f);
+  const Keep keep{0, 2, 3};
+  pdrop::compact_heads<float>(HeadView<const float>(src.data(), 2, 5, 4, 4, 4), keep,
+                              pdrop::hnd_view(dst.data(), 2, 3, 4));
+  for (std::int64_t h = 0; h < 2; ++h)
+    for (std::int64_t i = 0; i < 3; ++i)
+      for (std::int64_t c = 0; c < 4; ++c)
+        EXPECT_EQ(dst[(h * 3 + i) * 4 + c], src[(h + keep[i]) * 4 + c]) << h << " " << i;
+}
+
+// reindex writes 0..k-1 through the row stride and nothing else;
+// keep_original moves 1 or 3 (M-RoPE) columns with their tokens.
+TEST(CompactPositions, ReindexAndKeepOriginalMatchNaive) {
+  std::mt19937 rng(15);
+  for (std::int64_t n : kTokens)
+    for (std::int64_t cols : {1, 3})
+      for (std::int64_t pad : {0, 2})
+        for (const Keep& keep : keep_lists(n, rng)) {
+          const std::int64_t rs = cols + pad, k = static_cast<std::int64_t>(keep.size());
+          const std::vector<std::int32_t> orig = random_buf<std::int32_t>(n * rs, rng);
+          std::vector<std::int32_t> buf = orig;
+          auto [want, check] = naive_in_place(orig, keep, 1, n, cols,
+                                              [rs](auto, auto t, auto c) { return t * rs + c; });
+          pdrop::compact_positions(TokenView<std::int32_t>(buf.data(), n, cols, rs), keep,
+                                   pdrop::PositionMode::keep_original);
+          EXPECT_EQ(first_diff(buf, want, check), -1) << "keep_original cols " << cols;
+          if (cols != 1) continue;
+          for (std::int64_t i = 0; i < k; ++i) want[i * rs] = static_cast<std::int32_t>(i);
+          buf = orig;
+          pdrop::compact_positions(TokenView<std::int32_t>(buf.data(), n, 1, rs), keep);
+          EXPECT_EQ(first_diff(buf, want, check), -1) << "reindex tokens " << n;
+        }
+}
+
+// Re-indexing 3-column positions is rejected; keep_original errors name
+// compact_positions and `positions` (not compact_rows / rows). Nothing is
+// written.
+TEST(CompactPositions, Rejections) {
+  std::vector<std::int64_t> pos(12, 7);
+  auto call = [&](const Keep& keep, std::int64_t rs, pdrop::PositionMode mode) {
+    return [&pos, keep, rs, mode] {
+      pdrop::compact_positions(TokenView<std::int64_t>(pos.data(), 4, 3, rs), keep, mode);
+    };
+  };
+  const auto reindex = pdrop::PositionMode::reindex;
+  const auto original = pdrop::PositionMode::keep_original;
+  expect_rejected("positions.features (3) must be 1", call({0, 2}, 3, reindex), pos);
+  expect_rejected("pdrop::compact_positions: keep must be strictly ascending",
+                  call({2, 1}, 3, original), pos);
+  expect_rejected("pdrop::compact_positions: positions.row_stride (1) must be >= features (3)",
+                  call({0}, 1, original), pos);
+}
+
+// Naive new spans: start minus the image tokens dropped before it; length =
+// kept tokens inside it.
+std::vector<ImageSpan> naive_new_spans(const std::vector<ImageSpan>& spans, const Keep& kept) {
+  std::vector<ImageSpan> out;
+  for (const ImageSpan& s : spans) {
+    std::int64_t dropped = 0, inside = 0;
+    for (const ImageSpan& o : spans)
+      for (std::int64_t t = o.start; t < o.end(); ++t) {
+        const bool k = std::find(kept.begin(), kept.end(), t) != kept.end();
+        if (t < s.start && !k) ++dropped;
+        if (t >= s.start && t < s.end() && k) ++inside;
+      }
+    out.push_back({s.start - dropped, inside});
+  }
+  return out;
+}
+
+std::vector<std::pair<std::int64_t, std::int64_t>> pairs(const std::vector<ImageSpan>& v) {
+  std::vector<std::pair<std::int64_t, std::int64_t>> out;
+  for (const ImageSpan& s : v) out.emplace_back(s.start, s.length);
+  return out;
+}
+
+// 0..3 spans, zero-length ones, spans at the start and the end, with none,
+// all or random image tokens kept: keep and new spans match the naive ones,
+// also when maybe_new_spans is the spans array itself.
+TEST(BuildKeepList, MatchesNaiveWithAndWithoutNewSpans) {
+  struct Case { std::int64_t tokens; std::vector<ImageSpan> spans; };
+  const std::vector<Case> cases = {
+      {7, {}}, {0, {}}, {9, {{0, 5}}}, {9, {{4, 5}}}, {6, {{0, 6}}}, {8, {{3, 0}}},
+      {12, {{2, 3}, {5, 4}}}, {10, {{0, 0}, {1, 8}}}, {64, {{0, 0}, {10, 20}, {64, 0}}},
+      {127, {{1, 40}, {41, 0}, {60, 67}}}, {65, {{0, 30}, {31, 3}, {40, 25}}}};
+  std::mt19937 rng(16);
+  for (const Case& c : cases)
+    for (double p : {0.0, 1.0, 0.5, 0.2}) {
+      std::bernoulli_distribution pick(p);
+      Keep kept;
+      for (const ImageSpan& s : c.spans)
+        for (std::int64_t t = s.start; t < s.end(); ++t)
+          if (pick(rng)) kept.push_back(t);
+      const Keep want = pdrop_test::naive_keep_list(c.tokens, c.spans, kept);
+      const std::vector<ImageSpan> want_spans = naive_new_spans(c.spans, kept);
+      SCOPED_TRACE(::testing::Message() << "tokens " << c.tokens << " spans "
+                                        << c.spans.size() << " kept " << kept.size());
+      Keep keep(want.size(), -1), keep2(want.size(), -1);
+      std::vector<ImageSpan> out(c.spans.size(), ImageSpan{-1, -1});
+      pdrop::build_keep_list(c.tokens, c.spans, kept, keep, out);
+      EXPECT_EQ(keep, want);
+      std::vector<ImageSpan> aliased = c.spans;
+      pdrop::build_keep_list(c.tokens, aliased, kept, keep2, aliased);
+      EXPECT_EQ(keep2, want);
+      EXPECT_EQ(pairs(out), pairs(want_spans));
+      EXPECT_EQ(pairs(aliased), pairs(want_spans)) << "maybe_new_spans aliasing spans";
+      std::fill(keep.begin(), keep.end(), -1);
+      pdrop::build_keep_list(c.tokens, c.spans, kept, keep);  // no new spans
+      EXPECT_EQ(keep, want);
+    }
+}
+
+// Every rejection of compact_rows names the argument and the value, and
+// writes nothing.
+TEST(CompactErrors, RowsRejectBadKeepAndViews) {
+  std::mt19937 rng(17);
+  std::vector<float> a = random_buf<float>(20, rng), b = random_buf<float>(20, rng);
+  auto in_place = [&](pdrop::span<const std::int64_t> k, std::int64_t n = 5, std::int64_t f = 3,
+                      std::int64_t rs = 4, bool null = false) {
+    return [=, &a] {
+      pdrop::compact_rows(TokenView<float>(null ? nullptr : a.data(), n, f, rs), k);
+    };
+  };
+  const Keep bad_order{0, 3, 2}, dup{1, 1}, high{0, 5}, neg{-1}, too_long{0, 1, 2, 3, 4, 4};
+  expect_rejected("keep[1] = 3, keep[2] = 2", in_place(bad_order), a, bad_order);
+  expect_rejected("keep[0] = 1, keep[1] = 1", in_place(dup), a, dup);
+  expect_rejected("keep[1] (5) must be in [0, 5)", in_place(high), a, high);
+  expect_rejected("keep[0] (-1)", in_place(neg), a, neg);
+  expect_rejected("keep.size (6) must be in [0, tokens = 5]", in_place(too_long), a);
+  const Keep ok{0, 2, 4};
+  expect_rejected("rows.tokens (-1)", in_place(ok, -1), a);
+  expect_rejected("rows.features (-2)", in_place(ok, 5, -2), a);
+  expect_rejected("rows.row_stride (2) must be >= features (3)", in_place(ok, 5, 3, 2), a);
+  expect_rejected("rows.row_stride (2) must be >= features (3)", in_place(ok, 2, 3, 2), a);
+  expect_rejected("rows.data is null with 5 x 3 elements", in_place(ok, 5, 3, 4, true), a);
+  expect_rejected("keep.size (-1)", in_place({ok.data(), -1}), a);
+  expect_rejected("keep.data is null with 2 entries", in_place({nullptr, 2}), a);
+  // Out of place.
+  auto out = [&](std::int64_t dn, std::int64_t df, float* d) {
+    return [&a, ok, dn, df, d] {
+      pdrop::compact_rows<float>(TokenView<const float>(a.data(), 5, 3, 4), ok,
+                                 TokenView<float>(d, dn, df, df));
+    };
+  };
+  expect_rejected("dst.features (2) must equal src.features (3)", out(3, 2, b.data()), a, b);
+  expect_rejected("dst.tokens (2) must be >= keep.size (3)", out(2, 3, b.data()), a, b);
+  expect_rejected("dst overlaps src", out(3, 3, a.data() + 10), a, b);
+  expect_rejected("dst overlaps src", out(3, 3, a.data()), a);
+  expect_rejected("dst.data is null with 3 x 3", out(3, 3, nullptr), a);
+}
+
+// compact_heads: bad sizes, null data, strides that let rows overlap in a
+// view written to, mismatched dst, overlapping src/dst.
+TEST(CompactErrors, HeadsRejectBadViews) {
+  std::mt19937 rng(18);
+  std::vector<float> a = random_buf<float>(48, rng), b = random_buf<float>(48, rng);
+  const Keep ok{0, 2};
+  auto in_place = [&](HeadView<float> v) { return [v, &ok] { pdrop::compact_heads(v, ok); }; };
+  float* p = a.data();
+  expect_rejected("kv.heads (-1)", in_place({p, -1, 3, 4, 12, 4}), a);
+  expect_rejected("kv.dim (-4)", in_place({p, 2, 3, -4, 12, 4}), a);
+  expect_rejected("kv.token_stride (3) must be >= dim (4)", in_place({p, 2, 3, 4, 12, 3}), a);
+  expect_rejected("kv.head_stride (2) must be >= dim (4)", in_place({p, 2, 3, 4, 2, 12}), a);
+  expect_rejected("kv.data is null with 2 x 3 x 4", in_place({nullptr, 2, 3, 4, 12, 4}), a);
+  expect_rejected("kv: strides (head_stride 4, token_stride 4) make rows",
+                  in_place({p, 2, 3, 4, 4, 4}), a);
+  expect_rejected("kv: strides (head_stride 8, token_stride 4) make rows",
+                  in_place({p, 2, 3, 4, 8, 4}), a);
+  expect_rejected("keep[1] (2) must be in [0, 2)", in_place(pdrop::hnd_view(p, 2, 2, 4)), a);
+  auto out = [&](HeadView<float> d) {
+    return [d, &a, &ok] {
+      pdrop::compact_heads<float>(pdrop::hnd_view<const float>(a.data(), 2, 3, 4), ok, d);
+    };
+  };
+  float* q = b.data();
+  expect_rejected("dst: strides (head_stride 4, token_stride 4)", out({q, 2, 2, 4, 4, 4}), a, b);
+  expect_rejected("dst (heads 3, dim 4) must match src (heads 2, dim 4)",
+                  out(pdrop::hnd_view(q, 3, 2, 4)), a, b);
+  expect_rejected("dst (heads 2, dim 2) must match src (heads 2, dim 4)",
+                  out(pdrop::hnd_view(q, 2, 2, 2)), a, b);
+  expect_rejected("dst.tokens (1) must be >= keep.size (2)", out(pdrop::hnd_view(q, 2, 1, 4)),
+                  a, b);
+  expect_rejected("dst overlaps src", out(pdrop::hnd_view(a.data() + 20, 2, 2, 4)), a);
+}
+
+// build_keep_list: kept outside every span, wrong keep size, bad spans,
+// wrong maybe_new_spans size; no output is written.
+TEST(CompactErrors, BuildKeepListRejects) {
+  std::vector<ImageSpan> spans{{3, 4}, {8, 2}};
+  Keep keep(6, -1);
+  std::vector<ImageSpan> ns(2, ImageSpan{-1, -1});
+  auto call = [&](std::int64_t n, const std::vector<ImageSpan>& s, const Keep& kept,
+                  std::int64_t keep_size, std::int64_t ns_size) {
+    return [&, n, kept, keep_size, ns_size] {
+      pdrop::build_keep_list(n, s, kept, {keep.data(), keep_size}, {ns.data(), ns_size});
+    };
+  };
+  expect_rejected("kept[1] (7) is not inside any image span",
+                  call(10, spans, {4, 7}, 6, 2), keep, ns, spans);
+  expect_rejected("kept[0] (0) is not inside any image span",
+                  call(10, spans, {0}, 5, 2), keep, ns, spans);
+  expect_rejected("keep.size (5) must be tokens - image + kept = 10 - 6 + 2 = 6",
+                  call(10, spans, {4, 8}, 5, 2), keep, ns, spans);
+  expect_rejected("maybe_new_spans.size (1) must be 0 or spans.size (2)",
+                  call(10, spans, {4, 8}, 6, 1), keep, ns, spans);
+  expect_rejected("tokens (-1) must be >= 0", call(-1, spans, {}, 0, 0), keep, ns);
+  expect_rejected("spans[1] (start 8, length 2) must lie inside [0, tokens = 9)",
+                  call(9, spans, {}, 0, 0), keep, ns);
+  const std::vector<ImageSpan> overlap{{3, 4}, {5, 2}};
+  expect_rejected("spans[1] (start 5) overlaps or precedes spans[0] (end 7)",
+                  call(10, overlap, {}, 4, 0), keep, ns);
+  expect_rejected("spans[0] (start -1, length 2)", call(10, {{-1, 2}}, {}, 8, 0), keep, ns);
+  // Errors about `kept` name kept, not `keep` (the output of the same call).
+  expect_rejected("kept[0] = 5, kept[1] = 4", call(10, spans, {5, 4}, 6, 2), keep, ns, spans);
+  expect_rejected("kept[0] (12) must be in [0, 10)", call(10, spans, {12}, 5, 2), keep, ns);
+}
+
+}  // namespace
+
+namespace {
+// Re-indexing into a narrow position type must not wrap silently.
+TEST(CompactPositions, ReindexRejectsPositionsTheTypeCannotHold) {
+  std::vector<std::uint8_t> pos(300, 9);
+  std::vector<std::int64_t> keep(257);
+  std::iota(keep.begin(), keep.end(), 0);
+  const auto before = pdrop_test::bytes_of(pos);
+  pdrop_test::expect_invalid(
+      [&] { pdrop::compact_positions(pdrop::TokenView<std::uint8_t>(pos.data(), 300, 1), keep); },
+      "keep.size (257) positions do not fit the position type (max 255)");
+  EXPECT_EQ(pdrop_test::bytes_of(pos), before);
+  keep.resize(256);  // 0..255 fits
+  pdrop::compact_positions(pdrop::TokenView<std::uint8_t>(pos.data(), 300, 1), keep);
+  for (int i = 0; i < 256; ++i) EXPECT_EQ(pos[i], i);
+}
+}  // namespace
