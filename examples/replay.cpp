@@ -8,11 +8,21 @@
 //     writes OUT_DIR/scores.npy (n,) f4 and OUT_DIR/kept.npy (keep,) i8
 //            (absolute positions, ascending)
 //
+//   pdrop-replay pipeline CASE_DIR OUT_DIR
+//     reads  a tiny LLaMA's weights, prompt embeddings, image span, schedule
+//            and decode embeddings (../shared/golden/README.md, pipeline_*)
+//     runs   the reference host (examples/host): prefill with PyramidDrop
+//            through pdrop, then one decode step per decode embedding
+//     writes kept_<j>.npy (i8) per drop, prefill_out.npy and decode_out.npy
+//            (f4, final-norm rows), decode_pos.npy (steps, layers) i8
+//
 // On bad input it prints one line to stderr, exits 1 and writes nothing:
 // everything is read and computed first, outputs go to temporary files that
 // are renamed into place only once all of them are written.
 #include <pdrop/npy.hpp>
 #include <pdrop/pdrop.hpp>
+
+#include "host/pipeline_case.hpp"
 
 #include <cstdio>
 #include <exception>
@@ -26,7 +36,7 @@ namespace fs = std::filesystem;
 namespace npy = pdrop::npy;
 
 [[noreturn]] void usage_error(const std::string& what) {
-  throw pdrop::invalid_argument(what + " (usage: pdrop-replay score CASE_DIR OUT_DIR)");
+  throw pdrop::invalid_argument(what + " (usage: pdrop-replay score|pipeline CASE_DIR OUT_DIR)");
 }
 
 npy::array read_in(const fs::path& dir, const char* name) {
@@ -145,6 +155,27 @@ void run_score(const fs::path& in, const fs::path& out) {
   files.commit();
 }
 
+void run_pipeline(const fs::path& in, const fs::path& out) {
+  const pdrop_host::PipelineCase pc = pdrop_host::load_pipeline_case(in);
+  const pdrop_host::PipelineOutputs res = pdrop_host::run_pipeline_case(pc);
+  fs::create_directories(out);
+  Outputs files{out, {}};
+  for (std::size_t j = 0; j < res.kept.size(); ++j)
+    files.add("kept_" + std::to_string(j) + ".npy", [&](const std::string& p) {
+      npy::write(p, {static_cast<std::int64_t>(res.kept[j].size())}, res.kept[j].data());
+    });
+  files.add("prefill_out.npy", [&](const std::string& p) {
+    npy::write(p, {res.prefill_out.rows(), res.prefill_out.cols()}, res.prefill_out.data());
+  });
+  files.add("decode_out.npy", [&](const std::string& p) {
+    npy::write(p, {res.decode_out.rows(), res.decode_out.cols()}, res.decode_out.data());
+  });
+  files.add("decode_pos.npy", [&](const std::string& p) {
+    npy::write(p, {pc.decode_embeds.rows(), pc.weights.cfg.layers}, res.decode_pos.data());
+  });
+  files.commit();
+}
+
 // One line: newlines of nested messages flattened.
 std::string one_line(std::string s) {
   for (char& c : s)
@@ -161,6 +192,9 @@ int main(int argc, char** argv) {
     if (args[0] == "score") {
       if (args.size() != 3) usage_error("score takes CASE_DIR OUT_DIR");
       run_score(args[1], args[2]);
+    } else if (args[0] == "pipeline") {
+      if (args.size() != 3) usage_error("pipeline takes CASE_DIR OUT_DIR");
+      run_pipeline(args[1], args[2]);
     } else {
       usage_error("unknown mode '" + args[0] + "'");
     }

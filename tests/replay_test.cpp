@@ -79,6 +79,73 @@ TEST(ReplayScore, EveryGoldenCaseMatches) {
   EXPECT_GE(cases, 7);
 }
 
+void expect_clean_failure(const ToolRun& r, const fs::path& out, const std::string& needle);
+
+double max_abs_diff(const fs::path& a, const fs::path& b) {
+  const auto x = npy::read(a.string()), y = npy::read(b.string());
+  EXPECT_EQ(x.shape, y.shape) << a;
+  if (x.shape != y.shape) return 1e9;
+  const auto fx = npy::to_f32(x), fy = npy::to_f32(y);
+  double worst = 0;
+  for (std::size_t i = 0; i < fx.size(); ++i)
+    worst = std::max(worst, static_cast<double>(std::fabs(fx[i] - fy[i])));
+  return worst;
+}
+
+TEST(ReplayPipeline, EveryGoldenCaseMatches) {
+  Scratch s;
+  int cases = 0;
+  for (const auto& e : fs::directory_iterator(PDROP_GOLDEN_DIR)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("pipeline_", 0) != 0) continue;
+    ++cases;
+    SCOPED_TRACE(name);
+    const fs::path out = s.dir / name;
+    const ToolRun r = replay("pipeline " + q(e.path()) + " " + q(out), s.dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err, "");
+    int drops = 0;
+    for (; fs::exists(e.path() / ("kept_" + std::to_string(drops) + ".npy")); ++drops) {
+      const std::string f = "kept_" + std::to_string(drops) + ".npy";
+      EXPECT_EQ(npy::to_i64(npy::read((out / f).string())),
+                npy::to_i64(npy::read((e.path() / f).string()))) << f;
+    }
+    EXPECT_GE(drops, 1);
+    EXPECT_FALSE(fs::exists(out / ("kept_" + std::to_string(drops) + ".npy")));
+    EXPECT_EQ(npy::to_i64(npy::read((out / "decode_pos.npy").string())),
+              npy::to_i64(npy::read((e.path() / "decode_pos.npy").string())));
+    EXPECT_EQ(npy::read((out / "decode_pos.npy").string()).shape,
+              npy::read((e.path() / "decode_pos.npy").string()).shape);
+    for (const char* f : {"prefill_out.npy", "decode_out.npy"}) {
+      const double d = max_abs_diff(out / f, e.path() / f);
+      EXPECT_LE(d, 2e-3) << f;
+      RecordProperty(name + "." + f + ".max_abs_diff", std::to_string(d));
+    }
+  }
+  EXPECT_GE(cases, 3);
+}
+
+TEST(ReplayPipeline, BadCaseIsOneLineExitOneNothingWritten) {
+  Scratch s;
+  const fs::path out = s.dir / "out";
+  const fs::path c = s.dir / "case";
+  fs::copy(fs::path(PDROP_GOLDEN_DIR) / "pipeline_odd_counts", c);
+  for (const auto& e : fs::directory_iterator(c))
+    fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
+  fs::remove(c / "w_up.npy");
+  expect_clean_failure(replay("pipeline " + q(c) + " " + q(out), s.dir), out, "w_up.npy");
+  // A weight of the wrong shape.
+  const std::vector<float> small(6, 0.0f);
+  npy::write((c / "w_up.npy").string(), {2, 3}, small.data());
+  expect_clean_failure(replay("pipeline " + q(c) + " " + q(out), s.dir), out, "expected shape");
+  fs::copy_file(fs::path(PDROP_GOLDEN_DIR) / "pipeline_odd_counts" / "w_up.npy", c / "w_up.npy",
+                fs::copy_options::overwrite_existing);
+  // A drop after the last layer: rejected by the schedule.
+  const std::vector<std::int64_t> bad_layers{1, 3, 6};
+  npy::write((c / "layer_list.npy").string(), {3}, bad_layers.data());
+  expect_clean_failure(replay("pipeline " + q(c) + " " + q(out), s.dir), out, "drop_layers[2] (6)");
+}
+
 // Copies score_tiny into the scratch folder so a test can damage one file.
 fs::path copy_tiny(const fs::path& scratch) {
   const fs::path dst = scratch / "case";

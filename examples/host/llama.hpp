@@ -1,0 +1,312 @@
+// examples/host/llama.hpp - a LLaMA-style decoder that prefills with pdrop.
+//
+// The reference host: small enough to read in one sitting, faithful to HF
+// LLaMA (RMSNorm, rotate_half RoPE, GQA attention with a per-layer KV cache,
+// SwiGLU MLP, final norm; weights in PyTorch layout, y = x @ W.T), and
+// calling only pdrop's public API between layers.
+//
+// The integration is the cheap one. At a drop point (after 1-based layer l)
+// the next layer computes its norm and q/k/v projections over all T tokens
+// anyway. pdrop scores from those (RoPE'd at the current positions: only a
+// rotated copy of K and of the last q row is made), then the projected rows
+// are compacted together with the hidden states and the layer goes on with
+// T_new rows at re-indexed positions 0..T_new-1. No projection is run twice,
+// unlike the reference code, which re-runs norm + q/k/v over all tokens
+// only to score.
+//
+// Decode: a token at original position p = T0 + t uses p - (N0 - n_j) in
+// the layers of stage j, and attends over that layer's own cache.
+#ifndef PDROP_EXAMPLES_HOST_LLAMA_HPP
+#define PDROP_EXAMPLES_HOST_LLAMA_HPP
+
+#include <pdrop/pdrop.hpp>
+
+#include <Eigen/Core>
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace pdrop_host {
+
+using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using Vec = Eigen::VectorXf;
+
+struct Config {
+  std::int64_t layers = 0, dim = 0, heads = 0, kv_heads = 0, ffn = 0;
+  float rope_theta = 10000.0f;
+  float rms_eps = 1e-6f;
+  std::int64_t head_dim() const { return dim / heads; }
+};
+
+struct Layer {
+  Vec attn_norm, ffn_norm;            // (D)
+  Mat wq, wk, wv;                     // (Hq*d, D), (Hkv*d, D), (Hkv*d, D)
+  Mat wo;                             // (D, Hq*d)
+  Mat w_gate, w_up;                   // (F, D)
+  Mat w_down;                         // (D, F)
+};
+
+struct Weights {
+  Config cfg;
+  std::vector<Layer> layers;
+  Vec final_norm;                     // (D)
+};
+
+// Random weights with a sensible scale (for the demo and tests).
+inline Weights random_weights(const Config& c, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  auto mat = [&](std::int64_t r, std::int64_t k) {
+    Mat m(r, k);
+    const float s = 1.0f / std::sqrt(static_cast<float>(k));
+    for (std::int64_t i = 0; i < m.size(); ++i) m.data()[i] = nd(rng) * s;
+    return m;
+  };
+  auto norm = [&] {
+    Vec v(c.dim);
+    for (std::int64_t i = 0; i < c.dim; ++i) v[i] = 1.0f + 0.1f * nd(rng);
+    return v;
+  };
+  const std::int64_t d = c.head_dim();
+  Weights w{c, {}, {}};
+  for (std::int64_t l = 0; l < c.layers; ++l)
+    w.layers.push_back({norm(), norm(), mat(c.heads * d, c.dim), mat(c.kv_heads * d, c.dim),
+                        mat(c.kv_heads * d, c.dim), mat(c.dim, c.heads * d),
+                        mat(c.ffn, c.dim), mat(c.ffn, c.dim), mat(c.dim, c.ffn)});
+  w.final_norm = norm();
+  return w;
+}
+
+// out = x * rsqrt(mean(x^2) + eps) * w, row by row.
+template <class In, class Out>
+void rms_norm(const In& x, const Vec& w, float eps, Out&& out) {
+  for (Eigen::Index i = 0; i < x.rows(); ++i) {
+    const float inv = 1.0f / std::sqrt(x.row(i).squaredNorm() / static_cast<float>(x.cols()) + eps);
+    out.row(i) = (x.row(i).array() * inv * w.transpose().array()).matrix();
+  }
+}
+
+// HF rotate_half RoPE, in place on rows of `heads` heads of dim d: pairs
+// (x[i], x[i + d/2]) rotated by pos * theta^(-2i/d), angles in float32 as
+// HF computes them.
+template <class Rows>
+void rope(Rows&& x, const std::int64_t* pos, std::int64_t heads, std::int64_t d,
+          float theta) {
+  const std::int64_t half = d / 2;
+  std::vector<float> inv_freq(static_cast<std::size_t>(half)), c(inv_freq.size()), s(inv_freq.size());
+  for (std::int64_t i = 0; i < half; ++i)
+    inv_freq[i] = 1.0f / std::pow(theta, static_cast<float>(2 * i) / static_cast<float>(d));
+  for (Eigen::Index r = 0; r < x.rows(); ++r) {
+    for (std::int64_t i = 0; i < half; ++i) {
+      const float a = static_cast<float>(pos[r]) * inv_freq[i];
+      c[i] = std::cos(a);
+      s[i] = std::sin(a);
+    }
+    for (std::int64_t h = 0; h < heads; ++h)
+      for (std::int64_t i = 0; i < half; ++i) {
+        float& x0 = x(r, h * d + i);
+        float& x1 = x(r, h * d + i + half);
+        const float a = x0, b = x1;
+        x0 = a * c[i] - b * s[i];
+        x1 = b * c[i] + a * s[i];
+      }
+  }
+}
+
+// A per-layer KV cache: post-RoPE keys and values, one row per token
+// (Hkv*d wide, NHD), room for `capacity` rows.
+struct KVCache {
+  Mat k, v;
+  std::int64_t len = 0;
+};
+
+// Timing and shape of one prefill, for the demo.
+struct PrefillStats {
+  std::vector<std::int64_t> layer_tokens;   // rows each layer processed
+  std::vector<double> layer_seconds;        // wall time of each layer
+  double drop_seconds = 0.0;                // rope copy + score + select + compact
+};
+
+struct PrefillResult {
+  Mat out;                                          // (T_final, D) final-norm rows
+  std::vector<std::vector<std::int64_t>> kept;      // per drop: kept image tokens
+  std::vector<std::vector<float>> scores;           // per drop: the scores ranked
+  PrefillStats stats;
+};
+
+// One sequence through the model: prefill with a schedule, then decode.
+class Session {
+ public:
+  Session(const Weights& w, pdrop::Schedule schedule, std::int64_t max_decode_steps = 0)
+      : w_(w), schedule_(std::move(schedule)), max_decode_(max_decode_steps) {
+    if (schedule_.num_layers() != w.cfg.layers)
+      throw pdrop::invalid_argument("Session: schedule.num_layers() != model layers");
+  }
+
+  // embeds (T0, D); image = [s, s + N0).
+  PrefillResult prefill(const Mat& embeds, pdrop::ImageSpan image) {
+    const Config& c = w_.cfg;
+    const std::int64_t d = c.head_dim(), qw = c.heads * d, kw = c.kv_heads * d;
+    std::int64_t T = embeds.rows();
+    t0_ = T;
+    n0_ = image.length;
+    steps_ = 0;
+    Mat x = embeds, h(T, c.dim), q(T, qw), k(T, kw), v(T, kw), attn(T, qw), scratch_k(T, kw);
+    Mat probs(T, T), up(T, c.ffn), gate(T, c.ffn);
+    std::vector<std::int64_t> pos(static_cast<std::size_t>(T)), keep(pos.size());
+    for (std::int64_t i = 0; i < T; ++i) pos[i] = i;
+    pdrop::Workspace ws;
+    ws.reserve(c.heads, c.kv_heads, 1, T, d, image.length);
+    PrefillResult res;
+    caches_.assign(static_cast<std::size_t>(c.layers), KVCache{});
+
+    using clock = std::chrono::steady_clock;
+    for (std::int64_t l = 0; l < c.layers; ++l) {
+      const auto t_start = clock::now();
+      const Layer& L = w_.layers[l];
+      auto X = x.topRows(T);
+      rms_norm(X, L.attn_norm, c.rms_eps, h.topRows(T));
+      q.topRows(T).noalias() = h.topRows(T) * L.wq.transpose();
+      k.topRows(T).noalias() = h.topRows(T) * L.wk.transpose();
+      v.topRows(T).noalias() = h.topRows(T) * L.wv.transpose();
+
+      if (const std::int64_t stage = l > 0 ? schedule_.drop_after(l - 1) : 0) {
+        const auto t_drop = clock::now();
+        // Score from this layer's q/k, RoPE'd at the current positions: a
+        // rotated copy of K and of the last q row; the projections stay.
+        scratch_k.topRows(T) = k.topRows(T);
+        rope(scratch_k.topRows(T), pos.data(), c.kv_heads, d, c.rope_theta);
+        Vec q_last = q.row(T - 1).transpose();
+        rope(Eigen::Map<Mat>(q_last.data(), 1, qw), &pos[T - 1], c.heads, d, c.rope_theta);
+        const std::int64_t n_keep = schedule_.image_tokens(n0_, stage);
+        const std::int64_t last = T - 1;
+        std::vector<float> scores(static_cast<std::size_t>(image.length));
+        const std::int64_t t_new = pdrop::rank_and_drop<float, float>(
+            pdrop::split_heads(pdrop::TokenView<const float>(q_last.data(), 1, qw), c.heads),
+            {&last, 1},
+            pdrop::split_heads(pdrop::TokenView<const float>(scratch_k.data(), T, kw), c.kv_heads),
+            {&image, 1}, {&n_keep, 1}, ws, keep, {&image, 1}, scores);
+        const pdrop::span<const std::int64_t> kl(keep.data(), t_new);
+        res.kept.emplace_back(keep.begin() + image.start, keep.begin() + image.end());
+        res.scores.push_back(std::move(scores));
+        // Compact everything with one row per token, in place.
+        pdrop::compact_rows(pdrop::TokenView<float>(x.data(), T, c.dim), kl);
+        pdrop::compact_rows(pdrop::TokenView<float>(q.data(), T, qw), kl);
+        pdrop::compact_rows(pdrop::TokenView<float>(k.data(), T, kw), kl);
+        pdrop::compact_rows(pdrop::TokenView<float>(v.data(), T, kw), kl);
+        pdrop::compact_positions(pdrop::TokenView<std::int64_t>(pos.data(), T, 1), kl);
+        T = t_new;
+        res.stats.drop_seconds += std::chrono::duration<double>(clock::now() - t_drop).count();
+      }
+
+      rope(q.topRows(T), pos.data(), c.heads, d, c.rope_theta);
+      rope(k.topRows(T), pos.data(), c.kv_heads, d, c.rope_theta);
+      KVCache& cache = caches_[l];
+      cache.k.resize(T + max_decode_, kw);
+      cache.v.resize(T + max_decode_, kw);
+      cache.k.topRows(T) = k.topRows(T);
+      cache.v.topRows(T) = v.topRows(T);
+      cache.len = T;
+      attention(q.topRows(T), k.topRows(T), v.topRows(T), probs, attn.topRows(T));
+      x.topRows(T).noalias() += attn.topRows(T) * L.wo.transpose();
+      mlp(L, x.topRows(T), h.topRows(T), gate.topRows(T), up.topRows(T));
+
+      res.stats.layer_tokens.push_back(T);
+      res.stats.layer_seconds.push_back(std::chrono::duration<double>(clock::now() - t_start).count());
+    }
+    res.out.resize(T, c.dim);
+    rms_norm(x.topRows(T), w_.final_norm, c.rms_eps, res.out);
+    return res;
+  }
+
+  // One decode step: embed (D) in, final-norm row out. positions_used, if
+  // given, receives the RoPE position each layer used.
+  Vec decode(const Vec& embed, std::vector<std::int64_t>* positions_used = nullptr) {
+    const Config& c = w_.cfg;
+    const std::int64_t d = c.head_dim(), qw = c.heads * d, kw = c.kv_heads * d;
+    if (steps_ >= max_decode_) throw pdrop::invalid_argument("Session::decode: no cache room left");
+    Mat x = embed.transpose(), h(1, c.dim), q(1, qw), k(1, kw), v(1, kw), attn(1, qw);
+    Mat gate(1, c.ffn), up(1, c.ffn);
+    if (positions_used) positions_used->clear();
+    const std::int64_t p_orig = t0_ + steps_;
+    for (std::int64_t l = 0; l < c.layers; ++l) {
+      const Layer& L = w_.layers[l];
+      const std::int64_t p = p_orig - schedule_.position_offset(n0_, schedule_.stage_of_layer(l));
+      if (positions_used) positions_used->push_back(p);
+      rms_norm(x, L.attn_norm, c.rms_eps, h);
+      q.noalias() = h * L.wq.transpose();
+      k.noalias() = h * L.wk.transpose();
+      v.noalias() = h * L.wv.transpose();
+      rope(q, &p, c.heads, d, c.rope_theta);
+      rope(k, &p, c.kv_heads, d, c.rope_theta);
+      KVCache& cache = caches_[l];
+      cache.k.row(cache.len) = k.row(0);
+      cache.v.row(cache.len) = v.row(0);
+      ++cache.len;
+      const std::int64_t n = cache.len, group = c.heads / c.kv_heads;
+      const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+      for (std::int64_t hh = 0; hh < c.heads; ++hh) {
+        const std::int64_t g = hh / group;
+        Eigen::VectorXf s = cache.k.block(0, g * d, n, d) * q.block(0, hh * d, 1, d).transpose() * scale;
+        s = (s.array() - s.maxCoeff()).exp().matrix();
+        s /= s.sum();
+        attn.block(0, hh * d, 1, d).noalias() = s.transpose() * cache.v.block(0, g * d, n, d);
+      }
+      x.noalias() += attn * L.wo.transpose();
+      mlp(L, x, h, gate, up);
+    }
+    ++steps_;
+    Mat out(1, c.dim);
+    rms_norm(x, w_.final_norm, c.rms_eps, out);
+    return out.row(0).transpose();
+  }
+
+  const std::vector<KVCache>& caches() const { return caches_; }
+  std::vector<KVCache>& caches() { return caches_; }
+
+ private:
+  // Causal GQA attention over T rows: full scores per head (a GEMM, as a
+  // GEMM-based runtime does), masked, softmax in float32, times V.
+  template <class Q, class K, class V, class Out>
+  void attention(const Q& q, const K& k, const V& v, Mat& probs, Out&& out) const {
+    const Config& c = w_.cfg;
+    const std::int64_t T = q.rows(), d = c.head_dim(), group = c.heads / c.kv_heads;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+    auto P = probs.topLeftCorner(T, T);
+    for (std::int64_t hh = 0; hh < c.heads; ++hh) {
+      const std::int64_t g = hh / group;
+      P.noalias() = q.middleCols(hh * d, d) * k.middleCols(g * d, d).transpose();
+      for (std::int64_t i = 0; i < T; ++i) {
+        auto row = P.row(i).head(i + 1);
+        row *= scale;
+        row = (row.array() - row.maxCoeff()).exp().matrix();
+        row /= row.sum();
+        P.row(i).tail(T - i - 1).setZero();
+      }
+      out.middleCols(hh * d, d).noalias() = P * v.middleCols(g * d, d);
+    }
+  }
+
+  // x += down(silu(gate(norm(x))) * up(norm(x))).
+  template <class X, class H, class G, class U>
+  void mlp(const Layer& L, X&& x, H&& h, G&& gate, U&& up) const {
+    rms_norm(x, L.ffn_norm, w_.cfg.rms_eps, h);
+    gate.noalias() = h * L.w_gate.transpose();
+    up.noalias() = h * L.w_up.transpose();
+    gate = (gate.array() / (1.0f + (-gate.array()).exp()) * up.array()).matrix();
+    x.noalias() += gate * L.w_down.transpose();
+  }
+
+  const Weights& w_;
+  pdrop::Schedule schedule_;
+  std::int64_t max_decode_ = 0;
+  std::int64_t t0_ = 0, n0_ = 0, steps_ = 0;
+  std::vector<KVCache> caches_;
+};
+
+}  // namespace pdrop_host
+
+#endif  // PDROP_EXAMPLES_HOST_LLAMA_HPP
