@@ -119,6 +119,25 @@ TEST(RankDrop, RejectedCallsLeaveEveryOutputUntouched) {
   pdrop_test::expect_invalid([&] { call({1, 2}, tokens, 30); }, "keep_counts.size (2)");
   pdrop_test::expect_invalid([&] { call({15}, 24, 30); }, "keep.size (24) must be >= the new length 25");
   pdrop_test::expect_invalid([&] { call({15}, tokens, 29); }, "maybe_scores.size (29)");
+  // Null data behind non-zero sizes, for every array argument.
+  pdrop_test::expect_invalid([&] {
+    pdrop::rank_and_drop<float, float>(qv, pos, kv, spans, {nullptr, 1}, ws, keep);
+  }, "keep_counts.data is null");
+  const std::vector<std::int64_t> c15{15};
+  pdrop_test::expect_invalid([&] {
+    pdrop::rank_and_drop<float, float>(qv, pos, kv, spans, c15, ws, {nullptr, tokens});
+  }, "keep.data is null");
+  pdrop_test::expect_invalid([&] {
+    pdrop::rank_and_drop<float, float>(qv, pos, kv, spans, c15, ws, keep, {nullptr, 1});
+  }, "maybe_new_spans.data is null");
+  pdrop_test::expect_invalid([&] {
+    pdrop::rank_and_drop<float, float>(qv, pos, kv, spans, c15, ws, keep, new_spans, {nullptr, 30});
+  }, "maybe_scores.data is null");
+  // A span far past the end is reported as such (no huge scratch first).
+  pdrop_test::expect_invalid([&] {
+    const std::vector<ImageSpan> huge{{5, std::int64_t{1} << 60}};
+    pdrop::rank_and_drop<float, float>(qv, pos, kv, huge, c15, ws, keep);
+  }, "spans[0] (start 5, length 1152921504606846976)");
   k[(1 * tokens + 20) * d] = std::nanf("");
   pdrop_test::expect_invalid([&] { call({15}, tokens, 30); }, "non-finite");
   EXPECT_EQ(snap(), before);

@@ -55,17 +55,17 @@ std::int64_t rank_and_drop(HeadView<const Tq> q, span<const std::int64_t> query_
                            span<float> maybe_scores = {},
                            const ScoreOptions& options = {}) {
   constexpr const char* fn = "pdrop::rank_and_drop";
-  std::int64_t n_image = 0;
-  for (std::int64_t i = 0; i < spans.size && spans.data != nullptr; ++i)
-    n_image += std::max<std::int64_t>(spans[i].length, 0);
-  // Scores go to the workspace first: the caller's buffers stay untouched
-  // until every check has passed.
-  const span<float> scores(ws.scores(static_cast<std::size_t>(n_image)), n_image);
-  detail::validate_score(fn, detail::erase(q), sizeof(Tq), query_pos, detail::erase(k),
-                         sizeof(Tk), spans, scores, options);
+  // Every check first: the caller's buffers and the workspace stay
+  // untouched until all have passed.
+  const std::int64_t n_image =
+      detail::validate_score_inputs(fn, detail::erase(q), sizeof(Tq), query_pos,
+                                    detail::erase(k), sizeof(Tk), spans, options);
   if (keep_counts.size != spans.size)
     detail::fail<shape_error>(fn, "keep_counts.size (", keep_counts.size,
                               ") must equal spans.size (", spans.size, ")");
+  if (keep_counts.size > 0 && keep_counts.data == nullptr)
+    detail::fail<shape_error>(fn, "keep_counts.data is null with ", keep_counts.size,
+                              " entries");
   std::int64_t n_kept = 0;
   for (std::int64_t i = 0; i < spans.size; ++i) {
     if (keep_counts[i] < 0 || keep_counts[i] > spans[i].length)
@@ -75,17 +75,28 @@ std::int64_t rank_and_drop(HeadView<const Tq> q, span<const std::int64_t> query_
     n_kept += keep_counts[i];
   }
   const std::int64_t t_new = k.tokens - n_image + n_kept;
-  if (keep.size < t_new || (t_new > 0 && keep.data == nullptr))
+  if (keep.size < t_new)
     detail::fail<shape_error>(fn, "keep.size (", keep.size, ") must be >= the new length ",
                               t_new, " (tokens ", k.tokens, " - image ", n_image,
                               " + kept ", n_kept, ")");
+  if (t_new > 0 && keep.data == nullptr)
+    detail::fail<shape_error>(fn, "keep.data is null with ", keep.size, " entries");
   if (maybe_new_spans.size != 0 && maybe_new_spans.size != spans.size)
     detail::fail<shape_error>(fn, "maybe_new_spans.size (", maybe_new_spans.size,
                               ") must be 0 or spans.size (", spans.size, ")");
+  if (maybe_new_spans.size > 0 && maybe_new_spans.data == nullptr)
+    detail::fail<shape_error>(fn, "maybe_new_spans.data is null with ",
+                              maybe_new_spans.size, " entries");
   if (maybe_scores.size != 0 && maybe_scores.size != n_image)
     detail::fail<shape_error>(fn, "maybe_scores.size (", maybe_scores.size,
                               ") must be 0 or the image tokens (", n_image, ")");
+  if (maybe_scores.size > 0 && maybe_scores.data == nullptr)
+    detail::fail<shape_error>(fn, "maybe_scores.data is null with ", maybe_scores.size,
+                              " entries");
 
+  // Scores go to the workspace: the caller's buffers are written only after
+  // scoring (which may still reject non-finite q/k) has succeeded.
+  const span<float> scores(ws.scores(static_cast<std::size_t>(n_image)), n_image);
   score_image_tokens(q, query_pos, k, spans, ws, scores, options);
 
   std::int64_t* kept = ws.indices(static_cast<std::size_t>(n_kept));

@@ -57,14 +57,15 @@ struct ScoreOptions {
 
 namespace detail {
 
-// Checks every argument of score_image_tokens; returns the total number of
-// image tokens. Non-templated: the typed front hands over sizes and strides.
-inline std::int64_t validate_score(const char* fn, HeadView<const void> q,
-                                   std::size_t q_elem,
-                                   span<const std::int64_t> query_pos,
-                                   HeadView<const void> k, std::size_t k_elem,
-                                   span<const ImageSpan> spans,
-                                   span<float> scores, const ScoreOptions& opt) {
+// Checks every input of score_image_tokens (all but the output); returns
+// the total number of image tokens. Non-templated: the typed front hands
+// over sizes and strides.
+inline std::int64_t validate_score_inputs(const char* fn, HeadView<const void> q,
+                                          std::size_t q_elem,
+                                          span<const std::int64_t> query_pos,
+                                          HeadView<const void> k, std::size_t k_elem,
+                                          span<const ImageSpan> spans,
+                                          const ScoreOptions& opt) {
   check_head_view(fn, "q", q.data, q.heads, q.tokens, q.dim, q.head_stride,
                   q.token_stride, q_elem, false);
   check_head_view(fn, "k", k.data, k.heads, k.tokens, k.dim, k.head_stride,
@@ -103,14 +104,26 @@ inline std::int64_t validate_score(const char* fn, HeadView<const void> q,
                         "] (", spans[i - 1].end(), "): spans are sorted and disjoint");
     total += s.length;
   }
+  if (!(opt.softmax_scale >= 0.0f && std::isfinite(opt.softmax_scale)))
+    fail<value_error>(fn, "options.softmax_scale (", opt.softmax_scale,
+                      ") must be finite and >= 0 (0 = 1/sqrt(dim))");
+  return total;
+}
+
+// validate_score_inputs, and `scores` holds exactly the image tokens.
+inline std::int64_t validate_score(const char* fn, HeadView<const void> q,
+                                   std::size_t q_elem,
+                                   span<const std::int64_t> query_pos,
+                                   HeadView<const void> k, std::size_t k_elem,
+                                   span<const ImageSpan> spans,
+                                   span<float> scores, const ScoreOptions& opt) {
+  const std::int64_t total =
+      validate_score_inputs(fn, q, q_elem, query_pos, k, k_elem, spans, opt);
   if (scores.size != total)
     fail<shape_error>(fn, "scores.size (", scores.size,
                       ") must equal the image tokens over all spans (", total, ")");
   if (total > 0 && scores.data == nullptr)
     fail<shape_error>(fn, "scores.data is null with ", total, " entries");
-  if (!(opt.softmax_scale >= 0.0f && std::isfinite(opt.softmax_scale)))
-    fail<value_error>(fn, "options.softmax_scale (", opt.softmax_scale,
-                      ") must be finite and >= 0 (0 = 1/sqrt(dim))");
   return total;
 }
 
