@@ -173,3 +173,46 @@ TEST(Host, DenseScheduleEqualsPlainForward) {
 }
 
 }  // namespace
+
+#ifdef PDROP_DEMO_EXE
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+namespace {
+
+// The demo as a user runs it, on its small setting: the pyramid it prints
+// is the schedule's, the last line has the promised form, the SVG is
+// written. (No timing is asserted: times are noise on a shared machine.)
+TEST(Demo, QuickRunPrintsThePyramidAndTheSpeedupLine) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / "pdrop_demo_test";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string cmd = std::string("'") + PDROP_DEMO_EXE + "' --quick --svg '" +
+                          (dir / "d.svg").string() + "' > '" + (dir / "out.txt").string() + "'";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  std::ifstream f(dir / "out.txt");
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(f, l);) lines.push_back(l);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_TRUE(std::regex_match(lines.back(), std::regex(R"(prefill speedup: measured \d+\.\d\dx, predicted \d+\.\d\dx)")))
+      << lines.back();
+  // --quick: 8 layers, 576 image tokens, pyramid of 4 stages at lambda 0.5.
+  const auto s = pdrop::Schedule::pyramid(8, 4, 0.5);
+  std::string want = "image tokens per stage";
+  for (auto n : s.tokens_per_stage(576)) want += " " + std::to_string(n);
+  bool found = false;
+  for (const auto& l : lines) found |= l.find(want) != std::string::npos;
+  EXPECT_TRUE(found) << "no line with '" << want << "'";
+  std::ifstream svg(dir / "d.svg");
+  std::stringstream ss;
+  ss << svg.rdbuf();
+  EXPECT_EQ(ss.str().rfind("<svg", 0), 0u);
+  EXPECT_NE(ss.str().find("</svg>"), std::string::npos);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+#endif

@@ -11,6 +11,7 @@
 #include "pdrop/select.hpp"     // top-k in original order
 #include "pdrop/compact.hpp"    // keep list, compaction of rows/heads/positions
 #include "pdrop/rank_drop.hpp"  // score -> select -> keep list in one call
+#include "pdrop/flops.hpp"      // FLOPs / KV-cache model of a schedule
 
 #define PDROP_VERSION_MAJOR 0
 #define PDROP_VERSION_MINOR 1

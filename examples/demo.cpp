@@ -1,0 +1,229 @@
+// pdrop-demo: PyramidDrop on a LLaVA-NeXT-shaped prompt, dense vs pruned.
+//
+// A 16-layer LLaMA-style decoder at width 512 (random weights) prefills a
+// prompt of 35 system tokens, 2880 image tokens (LLaVA-NeXT anyres) and 25
+// question tokens, once densely and once with PyramidDrop (drops after
+// layers 4/8/12, lambda 0.5: 2880 -> 1440 -> 720 -> 360 image tokens),
+// same weights, same embeddings. It prints the pyramid, time per stage, how
+// far the pruned run's outputs move from dense, the share of rank & drop in
+// the pruned prefill, and as its last line
+//   prefill speedup: measured X.XXx, predicted Y.YYx
+// (predicted = dense / pruned whole-sequence FLOPs from pdrop/flops.hpp).
+// It writes pdrop-demo.svg: tokens per layer and time per layer, both runs.
+//
+//   pdrop-demo [--layers 16] [--dim 512] [--svg pdrop-demo.svg] [--quick]
+#include <pdrop/flops.hpp>
+#include <pdrop/pdrop.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "host/llama.hpp"
+
+namespace {
+
+using pdrop_host::Mat;
+using pdrop_host::Vec;
+
+struct Options {
+  std::int64_t layers = 16, dim = 512, heads = 8, image = 2880, system = 35, question = 25;
+  std::string svg = "pdrop-demo.svg";
+};
+
+struct Run {
+  pdrop_host::PrefillResult result;
+  double seconds = 0;
+};
+
+Run prefill(const pdrop_host::Weights& w, const pdrop::Schedule& s, const Mat& embeds,
+            pdrop::ImageSpan image) {
+  pdrop_host::Session session(w, s, 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  Run r{session.prefill(embeds, image), 0};
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+// Two-panel SVG: image tokens alive per layer (the pyramid) and time per
+// layer, dense (grey) vs pruned (blue).
+void write_svg(const std::string& path, const Run& dense, const Run& pruned,
+               const pdrop::Schedule& schedule, std::int64_t text_tokens, double speedup,
+               double predicted) {
+  std::string drops;
+  for (auto l : schedule.drop_layers()) drops += (drops.empty() ? "" : ", ") + std::to_string(l);
+  const std::size_t L = dense.result.stats.layer_tokens.size();
+  const double W = 760, H = 600, left = 70, right = 20, panel_h = 190, gap = 80;
+  const double bw = (W - left - right) / static_cast<double>(L);
+  const double max_tok = static_cast<double>(dense.result.stats.layer_tokens[0]);
+  double max_t = 0;
+  for (const Run* r : {&dense, &pruned})
+    for (double t : r->result.stats.layer_seconds) max_t = std::max(max_t, t);
+  // Axis top: the next 1, 2, 2.5 or 5 times a power of ten.
+  auto nice = [](double v) {
+    const double p = std::pow(10.0, std::floor(std::log10(v)));
+    for (double m : {1.0, 2.0, 2.5, 5.0, 10.0})
+      if (m * p >= v) return m * p;
+    return 10 * p;
+  };
+  std::ofstream f(path);
+  char buf[512];
+  f << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
+    << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n";
+  std::snprintf(buf, sizeof buf,
+                "<text x='%g' y='24' font-size='16' font-weight='bold'>PyramidDrop prefill: "
+                "measured %.2fx faster (predicted %.2fx)</text>\n", left, speedup, predicted);
+  f << buf;
+  auto panel = [&](double top, const char* title, auto value, double vmax, const char* unit) {
+    std::snprintf(buf, sizeof buf, "<text x='%g' y='%g' font-weight='bold'>%s</text>\n", left,
+                  top - 8, title);
+    f << buf;
+    for (int g = 0; g <= 4; ++g) {  // grid + axis labels
+      const double y = top + panel_h - panel_h * g / 4.0;
+      std::snprintf(buf, sizeof buf,
+                    "<line x1='%g' x2='%g' y1='%g' y2='%g' stroke='#ddd'/><text x='%g' y='%g' "
+                    "text-anchor='end'>%.4g%s</text>\n",
+                    left, W - right, y, y, left - 6, y + 4, vmax * g / 4.0, unit);
+      f << buf;
+    }
+    for (std::size_t l = 0; l < L; ++l) {
+      const double x = left + bw * static_cast<double>(l);
+      const double hd = panel_h * value(dense, l) / vmax, hp = panel_h * value(pruned, l) / vmax;
+      std::snprintf(buf, sizeof buf,
+                    "<rect x='%g' y='%g' width='%g' height='%g' fill='#bbb'/>"
+                    "<rect x='%g' y='%g' width='%g' height='%g' fill='#2b6cb0'/>\n",
+                    x + 2, top + panel_h - hd, bw / 2 - 2, hd, x + bw / 2, top + panel_h - hp,
+                    bw / 2 - 2, hp);
+      f << buf;
+      std::snprintf(buf, sizeof buf, "<text x='%g' y='%g' text-anchor='middle'>%zu</text>\n",
+                    x + bw / 2, top + panel_h + 14, l + 1);
+      f << buf;
+    }
+  };
+  auto tokens = [&](const Run& r, std::size_t l) {
+    return static_cast<double>(r.result.stats.layer_tokens[l] - text_tokens);
+  };
+  auto millis = [&](const Run& r, std::size_t l) { return 1e3 * r.result.stats.layer_seconds[l]; };
+  panel(70, "image tokens per layer", tokens, max_tok - static_cast<double>(text_tokens), "");
+  panel(70 + panel_h + gap, "time per layer (ms)", millis, nice(1e3 * max_t), "");
+  const double ly = H - 14;
+  std::snprintf(buf, sizeof buf,
+                "<rect x='%g' y='%g' width='12' height='12' fill='#bbb'/><text x='%g' y='%g'>dense"
+                "</text><rect x='%g' y='%g' width='12' height='12' fill='#2b6cb0'/><text x='%g' "
+                "y='%g'>PyramidDrop (drops after layers %s)</text><text x='%g' y='%g' "
+                "text-anchor='end'>decoder layer</text>\n",
+                left, ly - 10, left + 16, ly, left + 80, ly - 10, left + 96, ly, drops.c_str(),
+                W - right, ly);
+  f << buf << "</svg>\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) { std::fprintf(stderr, "pdrop-demo: %s needs a value\n", a.c_str()); std::exit(1); }
+      return argv[++i];
+    };
+    if (a == "--layers") o.layers = std::stoll(next());
+    else if (a == "--dim") o.dim = std::stoll(next());
+    else if (a == "--svg") o.svg = next();
+    else if (a == "--quick") { o.layers = 8; o.dim = 128; o.heads = 4; o.image = 576; }
+    else { std::fprintf(stderr, "pdrop-demo: unknown flag %s\n", a.c_str()); return 1; }
+  }
+  try {
+    pdrop_host::Config c;
+    c.layers = o.layers; c.dim = o.dim; c.heads = o.heads; c.kv_heads = o.heads;
+    c.ffn = o.dim * 11008 / 4096;  // LLaMA-7B's FFN ratio
+    const std::int64_t text = o.system + o.question, T = text + o.image;
+    const pdrop::ImageSpan image{o.system, o.image};
+    const auto w = pdrop_host::random_weights(c, 2025);
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd;
+    Mat embeds(T, c.dim);
+    for (Eigen::Index i = 0; i < embeds.size(); ++i) embeds.data()[i] = nd(rng);
+
+    const auto pyramid = pdrop::Schedule::pyramid(c.layers, 4, 0.5);
+    const auto dense_s = pdrop::Schedule::dense(c.layers);
+    std::printf("model: %lld layers, width %lld, %lld heads, FFN %lld (random weights)\n",
+                static_cast<long long>(c.layers), static_cast<long long>(c.dim),
+                static_cast<long long>(c.heads), static_cast<long long>(c.ffn));
+    std::printf("prompt: %lld tokens = %lld system + %lld image + %lld question\n",
+                static_cast<long long>(T), static_cast<long long>(o.system),
+                static_cast<long long>(o.image), static_cast<long long>(o.question));
+    std::printf("pyramid (drops after layers");
+    for (auto l : pyramid.drop_layers()) std::printf(" %lld", static_cast<long long>(l));
+    std::printf("): image tokens per stage");
+    for (auto n : pyramid.tokens_per_stage(o.image)) std::printf(" %lld", static_cast<long long>(n));
+    std::printf("\n");
+
+    // Warm up (page in weights, caches), then dense and pruned, twice each,
+    // alternating; the faster of each pair is reported.
+    prefill(w, pyramid, embeds, image);
+    Run dense = prefill(w, dense_s, embeds, image);
+    Run pruned = prefill(w, pyramid, embeds, image);
+    Run dense2 = prefill(w, dense_s, embeds, image);
+    Run pruned2 = prefill(w, pyramid, embeds, image);
+    if (dense2.seconds < dense.seconds) dense = std::move(dense2);
+    if (pruned2.seconds < pruned.seconds) pruned = std::move(pruned2);
+
+    std::printf("\nstage  layers  tokens(dense/pruned)  time dense   time pruned\n");
+    for (std::int64_t j = 0; j < pyramid.num_stages(); ++j) {
+      double td = 0, tp = 0;
+      std::int64_t first = -1, last = -1;
+      for (std::int64_t l = 0; l < c.layers; ++l)
+        if (pyramid.stage_of_layer(l) == j) {
+          td += dense.result.stats.layer_seconds[l];
+          tp += pruned.result.stats.layer_seconds[l];
+          if (first < 0) first = l;
+          last = l;
+        }
+      std::printf("%5lld  %2lld-%-3lld %8lld / %-8lld   %8.3f s   %8.3f s\n",
+                  static_cast<long long>(j), static_cast<long long>(first + 1),
+                  static_cast<long long>(last + 1),
+                  static_cast<long long>(dense.result.stats.layer_tokens[first]),
+                  static_cast<long long>(pruned.result.stats.layer_tokens[first]), td, tp);
+    }
+    // How far the pruned run moved: last prompt row (the one that generates
+    // the first token), and a logits proxy through a random LM head.
+    const Vec hd = dense.result.out.bottomRows(1).transpose();
+    const Vec hp = pruned.result.out.bottomRows(1).transpose();
+    Mat lm = Mat::Zero(1000, c.dim);
+    for (Eigen::Index i = 0; i < lm.size(); ++i) lm.data()[i] = nd(rng);
+    const Vec ld = lm * hd, lp = lm * hp;
+    Eigen::Index ad = 0, ap = 0;
+    ld.maxCoeff(&ad);
+    lp.maxCoeff(&ap);
+    std::printf("\nlast hidden state: relative L2 difference %.4f, cosine %.4f\n",
+                (hp - hd).norm() / hd.norm(), hp.dot(hd) / (hp.norm() * hd.norm()));
+    std::printf("first-token logits proxy (random 1000-way head): top-1 %s (dense %lld, "
+                "pruned %lld), relative L2 difference %.4f\n",
+                ad == ap ? "same" : "differs", static_cast<long long>(ad),
+                static_cast<long long>(ap), (lp - ld).norm() / ld.norm());
+    std::printf("rank & drop: %.2f ms in all, %.3f%% of the pruned prefill\n",
+                1e3 * pruned.result.stats.drop_seconds,
+                100.0 * pruned.result.stats.drop_seconds / pruned.seconds);
+
+    pdrop::ModelShape shape{c.layers, c.dim, c.ffn, c.heads, c.kv_heads, 0};
+    const auto flops = pdrop::sequence_flops(shape, pyramid, o.image, text);
+    const double predicted = flops.dense / flops.pruned, measured = dense.seconds / pruned.seconds;
+    std::printf("prefill: dense %.3f s, pruned %.3f s; whole-sequence GFLOPs dense %.1f, pruned %.1f\n",
+                dense.seconds, pruned.seconds, flops.dense / 1e9, flops.pruned / 1e9);
+    write_svg(o.svg, dense, pruned, pyramid, text, measured, predicted);
+    std::printf("wrote %s\n", o.svg.c_str());
+    std::printf("prefill speedup: measured %.2fx, predicted %.2fx\n", measured, predicted);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pdrop-demo: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
