@@ -10,5 +10,7 @@ scripts/deps.sh
 build=${PDROP_BUILD_DIR:-build/release}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DPDROP_NATIVE=ON \
       -DPDROP_BUILD_TESTS=OFF -DPDROP_BUILD_BENCH=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" --target pdrop-demo pdrop-replay pdrop-flops >/dev/null
+log="$build/demo-build.log"
+cmake --build "$build" -j"$(nproc)" --target pdrop-demo pdrop-replay pdrop-flops >"$log" 2>&1 ||
+  { cat "$log"; exit 1; }
 "$build/examples/pdrop-demo" --svg pdrop-demo.svg "$@"

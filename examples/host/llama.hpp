@@ -89,22 +89,38 @@ void rms_norm(const In& x, const Vec& w, float eps, Out&& out) {
   }
 }
 
-// HF rotate_half RoPE, in place on rows of `heads` heads of dim d: pairs
-// (x[i], x[i + d/2]) rotated by pos * theta^(-2i/d), angles in float32 as
-// HF computes them.
+// HF rotate_half RoPE tables: cos/sin of pos * theta^(-2i/d) for i < d/2,
+// angles in float32 as HF computes them, one row per position.
+struct RopeTable {
+  std::int64_t half = 0;
+  std::vector<float> cos, sin;  // (positions, half)
+
+  RopeTable(std::int64_t d, float theta, std::int64_t positions) : half(d / 2) {
+    std::vector<float> inv_freq(static_cast<std::size_t>(half));
+    for (std::int64_t i = 0; i < half; ++i)
+      inv_freq[i] = 1.0f / std::pow(theta, static_cast<float>(2 * i) / static_cast<float>(d));
+    cos.resize(static_cast<std::size_t>(positions * half));
+    sin.resize(cos.size());
+    for (std::int64_t p = 0; p < positions; ++p)
+      for (std::int64_t i = 0; i < half; ++i) {
+        const float a = static_cast<float>(p) * inv_freq[i];
+        cos[p * half + i] = std::cos(a);
+        sin[p * half + i] = std::sin(a);
+      }
+  }
+  std::int64_t positions() const { return half ? static_cast<std::int64_t>(cos.size()) / half : 0; }
+};
+
+// RoPE in place on rows of `heads` heads of dim d = 2 * table.half: pairs
+// (x[i], x[i + d/2]) of row r rotated by the angles of position pos[r].
 template <class Rows>
-void rope(Rows&& x, const std::int64_t* pos, std::int64_t heads, std::int64_t d,
-          float theta) {
-  const std::int64_t half = d / 2;
-  std::vector<float> inv_freq(static_cast<std::size_t>(half)), c(inv_freq.size()), s(inv_freq.size());
-  for (std::int64_t i = 0; i < half; ++i)
-    inv_freq[i] = 1.0f / std::pow(theta, static_cast<float>(2 * i) / static_cast<float>(d));
+void rope(Rows&& x, const std::int64_t* pos, std::int64_t heads, const RopeTable& table) {
+  const std::int64_t half = table.half, d = 2 * half;
   for (Eigen::Index r = 0; r < x.rows(); ++r) {
-    for (std::int64_t i = 0; i < half; ++i) {
-      const float a = static_cast<float>(pos[r]) * inv_freq[i];
-      c[i] = std::cos(a);
-      s[i] = std::sin(a);
-    }
+    if (pos[r] < 0 || pos[r] >= table.positions())
+      throw pdrop::invalid_argument("rope: position outside the table");
+    const float* c = &table.cos[pos[r] * half];
+    const float* s = &table.sin[pos[r] * half];
     for (std::int64_t h = 0; h < heads; ++h)
       for (std::int64_t i = 0; i < half; ++i) {
         float& x0 = x(r, h * d + i);
@@ -141,7 +157,8 @@ struct PrefillResult {
 class Session {
  public:
   Session(const Weights& w, pdrop::Schedule schedule, std::int64_t max_decode_steps = 0)
-      : w_(w), schedule_(std::move(schedule)), max_decode_(max_decode_steps) {
+      : w_(w), schedule_(std::move(schedule)), max_decode_(max_decode_steps),
+        rope_(w.cfg.head_dim(), w.cfg.rope_theta, 0) {
     if (schedule_.num_layers() != w.cfg.layers)
       throw pdrop::invalid_argument("Session: schedule.num_layers() != model layers");
   }
@@ -154,6 +171,7 @@ class Session {
     t0_ = T;
     n0_ = image.length;
     steps_ = 0;
+    rope_ = RopeTable(d, c.rope_theta, T + max_decode_);
     Mat x = embeds, h(T, c.dim), q(T, qw), k(T, kw), v(T, kw), attn(T, qw), scratch_k(T, kw);
     Mat probs(T, T), up(T, c.ffn), gate(T, c.ffn);
     std::vector<std::int64_t> pos(static_cast<std::size_t>(T)), keep(pos.size());
@@ -178,9 +196,9 @@ class Session {
         // Score from this layer's q/k, RoPE'd at the current positions: a
         // rotated copy of K and of the last q row; the projections stay.
         scratch_k.topRows(T) = k.topRows(T);
-        rope(scratch_k.topRows(T), pos.data(), c.kv_heads, d, c.rope_theta);
+        rope(scratch_k.topRows(T), pos.data(), c.kv_heads, rope_);
         Vec q_last = q.row(T - 1).transpose();
-        rope(Eigen::Map<Mat>(q_last.data(), 1, qw), &pos[T - 1], c.heads, d, c.rope_theta);
+        rope(Eigen::Map<Mat>(q_last.data(), 1, qw), &pos[T - 1], c.heads, rope_);
         const std::int64_t n_keep = schedule_.image_tokens(n0_, stage);
         const std::int64_t last = T - 1;
         std::vector<float> scores(static_cast<std::size_t>(image.length));
@@ -202,8 +220,8 @@ class Session {
         res.stats.drop_seconds += std::chrono::duration<double>(clock::now() - t_drop).count();
       }
 
-      rope(q.topRows(T), pos.data(), c.heads, d, c.rope_theta);
-      rope(k.topRows(T), pos.data(), c.kv_heads, d, c.rope_theta);
+      rope(q.topRows(T), pos.data(), c.heads, rope_);
+      rope(k.topRows(T), pos.data(), c.kv_heads, rope_);
       KVCache& cache = caches_[l];
       cache.k.resize(T + max_decode_, kw);
       cache.v.resize(T + max_decode_, kw);
@@ -240,8 +258,8 @@ class Session {
       q.noalias() = h * L.wq.transpose();
       k.noalias() = h * L.wk.transpose();
       v.noalias() = h * L.wv.transpose();
-      rope(q, &p, c.heads, d, c.rope_theta);
-      rope(k, &p, c.kv_heads, d, c.rope_theta);
+      rope(q, &p, c.heads, rope_);
+      rope(k, &p, c.kv_heads, rope_);
       KVCache& cache = caches_[l];
       cache.k.row(cache.len) = k.row(0);
       cache.v.row(cache.len) = v.row(0);
@@ -303,6 +321,7 @@ class Session {
   const Weights& w_;
   pdrop::Schedule schedule_;
   std::int64_t max_decode_ = 0;
+  RopeTable rope_;
   std::int64_t t0_ = 0, n0_ = 0, steps_ = 0;
   std::vector<KVCache> caches_;
 };
