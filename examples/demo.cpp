@@ -11,7 +11,7 @@
 // (predicted = dense / pruned whole-sequence FLOPs from pdrop/flops.hpp).
 // It writes pdrop-demo.svg: tokens per layer and time per layer, both runs.
 //
-//   pdrop-demo [--layers 16] [--dim 512] [--svg pdrop-demo.svg] [--quick]
+//   pdrop-demo [--layers 16] [--dim 512] [--repeats 3] [--svg pdrop-demo.svg] [--quick]
 #include <pdrop/flops.hpp>
 #include <pdrop/pdrop.hpp>
 
@@ -36,6 +36,7 @@ using pdrop_host::Vec;
 struct Options {
   std::int64_t layers = 16, dim = 512, heads = 8, image = 2880, system = 35, question = 25;
   std::string svg = "pdrop-demo.svg";
+  int repeats = 3;
 };
 
 struct Run {
@@ -137,7 +138,8 @@ int main(int argc, char** argv) {
     if (a == "--layers") o.layers = std::stoll(next());
     else if (a == "--dim") o.dim = std::stoll(next());
     else if (a == "--svg") o.svg = next();
-    else if (a == "--quick") { o.layers = 8; o.dim = 128; o.heads = 4; o.image = 576; }
+    else if (a == "--repeats") o.repeats = std::max(1, std::stoi(next()));
+    else if (a == "--quick") { o.layers = 8; o.dim = 128; o.heads = 4; o.image = 576; o.repeats = 1; }
     else { std::fprintf(stderr, "pdrop-demo: unknown flag %s\n", a.c_str()); return 1; }
   }
   try {
@@ -166,15 +168,18 @@ int main(int argc, char** argv) {
     for (auto n : pyramid.tokens_per_stage(o.image)) std::printf(" %lld", static_cast<long long>(n));
     std::printf("\n");
 
-    // Warm up (page in weights, caches), then dense and pruned, twice each,
-    // alternating; the faster of each pair is reported.
+    // Warm up (page in weights, caches), then dense and pruned `repeats`
+    // times each, alternating; the fastest run of each is reported (the
+    // least disturbed by whatever else the machine runs).
     prefill(w, pyramid, embeds, image);
     Run dense = prefill(w, dense_s, embeds, image);
     Run pruned = prefill(w, pyramid, embeds, image);
-    Run dense2 = prefill(w, dense_s, embeds, image);
-    Run pruned2 = prefill(w, pyramid, embeds, image);
-    if (dense2.seconds < dense.seconds) dense = std::move(dense2);
-    if (pruned2.seconds < pruned.seconds) pruned = std::move(pruned2);
+    for (int r = 1; r < o.repeats; ++r) {
+      Run d = prefill(w, dense_s, embeds, image);
+      Run p = prefill(w, pyramid, embeds, image);
+      if (d.seconds < dense.seconds) dense = std::move(d);
+      if (p.seconds < pruned.seconds) pruned = std::move(p);
+    }
 
     std::printf("\nstage  layers  tokens(dense/pruned)  time dense   time pruned\n");
     for (std::int64_t j = 0; j < pyramid.num_stages(); ++j) {
