@@ -133,6 +133,16 @@ TEST(RankDrop, RejectedCallsLeaveEveryOutputUntouched) {
   pdrop_test::expect_invalid([&] {
     pdrop::rank_and_drop<float, float>(qv, pos, kv, spans, c15, ws, keep, new_spans, {nullptr, 30});
   }, "maybe_scores.data is null");
+  {  // new spans written over the spans array shifted by one
+    std::vector<ImageSpan> two{{2, 10}, {15, 10}, {0, 0}};
+    const std::vector<std::int64_t> c2{5, 5};
+    const auto before_two = pdrop_test::bytes_of(two);
+    pdrop_test::expect_invalid([&] {
+      pdrop::rank_and_drop<float, float>(qv, pos, kv, {two.data(), 2}, c2, ws, keep,
+                                         {two.data() + 1, 2});
+    }, "maybe_new_spans overlaps spans");
+    EXPECT_EQ(pdrop_test::bytes_of(two), before_two);
+  }
   // A span far past the end is reported as such (no huge scratch first).
   pdrop_test::expect_invalid([&] {
     const std::vector<ImageSpan> huge{{5, std::int64_t{1} << 60}};

@@ -80,6 +80,23 @@ inline void move_rows(const unsigned char* src, unsigned char* dst,
   }
 }
 
+// maybe_new_spans: empty, or spans.size entries that are either the spans
+// array itself or memory disjoint from it (a partial overlap would
+// overwrite spans not yet read).
+inline void check_new_spans(const char* fn, span<const ImageSpan> spans,
+                            span<ImageSpan> maybe_new_spans) {
+  if (maybe_new_spans.size != 0 && maybe_new_spans.size != spans.size)
+    fail<shape_error>(fn, "maybe_new_spans.size (", maybe_new_spans.size,
+                      ") must be 0 or spans.size (", spans.size, ")");
+  if (maybe_new_spans.size > 0 && maybe_new_spans.data == nullptr)
+    fail<shape_error>(fn, "maybe_new_spans.data is null with ", maybe_new_spans.size,
+                      " entries");
+  const auto bytes = static_cast<std::int64_t>(sizeof(ImageSpan)) * maybe_new_spans.size;
+  if (maybe_new_spans.data != spans.data &&
+      bytes_overlap(maybe_new_spans.data, bytes, spans.data, bytes))
+    fail<shape_error>(fn, "maybe_new_spans overlaps spans without being the same array");
+}
+
 }  // namespace detail
 
 // Builds the keep list of a drop.
@@ -91,7 +108,8 @@ inline void move_rows(const unsigned char* src, unsigned char* dst,
 //               outside the spans plus the kept ones, ascending.
 //   maybe_new_spans  out (or empty): the spans after compaction, same count
 //               as spans: start moved down by the tokens dropped before it,
-//               length = its kept tokens. May be the spans array itself.
+//               length = its kept tokens. May be the spans array itself (not
+//               a partial overlap of it).
 inline void build_keep_list(std::int64_t tokens, span<const ImageSpan> spans,
                             span<const std::int64_t> kept, span<std::int64_t> keep,
                             span<ImageSpan> maybe_new_spans = {}) {
@@ -124,11 +142,7 @@ inline void build_keep_list(std::int64_t tokens, span<const ImageSpan> spans,
                               tokens - image + kept.size);
   if (keep.size > 0 && keep.data == nullptr)
     detail::fail<shape_error>(fn, "keep.data is null with ", keep.size, " entries");
-  if (maybe_new_spans.size != 0 && maybe_new_spans.size != spans.size)
-    detail::fail<shape_error>(fn, "maybe_new_spans.size (", maybe_new_spans.size,
-                              ") must be 0 or spans.size (", spans.size, ")");
-  if (maybe_new_spans.size > 0 && maybe_new_spans.data == nullptr)
-    detail::fail<shape_error>(fn, "maybe_new_spans.data is null");
+  detail::check_new_spans(fn, spans, maybe_new_spans);
 
   std::int64_t out = 0, ki = 0, t = 0;
   for (std::int64_t sp = 0; sp < spans.size; ++sp) {

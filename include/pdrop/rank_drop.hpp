@@ -81,12 +81,7 @@ std::int64_t rank_and_drop(HeadView<const Tq> q, span<const std::int64_t> query_
                               " + kept ", n_kept, ")");
   if (t_new > 0 && keep.data == nullptr)
     detail::fail<shape_error>(fn, "keep.data is null with ", keep.size, " entries");
-  if (maybe_new_spans.size != 0 && maybe_new_spans.size != spans.size)
-    detail::fail<shape_error>(fn, "maybe_new_spans.size (", maybe_new_spans.size,
-                              ") must be 0 or spans.size (", spans.size, ")");
-  if (maybe_new_spans.size > 0 && maybe_new_spans.data == nullptr)
-    detail::fail<shape_error>(fn, "maybe_new_spans.data is null with ",
-                              maybe_new_spans.size, " entries");
+  detail::check_new_spans(fn, spans, maybe_new_spans);
   if (maybe_scores.size != 0 && maybe_scores.size != n_image)
     detail::fail<shape_error>(fn, "maybe_scores.size (", maybe_scores.size,
                               ") must be 0 or the image tokens (", n_image, ")");
