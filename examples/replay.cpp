@@ -62,6 +62,15 @@ struct FloatTensor {
   }
 };
 
+// An int64 array (positions, spans, counts): i8 only, named in the error.
+std::vector<std::int64_t> read_i64(const fs::path& dir, const char* name) {
+  const npy::array a = read_in(dir, name);
+  if (a.type != npy::dtype::i8)
+    throw pdrop::invalid_argument(pdrop::detail::concat(
+        (dir / name).string(), ": expected int64 (i8) data, got ", npy::dtype_name(a.type)));
+  return npy::to_i64(a);
+}
+
 FloatTensor read_float(const fs::path& dir, const char* name) {
   FloatTensor t{read_in(dir, name), {}};
   if (t.raw.type == npy::dtype::i8)
@@ -117,10 +126,10 @@ void run_score(const fs::path& in, const fs::path& out) {
     throw pdrop::invalid_argument("CASE_DIR " + in.string() + " is not a directory");
   const FloatTensor q = read_float(in, "q.npy");
   const FloatTensor k = read_float(in, "k.npy");
-  const auto pos = npy::to_i64(read_in(in, "query_pos.npy"));
+  const auto pos = read_i64(in, "query_pos.npy");
   const npy::array span_arr = read_in(in, "image_span.npy");
-  const auto span_flat = npy::to_i64(span_arr);
-  const auto counts = npy::to_i64(read_in(in, "keep.npy"));
+  const auto span_flat = read_i64(in, "image_span.npy");
+  const auto counts = read_i64(in, "keep.npy");
   if (span_flat.size() % 2 != 0 || span_arr.shape.empty() || span_arr.shape.back() != 2)
     throw pdrop::invalid_argument(pdrop::detail::concat(
         "image_span.npy: expected shape (2,) or (S, 2), got ", span_arr.shape.size(),

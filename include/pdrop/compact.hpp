@@ -143,6 +143,15 @@ inline void build_keep_list(std::int64_t tokens, span<const ImageSpan> spans,
   if (keep.size > 0 && keep.data == nullptr)
     detail::fail<shape_error>(fn, "keep.data is null with ", keep.size, " entries");
   detail::check_new_spans(fn, spans, maybe_new_spans);
+  const auto keep_bytes = static_cast<std::int64_t>(sizeof(std::int64_t)) * keep.size;
+  if (detail::bytes_overlap(keep.data, keep_bytes, kept.data,
+                            static_cast<std::int64_t>(sizeof(std::int64_t)) * kept.size))
+    detail::fail<shape_error>(fn, "keep overlaps kept: the keep list needs its own memory");
+  if (detail::bytes_overlap(keep.data, keep_bytes, spans.data,
+                            static_cast<std::int64_t>(sizeof(ImageSpan)) * spans.size) ||
+      detail::bytes_overlap(keep.data, keep_bytes, maybe_new_spans.data,
+                            static_cast<std::int64_t>(sizeof(ImageSpan)) * maybe_new_spans.size))
+    detail::fail<shape_error>(fn, "keep overlaps spans or maybe_new_spans");
 
   std::int64_t out = 0, ki = 0, t = 0;
   for (std::int64_t sp = 0; sp < spans.size; ++sp) {
