@@ -67,7 +67,7 @@ std::vector<std::int64_t> read_i64(const fs::path& dir, const char* name) {
   const npy::array a = read_in(dir, name);
   if (a.type != npy::dtype::i8)
     throw pdrop::invalid_argument(pdrop::detail::concat(
-        (dir / name).string(), ": expected int64 (i8) data, got ", npy::dtype_name(a.type)));
+        (dir / name).string(), ": expected i8 data, got ", npy::dtype_name(a.type)));
   return npy::to_i64(a);
 }
 
