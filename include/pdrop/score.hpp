@@ -16,8 +16,10 @@
 // after the other. V is never read.
 //
 // Cost: each K row up to the last query position is read once for all the
-// query rows of its kv-head group; scratch is one logits row per query head
-// and query (a Workspace, reused across calls).
+// query rows of its kv-head group; scratch is one logits row per query row
+// of a group (a Workspace, reused across calls). An overload takes the
+// caller's parallel_for and spreads the kv-head groups over threads, with
+// bit-identical results.
 #ifndef PDROP_SCORE_HPP
 #define PDROP_SCORE_HPP
 
@@ -26,9 +28,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 #include "pdrop/detail/check.hpp"
+#include "pdrop/detail/simd.hpp"
 #include "pdrop/errors.hpp"
 #include "pdrop/view.hpp"
 #include "pdrop/workspace.hpp"
@@ -133,20 +137,6 @@ HeadView<const void> erase(HeadView<const T> v) {
                               v.token_stride);
 }
 
-// Row `src` of dim elements as float: the row itself for float, else
-// converted into `buf`.
-template <class T>
-const float* as_float_row(const T* src, std::int64_t dim, float* buf) {
-  if constexpr (std::is_same_v<T, float>) {
-    (void)dim;
-    (void)buf;
-    return src;
-  } else {
-    for (std::int64_t i = 0; i < dim; ++i) buf[i] = static_cast<float>(src[i]);
-    return buf;
-  }
-}
-
 inline float round_prob(float p, ProbRounding r) {
   switch (r) {
     case ProbRounding::fp16: return static_cast<float>(half(p));
@@ -156,40 +146,263 @@ inline float round_prob(float p, ProbRounding r) {
   return p;
 }
 
-// Softmax over logits[0..keys) of one query row, adding the probability of
-// every image token into acc (laid out span after span). Throws value_error
-// when a logit is not finite (q or k held NaN/Inf). Overwrites logits.
-inline void softmax_accumulate(const char* fn, float* logits, std::int64_t keys,
-                               span<const ImageSpan> spans, ProbRounding rounding,
-                               std::int64_t head, std::int64_t query, float* acc) {
-  float m = logits[0];
-  bool finite = true;
-  for (std::int64_t t = 0; t < keys; ++t) {
-    finite &= std::isfinite(logits[t]);
-    m = std::max(m, logits[t]);
+// ---- logits: a blocked GEMM of a kv-head group's query rows against K ----
+//
+// out[qi * ld + ri] = scale * (q_qi . k_ri) for NR consecutive K rows and NQ
+// query rows (float, dim contiguous, rows `dim` apart), NR * NQ <= 8. Each
+// 8-wide chunk of a K row is loaded (and converted from fp16/bf16) once into
+// a register and multiplied into all NQ accumulators. Lane j of an
+// accumulator sums the dimensions j, j+8, ...; the eight lanes of up to
+// eight accumulators reduce together by one fixed tree (f8_sum8), then the
+// last dim % 8 dimensions add in order: a logit does not depend on the tile
+// it was computed in.
+template <int NR, int NQ, class Tk>
+inline void logit_tile(const Tk* k, std::int64_t k_stride, const float* q,
+                       std::int64_t dim, float scale, float* out, std::int64_t ld) {
+  static_assert(NR * NQ <= 8, "at most 8 accumulators");
+  f8 acc[8];
+  unroll<8>([&](auto a) { acc[a] = f8_zero(); });
+  const std::int64_t d8 = dim - dim % 8;
+  for (std::int64_t c = 0; c < d8; c += 8) {
+    f8 kv[NR];
+    unroll<NR>([&](auto ri) { kv[ri] = f8_load(k + ri * k_stride + c); });
+    unroll<NQ>([&](auto qi) {
+      const f8 qv = f8_load(q + qi * dim + c);
+      unroll<NR>([&](auto ri) { acc[ri * NQ + qi] = f8_fma(kv[ri], qv, acc[ri * NQ + qi]); });
+    });
   }
-  if (!finite) {
-    std::int64_t t = 0;
-    while (std::isfinite(logits[t])) ++t;
-    fail<value_error>(fn, "q or k holds a non-finite value: the logit of query head ",
-                      head, ", query row ", query, " and key ", t, " is ", logits[t]);
+  alignas(32) float sums[8];
+  f8_store(sums, f8_sum8(acc));
+  for (int ri = 0; ri < NR; ++ri)
+    for (int qi = 0; qi < NQ; ++qi) {
+      float s = sums[ri * NQ + qi];
+      for (std::int64_t c = d8; c < dim; ++c)
+        s += q[qi * dim + c] * to_float(k + ri * k_stride + c);
+      out[qi * ld + ri] = s * scale;
+    }
+}
+
+// Accumulators of a tile. Eight: enough independent FMA chains, and (for a
+// single query row) eight K rows in flight, which the memory system needs
+// to stream at full speed (measured: the portable form spills a little
+// with 16 SSE registers and is still faster than with four).
+inline constexpr int kTileAccs = 8;
+
+// Query rows per tile next to NR K rows.
+template <int NR>
+inline constexpr int kTileQ = kTileAccs / NR;
+
+// nq (1 .. kTileQ<NR>) query rows known at run time.
+template <int NR, class Tk>
+inline void logit_tile_q(std::int64_t nq, const Tk* k, std::int64_t k_stride,
+                         const float* q, std::int64_t dim, float scale, float* out,
+                         std::int64_t ld) {
+  constexpr int QB = kTileQ<NR>;
+  if constexpr (QB >= 8)
+    if (nq >= 8) return logit_tile<NR, 8>(k, k_stride, q, dim, scale, out, ld);
+  if constexpr (QB >= 7)
+    if (nq == 7) return logit_tile<NR, 7>(k, k_stride, q, dim, scale, out, ld);
+  if constexpr (QB >= 6)
+    if (nq == 6) return logit_tile<NR, 6>(k, k_stride, q, dim, scale, out, ld);
+  if constexpr (QB >= 5)
+    if (nq == 5) return logit_tile<NR, 5>(k, k_stride, q, dim, scale, out, ld);
+  if constexpr (QB >= 4)
+    if (nq >= 4) return logit_tile<NR, 4>(k, k_stride, q, dim, scale, out, ld);
+  if constexpr (QB >= 3)
+    if (nq == 3) return logit_tile<NR, 3>(k, k_stride, q, dim, scale, out, ld);
+  if constexpr (QB >= 2)
+    if (nq == 2) return logit_tile<NR, 2>(k, k_stride, q, dim, scale, out, ld);
+  logit_tile<NR, 1>(k, k_stride, q, dim, scale, out, ld);
+}
+
+// logits[r * ld + t] = scale * (qf_r . k_t) for r < rows, t < keys. One pass
+// over K: a tile of NR rows is read from memory once and used, from L1, by
+// every block of query rows.
+template <int NR, class Tk>
+inline void group_logits_nr(const float* qf, std::int64_t rows, std::int64_t dim,
+                            const Tk* k, std::int64_t k_stride, std::int64_t keys,
+                            float scale, float* logits, std::int64_t ld) {
+  constexpr int QB = kTileQ<NR>;
+  std::int64_t t = 0;
+  for (; t + NR <= keys; t += NR)
+    for (std::int64_t r = 0; r < rows; r += QB)
+      logit_tile_q<NR>(std::min<std::int64_t>(QB, rows - r), k + t * k_stride, k_stride,
+                       qf + r * dim, dim, scale, logits + r * ld + t, ld);
+  for (; t < keys; ++t)
+    for (std::int64_t r = 0; r < rows; r += QB)
+      logit_tile_q<1>(std::min<std::int64_t>(QB, rows - r), k + t * k_stride, k_stride,
+                      qf + r * dim, dim, scale, logits + r * ld + t, ld);
+}
+
+template <class Tk>
+inline void group_logits(const float* qf, std::int64_t rows, std::int64_t dim,
+                         const Tk* k, std::int64_t k_stride, std::int64_t keys,
+                         float scale, float* logits, std::int64_t ld) {
+  // Eight accumulators in flight: 8 K rows x 1 query row, 4 x 2, 2 x 3..4,
+  // or 1 K row x blocks of up to 8 query rows.
+  if (rows == 1)
+    group_logits_nr<8>(qf, rows, dim, k, k_stride, keys, scale, logits, ld);
+  else if (rows == 2)
+    group_logits_nr<4>(qf, rows, dim, k, k_stride, keys, scale, logits, ld);
+  else if (rows <= 4)
+    group_logits_nr<2>(qf, rows, dim, k, k_stride, keys, scale, logits, ld);
+  else
+    group_logits_nr<1>(qf, rows, dim, k, k_stride, keys, scale, logits, ld);
+}
+
+// ---- softmax of one logits row, fused with the image-token accumulation ----
+//
+// Softmax over l[0..n) (l is overwritten with e^(l - max)); the probability
+// of every image token below n is added into acc (spans laid out one after
+// the other). Returns the first key whose logit is not finite (l untouched
+// then), or -1.
+inline std::int64_t softmax_add(float* l, std::int64_t n, span<const ImageSpan> spans,
+                                ProbRounding rounding, float* acc) {
+  const std::int64_t n8 = n - n % 8;
+  f8 mv = f8_set1(-std::numeric_limits<float>::infinity());
+  f8 zv = f8_zero();  // x * 0: 0 for finite x, NaN for Inf / NaN
+  const f8 zero = f8_zero();
+  for (std::int64_t t = 0; t < n8; t += 8) {
+    const f8 x = f8_load(l + t);
+    mv = f8_max(x, mv);
+    zv = f8_fma(x, zero, zv);
   }
-  float sum = 0.0f;
-  for (std::int64_t t = 0; t < keys; ++t) {
-    logits[t] = std::exp(logits[t] - m);
-    sum += logits[t];
+  float m = f8_max_lane(mv), z = f8_sum(zv);
+  for (std::int64_t t = n8; t < n; ++t) {
+    m = l[t] > m ? l[t] : m;
+    z += l[t] * 0.0f;
+  }
+  if (!(z == 0.0f && m > -std::numeric_limits<float>::infinity())) {
+    for (std::int64_t t = 0; t < n; ++t)
+      if (!std::isfinite(l[t])) return t;
+  }
+  const f8 mb = f8_set1(m);
+  f8 sv = f8_zero();
+  for (std::int64_t t = 0; t < n8; t += 8) {
+    const f8 e = f8_exp_nonpositive(f8_sub(f8_load(l + t), mb));
+    f8_store(l + t, e);
+    sv = f8_add(sv, e);
+  }
+  float sum = f8_sum(sv);
+  for (std::int64_t t = n8; t < n; ++t) {
+    l[t] = exp_nonpositive(l[t] - m);
+    sum += l[t];
   }
   const float inv = 1.0f / sum;
   std::int64_t offset = 0;
   for (const ImageSpan& s : spans) {
-    const std::int64_t stop = std::min(s.end(), keys);
-    for (std::int64_t t = s.start; t < stop; ++t)
-      acc[offset + t - s.start] += round_prob(logits[t] * inv, rounding);
+    const std::int64_t stop = std::min(s.end(), n);
+    const float* e = l + s.start;
+    float* a = acc + offset;
+    const std::int64_t len = stop - s.start;
+    if (rounding == ProbRounding::none) {
+      const f8 iv = f8_set1(inv);
+      std::int64_t i = 0;
+      for (; i + 8 <= len; i += 8) f8_store(a + i, f8_fma(f8_load(e + i), iv, f8_load(a + i)));
+      for (; i < len; ++i) a[i] += e[i] * inv;
+    } else {
+      for (std::int64_t i = 0; i < len; ++i) a[i] += round_prob(e[i] * inv, rounding);
+    }
     offset += s.length;
   }
+  return -1;
+}
+
+// The fixed inputs of one scoring call, shared by every kv-head group.
+template <class Tq, class Tk>
+struct ScoreJob {
+  HeadView<const Tq> q;
+  span<const std::int64_t> query_pos;
+  HeadView<const Tk> k;
+  span<const ImageSpan> spans;
+  ProbRounding rounding;
+  float scale;
+  std::int64_t group, rows, keys, n_image;
+};
+
+// Where a group stopped on a non-finite logit: its row (-1: none) and key.
+struct ScoreFault {
+  std::int64_t row = -1;
+  std::int64_t key = 0;
+};
+
+inline std::int64_t pad16(std::int64_t n) { return (n + 15) / 16 * 16; }
+
+// One kv-head group g: its query rows as float into qf (rows x dim), their
+// logits into `logits` (rows x keys), then each row's probabilities of the
+// image tokens added into acc, rows in order.
+template <class Tq, class Tk>
+ScoreFault score_group(const ScoreJob<Tq, Tk>& job, std::int64_t g, float* qf,
+                       float* logits, float* acc) {
+  const std::int64_t d = job.q.dim, nq = job.q.tokens;
+  for (std::int64_t r = 0; r < job.rows; ++r) {
+    row_to_float(job.q.row(g * job.group + r / nq, r % nq), d, qf + r * d);
+    f8_interleave_like<Tk>(qf + r * d, d);
+  }
+  group_logits(qf, job.rows, d, job.k.row(g, 0), job.k.token_stride, job.keys,
+               job.scale, logits, job.keys);
+  for (std::int64_t r = 0; r < job.rows; ++r) {
+    const std::int64_t bad = softmax_add(logits + r * job.keys, job.query_pos[r % nq] + 1,
+                                         job.spans, job.rounding, acc);
+    if (bad >= 0) return ScoreFault{r, bad};
+  }
+  return ScoreFault{};
+}
+
+template <class Tq, class Tk>
+[[noreturn]] void fail_non_finite(const char* fn, const ScoreJob<Tq, Tk>& job,
+                                  std::int64_t g, ScoreFault f, const float* logits) {
+  fail<value_error>(fn, "q or k holds a non-finite value: the logit of query head ",
+                    g * job.group + f.row / job.q.tokens, ", query row ",
+                    f.row % job.q.tokens, " and key ", f.key, " is ",
+                    logits[f.row * job.keys + f.key]);
+}
+
+// Validates, and fills the job.
+template <class Tq, class Tk>
+ScoreJob<Tq, Tk> score_job(const char* fn, HeadView<const Tq> q,
+                           span<const std::int64_t> query_pos, HeadView<const Tk> k,
+                           span<const ImageSpan> spans, span<float> scores,
+                           const ScoreOptions& options) {
+  const std::int64_t n_image = validate_score(fn, erase(q), sizeof(Tq), query_pos,
+                                              erase(k), sizeof(Tk), spans, scores, options);
+  const std::int64_t group = q.heads / k.heads;
+  return ScoreJob<Tq, Tk>{
+      q, query_pos, k, spans, options.round_probs,
+      options.softmax_scale > 0.0f ? options.softmax_scale
+                                   : 1.0f / std::sqrt(static_cast<float>(q.dim)),
+      group, group * q.tokens,
+      *std::max_element(query_pos.begin(), query_pos.end()) + 1, n_image};
+}
+
+// 64-byte aligned start of `floats` floats of workspace scratch.
+inline float* aligned_scratch(Workspace& ws, std::int64_t floats) {
+  float* p = ws.scratch(static_cast<std::size_t>(floats));
+  const auto addr = reinterpret_cast<std::uintptr_t>(p);
+  return p + ((64 - addr % 64) % 64) / sizeof(float);
 }
 
 }  // namespace detail
+
+// Runs fn(i) for i = 0 .. n-1 in order on the calling thread: the
+// parallel_for of the single-threaded path.
+struct SerialFor {
+  template <class F>
+  void operator()(std::int64_t n, F&& fn) const {
+    for (std::int64_t i = 0; i < n; ++i) fn(i);
+  }
+};
+
+#if defined(_OPENMP)
+// A parallel_for over OpenMP's threads (built with -fopenmp).
+struct OpenMPFor {
+  template <class F>
+  void operator()(std::int64_t n, F&& fn) const {
+#pragma omp parallel for schedule(static)
+    for (std::int64_t i = 0; i < n; ++i) fn(i);
+  }
+};
+#endif
 
 // Scores every image token of `spans` by the attention of the query rows.
 //
@@ -208,6 +421,11 @@ inline void softmax_accumulate(const char* fn, float* logits, std::int64_t keys,
 // Throws shape_error / value_error before writing anything on bad shapes,
 // positions or spans, and value_error (scores untouched) when q or k holds a
 // non-finite value that takes part.
+//
+// Kernel: per kv-head group, its query rows x K as a blocked GEMM that reads
+// every K row once for all of them (fp16/bf16 converted in registers), then
+// one softmax pass per row fused with the image-token sums. Scratch: the
+// group's query rows and one logits row per query row of the group.
 template <class Tq, class Tk>
 void score_image_tokens(HeadView<const Tq> q, span<const std::int64_t> query_pos,
                         HeadView<const Tk> k, span<const ImageSpan> spans,
@@ -216,44 +434,80 @@ void score_image_tokens(HeadView<const Tq> q, span<const std::int64_t> query_pos
   static_assert(is_float_type_v<Tq> && is_float_type_v<Tk>,
                 "q and k must be float, pdrop::half or pdrop::bfloat16");
   constexpr const char* fn = "pdrop::score_image_tokens";
-  const std::int64_t n_image =
-      detail::validate_score(fn, detail::erase(q), sizeof(Tq), query_pos,
-                             detail::erase(k), sizeof(Tk), spans, scores, options);
-  const std::int64_t hq = q.heads, hkv = k.heads, nq = q.tokens, d = q.dim;
-  const std::int64_t group = hq / hkv, rows = group * nq;
-  const std::int64_t keys = *std::max_element(query_pos.begin(), query_pos.end()) + 1;
-  const float scale = options.softmax_scale > 0.0f
-                          ? options.softmax_scale
-                          : 1.0f / std::sqrt(static_cast<float>(d));
+  const auto job = detail::score_job(fn, q, query_pos, k, spans, scores, options);
+  const std::int64_t rows = job.rows, d = q.dim, n_image = job.n_image;
 
-  float* qf = ws.scratch(static_cast<std::size_t>(
-      Workspace::score_floats(rows, keys, d, n_image)));
-  float* logits = qf + rows * d;
-  float* kbuf = logits + rows * keys;
-  float* acc = kbuf + d;
+  float* acc = detail::aligned_scratch(
+      ws, Workspace::score_floats(rows, job.keys, d, n_image));
+  float* qf = acc + detail::pad16(n_image);
+  float* logits = qf + detail::pad16(rows * d);
+  float* part = logits + detail::pad16(rows * job.keys);
   std::fill(acc, acc + n_image, 0.0f);
-
-  using Vec = Eigen::Map<const Eigen::VectorXf>;
-  for (std::int64_t g = 0; g < hkv; ++g) {
-    // Query rows of this group as float: row r = (head g*group + r / nq,
-    // query r % nq).
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const Tq* src = q.row(g * group + r / nq, r % nq);
-      for (std::int64_t i = 0; i < d; ++i) qf[r * d + i] = static_cast<float>(src[i]);
-    }
-    // One pass over K: each row once, for every query row that sees it.
-    for (std::int64_t t = 0; t < keys; ++t) {
-      const Vec kt(detail::as_float_row(k.row(g, t), d, kbuf), d);
-      for (std::int64_t r = 0; r < rows; ++r)
-        if (t <= query_pos[r % nq])
-          logits[r * keys + t] = Vec(qf + r * d, d).dot(kt) * scale;
-    }
-    for (std::int64_t r = 0; r < rows; ++r)
-      detail::softmax_accumulate(fn, logits + r * keys, query_pos[r % nq] + 1, spans,
-                                 options.round_probs, g * group + r / nq, r % nq, acc);
+  for (std::int64_t g = 0; g < k.heads; ++g) {
+    // A group's rows sum into `part` first, then into acc, groups in order:
+    // exactly the operations of the parallel overload.
+    std::fill(part, part + n_image, 0.0f);
+    const detail::ScoreFault f = detail::score_group(job, g, qf, logits, part);
+    if (f.row >= 0) detail::fail_non_finite(fn, job, g, f, logits);
+    for (std::int64_t i = 0; i < n_image; ++i) acc[i] += part[i];
   }
-  const float inv = 1.0f / static_cast<float>(hq * nq);
+  const float inv = 1.0f / static_cast<float>(q.heads * q.tokens);
   for (std::int64_t i = 0; i < n_image; ++i) scores[i] = acc[i] * inv;
+}
+
+// The same, with the kv-head groups spread over threads by the caller's
+// parallel_for: parallel_for(n, fn) must call fn(i) once for every i in
+// [0, n), on any threads, and return when all calls have returned (e.g.
+// pdrop::SerialFor, pdrop::OpenMPFor, or a runtime's thread pool). fn never
+// throws. Each group works in its own slice of the workspace
+// (Workspace::reserve_parallel makes the call allocation-free) and the
+// groups are summed in a fixed order afterwards: the scores are
+// bit-identical to the single-threaded overload, whatever the threads, and
+// so is the error on a non-finite value (the first group's, in order).
+template <class Tq, class Tk, class ParallelFor>
+void score_image_tokens(HeadView<const Tq> q, span<const std::int64_t> query_pos,
+                        HeadView<const Tk> k, span<const ImageSpan> spans,
+                        Workspace& ws, span<float> scores, const ScoreOptions& options,
+                        ParallelFor&& parallel_for) {
+  static_assert(is_float_type_v<Tq> && is_float_type_v<Tk>,
+                "q and k must be float, pdrop::half or pdrop::bfloat16");
+  constexpr const char* fn = "pdrop::score_image_tokens";
+  const auto job = detail::score_job(fn, q, query_pos, k, spans, scores, options);
+  const std::int64_t rows = job.rows, d = q.dim, n_image = job.n_image;
+  const std::int64_t groups = k.heads;
+  const std::int64_t slot = Workspace::score_slot_floats(rows, job.keys, d, n_image);
+
+  float* base = detail::aligned_scratch(
+      ws, Workspace::score_floats(rows, job.keys, d, n_image, groups));
+  base += detail::pad16(n_image);  // the single-threaded acc, unused here
+  std::int64_t* faults = ws.faults(static_cast<std::size_t>(2 * groups));
+  const auto group_slot = [&](std::int64_t g) { return base + g * slot; };
+  parallel_for(groups, [&](std::int64_t g) noexcept {
+    float* qf = group_slot(g);
+    float* logits = qf + detail::pad16(rows * d);
+    float* part = logits + detail::pad16(rows * job.keys);
+    std::fill(part, part + n_image, 0.0f);
+    const detail::ScoreFault f = detail::score_group(job, g, qf, logits, part);
+    faults[2 * g] = f.row;
+    faults[2 * g + 1] = f.key;
+  });
+  for (std::int64_t g = 0; g < groups; ++g)
+    if (faults[2 * g] >= 0)
+      detail::fail_non_finite(fn, job, g, detail::ScoreFault{faults[2 * g], faults[2 * g + 1]},
+                              group_slot(g) + detail::pad16(rows * d));
+  // scores[i] = (0 + part_0[i] + part_1[i] + ...) * inv, groups in order;
+  // chunks of image tokens in parallel.
+  const float inv = 1.0f / static_cast<float>(q.heads * q.tokens);
+  constexpr std::int64_t chunk = 1024;
+  const std::int64_t part_offset = detail::pad16(rows * d) + detail::pad16(rows * job.keys);
+  parallel_for((n_image + chunk - 1) / chunk, [&](std::int64_t c) noexcept {
+    const std::int64_t lo = c * chunk, hi = std::min(n_image, lo + chunk);
+    for (std::int64_t i = lo; i < hi; ++i) {
+      float a = 0.0f;
+      for (std::int64_t g = 0; g < groups; ++g) a += group_slot(g)[part_offset + i];
+      scores[i] = a * inv;
+    }
+  });
 }
 
 }  // namespace pdrop

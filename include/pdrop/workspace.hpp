@@ -1,7 +1,7 @@
 // pdrop/workspace.hpp - reusable scratch memory for the operators.
 //
 // Scoring and selection need a little scratch space (logits for one kv-head
-// group, running sums, sort keys). A Workspace owns it and only ever grows:
+// group, running sums, selection keys). A Workspace owns it and only ever grows:
 // size it once with reserve() for the largest shape a runtime will
 // see, then every later call on shapes up to that size allocates nothing.
 // One Workspace per thread; it is not shared state of any operator.
@@ -22,7 +22,8 @@ class Workspace {
   std::size_t bytes() const {
     return (scratch_.capacity() + scores_.capacity()) * sizeof(float) +
            keys_.capacity() * sizeof(std::uint64_t) +
-           indices_.capacity() * sizeof(std::int64_t);
+           (indices_.capacity() + faults_.capacity()) * sizeof(std::int64_t) +
+           keys32_.capacity() * sizeof(std::uint32_t);
   }
 
   // Sizes everything rank_and_drop (and so score_image_tokens and
@@ -33,24 +34,50 @@ class Workspace {
                std::int64_t tokens, std::int64_t dim, std::int64_t image_tokens) {
     const std::int64_t group = kv_heads > 0 ? q_heads / kv_heads : 0;
     scratch(as_size(score_floats(group * queries, tokens, dim, image_tokens)));
-    scores(as_size(image_tokens));
-    keys(as_size(image_tokens));
-    indices(as_size(image_tokens));
+    reserve_select(image_tokens);
+  }
+
+  // As reserve, for the overloads that take a parallel_for: every kv-head
+  // group gets its own slice (kv_heads slices of one group's scratch).
+  void reserve_parallel(std::int64_t q_heads, std::int64_t kv_heads,
+                        std::int64_t queries, std::int64_t tokens, std::int64_t dim,
+                        std::int64_t image_tokens) {
+    const std::int64_t group = kv_heads > 0 ? q_heads / kv_heads : 0;
+    scratch(as_size(
+        score_floats(group * queries, tokens, dim, image_tokens, kv_heads)));
+    faults(as_size(2 * kv_heads));
+    reserve_select(image_tokens);
   }
 
   // Floats score_image_tokens uses for `rows` query rows per kv head.
   static std::int64_t score_floats(std::int64_t rows, std::int64_t tokens,
                                    std::int64_t dim, std::int64_t image_tokens) {
-    return rows * dim + rows * tokens + dim + image_tokens;
+    return score_floats(rows, tokens, dim, image_tokens, 1);
+  }
+  // ... with `slots` kv-head groups in flight at once (the parallel_for
+  // overload uses one per kv head): 64 bytes of alignment slack, the
+  // running sums, and per slot the group's query rows as float, one logits
+  // row per query row and the group's partial sums.
+  static std::int64_t score_floats(std::int64_t rows, std::int64_t tokens,
+                                   std::int64_t dim, std::int64_t image_tokens,
+                                   std::int64_t slots) {
+    return 16 + pad16(image_tokens) +
+           slots * score_slot_floats(rows, tokens, dim, image_tokens);
+  }
+  static std::int64_t score_slot_floats(std::int64_t rows, std::int64_t tokens,
+                                        std::int64_t dim, std::int64_t image_tokens) {
+    return pad16(rows * dim) + pad16(rows * tokens) + pad16(image_tokens);
   }
 
   // Internal buffers, each at least n long, growing only when needed:
-  // scratch (score kernel), scores and indices (rank_and_drop), keys
-  // (select_top_k).
+  // scratch (score kernel), scores and indices (rank_and_drop), keys and
+  // keys32 (select_top_k), faults (parallel scoring).
   float* scratch(std::size_t n) { return grow(scratch_, n); }
   float* scores(std::size_t n) { return grow(scores_, n); }
   std::uint64_t* keys(std::size_t n) { return grow(keys_, n); }
+  std::uint32_t* keys32(std::size_t n) { return grow(keys32_, n); }
   std::int64_t* indices(std::size_t n) { return grow(indices_, n); }
+  std::int64_t* faults(std::size_t n) { return grow(faults_, n); }
 
  private:
   template <class T>
@@ -61,11 +88,20 @@ class Workspace {
   static std::size_t as_size(std::int64_t n) {
     return n > 0 ? static_cast<std::size_t>(n) : 0;
   }
+  static std::int64_t pad16(std::int64_t n) { return (n + 15) / 16 * 16; }
+  void reserve_select(std::int64_t image_tokens) {
+    scores(as_size(image_tokens));
+    keys(as_size(image_tokens));
+    keys32(as_size(image_tokens));
+    indices(as_size(image_tokens));
+  }
 
   std::vector<float> scratch_;
   std::vector<float> scores_;
   std::vector<std::uint64_t> keys_;
   std::vector<std::int64_t> indices_;
+  std::vector<std::int64_t> faults_;
+  std::vector<std::uint32_t> keys32_;
 };
 
 }  // namespace pdrop
