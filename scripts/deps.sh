@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages pdrop's build, tests and benchmarks need, when
 # they are missing. Eigen is the library's only dependency; the rest is for
-# building and testing. Needs root (or sudo) only when something is missing.
+# building and testing (DLPack and OpenMPI for the optional DLPack views and
+# the two-rank tensor-parallel test). Needs root (or sudo) only when
+# something is missing.
 set -euo pipefail
 
-packages=(cmake g++ clang libeigen3-dev libgtest-dev libgmock-dev libbenchmark-dev)
+packages=(cmake g++ clang libeigen3-dev libgtest-dev libgmock-dev libbenchmark-dev
+          libdlpack-dev libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
