@@ -7,9 +7,8 @@
 // same call on several threads at once), three times each, and every result
 // must equal the first config's byte for byte.
 //
-// Thread-count slot: when rank_and_drop / score_image_tokens gain a threaded
-// overload, add one Config per thread count (e.g. {"threads_1", ...},
-// {"threads_2", ...}, {"threads_7", ...}) to configs(); nothing else changes.
+// Thread counts: rank_and_drop's parallel_for overload runs with
+// pdrop::SerialFor and with a std::thread parallel_for at 2 and 3 threads.
 //
 // Compaction: in place vs out of place (rows, heads, positions) and
 // build_keep_list with maybe_new_spans aliasing spans vs separate give the
@@ -72,6 +71,41 @@ Result plain_call(const Inputs<T>& in, pdrop::Workspace& ws) {
   Result r;
   r.t_new = pdrop::rank_and_drop<T, T>(in.qv(), in.pos, in.kv(), in.spans, in.counts, ws, keep, ns,
                                        scores, in.options);
+  keep.resize(static_cast<std::size_t>(r.t_new));
+  r.scores = pdrop_test::bytes_of(scores);
+  r.keep = pdrop_test::bytes_of(keep);
+  r.new_spans = pdrop_test::bytes_of(ns);
+  return r;
+}
+
+// A small std::thread parallel_for: fn(i) for i in [0, n), strided over
+// `threads` threads (the calling thread one of them).
+struct ThreadFor {
+  int threads = 2;
+  template <class F>
+  void operator()(I64 n, F&& fn) const {
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t)
+      pool.emplace_back([&fn, n, t, this] {
+        for (I64 i = t; i < n; i += threads) fn(i);
+      });
+    for (I64 i = 0; i < n; i += threads) fn(i);
+    for (auto& th : pool) th.join();
+  }
+};
+
+// rank_and_drop's parallel_for overload, on a fresh workspace (reserved
+// with reserve_parallel when `reserved`).
+template <class T, class PF>
+Result parallel_call(const Inputs<T>& in, PF pf, bool reserved) {
+  pdrop::Workspace ws;
+  if (reserved) ws.reserve_parallel(in.hq, in.hkv, in.nq, in.tokens, in.d, in.n_image());
+  std::vector<float> scores(static_cast<std::size_t>(in.n_image()));
+  std::vector<I64> keep(static_cast<std::size_t>(in.tokens), -1);
+  std::vector<ImageSpan> ns(in.spans.size());
+  Result r;
+  r.t_new = pdrop::rank_and_drop<T, T>(in.qv(), in.pos, in.kv(), in.spans, in.counts, ws, keep, ns,
+                                       scores, in.options, pf);
   keep.resize(static_cast<std::size_t>(r.t_new));
   r.scores = pdrop_test::bytes_of(scores);
   r.keep = pdrop_test::bytes_of(keep);
@@ -203,7 +237,15 @@ std::vector<Config<T>> configs() {
                    if (!(r[i] == r[0])) return Result{};  // t_new -1: differs from everything
                  return r[0];
                }});
-  // Thread-count configs go here once a threaded overload exists.
+  // The parallel_for overload: SerialFor, then real threads (2 and 3, over
+  // kv-head counts of 1..8, so some threads get no group or several).
+  c.push_back({"parallel_overload_serial_for", [](const Inputs<T>& in) {
+                 return parallel_call(in, pdrop::SerialFor{}, false);
+               }});
+  for (int threads : {2, 3})
+    c.push_back({"parallel_overload_threads_" + std::to_string(threads), [threads](const Inputs<T>& in) {
+                   return parallel_call(in, ThreadFor{threads}, threads == 3);
+                 }});
   return c;
 }
 

@@ -16,16 +16,24 @@
 //
 // Decode: a token at original position p = T0 + t uses p - (N0 - n_j) in
 // the layers of stage j, and attends over that layer's own cache.
+//
+// M-RoPE (Qwen2-VL, prefill_mrope): three position rows per token, sections
+// of the rotary pairs driven by each; drops keep the original values
+// (compact_positions keep_original), several images are budgeted per span
+// or globally, and decode continues at mrope_next_position + step.
 #ifndef PDROP_EXAMPLES_HOST_LLAMA_HPP
 #define PDROP_EXAMPLES_HOST_LLAMA_HPP
 
+#include <pdrop/mrope.hpp>
 #include <pdrop/pdrop.hpp>
 
 #include <Eigen/Core>
 
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -132,6 +140,60 @@ void rope(Rows&& x, const std::int64_t* pos, std::int64_t heads, const RopeTable
   }
 }
 
+// Qwen2-VL multimodal RoPE (mrope_section): rotary pair i (i < d/2, the
+// pair (x[i], x[i + d/2]) as in rotate_half) turns by position axis a(i)
+// times theta^(-2i/d): axis 0 (temporal) for the first section[0] pairs,
+// axis 1 (height) for the next section[1], axis 2 (width) for the rest.
+// Qwen2-VL uses [16, 24, 24] for d = 128; mrope_section(d) scales that to
+// any even d. With equal positions on all three axes it is plain RoPE.
+struct MRope {
+  std::int64_t half = 0;
+  std::array<std::int64_t, 3> section{};
+  std::vector<float> inv_freq;
+
+  // [16, 24, 24] scaled to d/2 pairs: 3/8 of them for height and for width
+  // (rounded down), the rest temporal.
+  static std::array<std::int64_t, 3> mrope_section(std::int64_t d) {
+    const std::int64_t hw = d / 2 * 3 / 8;
+    return {d / 2 - 2 * hw, hw, hw};
+  }
+  MRope(std::int64_t d, float theta, std::array<std::int64_t, 3> sec)
+      : half(d / 2), section(sec), inv_freq(static_cast<std::size_t>(d / 2)) {
+    if (d % 2 != 0 || sec[0] < 0 || sec[1] < 0 || sec[2] < 0 ||
+        sec[0] + sec[1] + sec[2] != d / 2)
+      throw pdrop::invalid_argument("MRope: the sections must be >= 0 and sum to d/2");
+    for (std::int64_t i = 0; i < half; ++i)
+      inv_freq[i] = 1.0f / std::pow(theta, static_cast<float>(2 * i) / static_cast<float>(d));
+  }
+  std::int64_t axis(std::int64_t i) const {
+    return i < section[0] ? 0 : i < section[0] + section[1] ? 1 : 2;
+  }
+};
+
+// M-RoPE in place on rows of `heads` heads of dim 2 * m.half: row r at the
+// positions pos3[3r], pos3[3r + 1], pos3[3r + 2] (temporal, height, width).
+// Angles in float32 as HF computes them (float(position) * inv_freq).
+template <class Rows>
+void mrope(Rows&& x, const std::int64_t* pos3, std::int64_t heads, const MRope& m) {
+  const std::int64_t half = m.half, d = 2 * half;
+  std::vector<float> c(static_cast<std::size_t>(half)), s(c.size());
+  for (Eigen::Index r = 0; r < x.rows(); ++r) {
+    for (std::int64_t i = 0; i < half; ++i) {
+      const float a = static_cast<float>(pos3[3 * r + m.axis(i)]) * m.inv_freq[i];
+      c[i] = std::cos(a);
+      s[i] = std::sin(a);
+    }
+    for (std::int64_t h = 0; h < heads; ++h)
+      for (std::int64_t i = 0; i < half; ++i) {
+        float& x0 = x(r, h * d + i);
+        float& x1 = x(r, h * d + i + half);
+        const float a = x0, b = x1;
+        x0 = a * c[i] - b * s[i];
+        x1 = b * c[i] + a * s[i];
+      }
+  }
+}
+
 // A per-layer KV cache: post-RoPE keys and values, one row per token
 // (Hkv*d wide, NHD), room for `capacity` rows.
 struct KVCache {
@@ -163,81 +225,34 @@ class Session {
       throw pdrop::invalid_argument("Session: schedule.num_layers() != model layers");
   }
 
-  // embeds (T0, D); image = [s, s + N0).
+  // embeds (T0, D); image = [s, s + N0). Positions 0..T0-1, re-indexed
+  // 0..T_new-1 after each drop (the reference's behaviour).
   PrefillResult prefill(const Mat& embeds, pdrop::ImageSpan image) {
-    const Config& c = w_.cfg;
-    const std::int64_t d = c.head_dim(), qw = c.heads * d, kw = c.kv_heads * d;
-    std::int64_t T = embeds.rows();
-    t0_ = T;
-    n0_ = image.length;
-    steps_ = 0;
-    rope_ = RopeTable(d, c.rope_theta, T + max_decode_);
-    Mat x = embeds, h(T, c.dim), q(T, qw), k(T, kw), v(T, kw), attn(T, qw), scratch_k(T, kw);
-    Mat probs(T, T), up(T, c.ffn), gate(T, c.ffn);
-    std::vector<std::int64_t> pos(static_cast<std::size_t>(T)), keep(pos.size());
-    for (std::int64_t i = 0; i < T; ++i) pos[i] = i;
-    pdrop::Workspace ws;
-    ws.reserve(c.heads, c.kv_heads, 1, T, d, image.length);
-    PrefillResult res;
-    caches_.assign(static_cast<std::size_t>(c.layers), KVCache{});
+    std::vector<std::int64_t> pos(static_cast<std::size_t>(embeds.rows()));
+    for (std::size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<std::int64_t>(i);
+    mrope_.reset();
+    return run_prefill(embeds, {image}, pdrop::Budget::per_span, std::move(pos));
+  }
 
-    using clock = std::chrono::steady_clock;
-    for (std::int64_t l = 0; l < c.layers; ++l) {
-      const auto t_start = clock::now();
-      const Layer& L = w_.layers[l];
-      auto X = x.topRows(T);
-      rms_norm(X, L.attn_norm, c.rms_eps, h.topRows(T));
-      q.topRows(T).noalias() = h.topRows(T) * L.wq.transpose();
-      k.topRows(T).noalias() = h.topRows(T) * L.wk.transpose();
-      v.topRows(T).noalias() = h.topRows(T) * L.wv.transpose();
-
-      if (const std::int64_t stage = l > 0 ? schedule_.drop_after(l - 1) : 0) {
-        const auto t_drop = clock::now();
-        // Score from this layer's q/k, RoPE'd at the current positions: a
-        // rotated copy of K and of the last q row; the projections stay.
-        scratch_k.topRows(T) = k.topRows(T);
-        rope(scratch_k.topRows(T), pos.data(), c.kv_heads, rope_);
-        Vec q_last = q.row(T - 1).transpose();
-        rope(Eigen::Map<Mat>(q_last.data(), 1, qw), &pos[T - 1], c.heads, rope_);
-        const std::int64_t n_keep = schedule_.image_tokens(n0_, stage);
-        const std::int64_t last = T - 1;
-        std::vector<float> scores(static_cast<std::size_t>(image.length));
-        const std::int64_t t_new = pdrop::rank_and_drop<float, float>(
-            pdrop::split_heads(pdrop::TokenView<const float>(q_last.data(), 1, qw), c.heads),
-            {&last, 1},
-            pdrop::split_heads(pdrop::TokenView<const float>(scratch_k.data(), T, kw), c.kv_heads),
-            {&image, 1}, {&n_keep, 1}, ws, keep, {&image, 1}, scores);
-        const pdrop::span<const std::int64_t> kl(keep.data(), t_new);
-        res.kept.emplace_back(keep.begin() + image.start, keep.begin() + image.end());
-        res.scores.push_back(std::move(scores));
-        // Compact everything with one row per token, in place.
-        pdrop::compact_rows(pdrop::TokenView<float>(x.data(), T, c.dim), kl);
-        pdrop::compact_rows(pdrop::TokenView<float>(q.data(), T, qw), kl);
-        pdrop::compact_rows(pdrop::TokenView<float>(k.data(), T, kw), kl);
-        pdrop::compact_rows(pdrop::TokenView<float>(v.data(), T, kw), kl);
-        pdrop::compact_positions(pdrop::TokenView<std::int64_t>(pos.data(), T, 1), kl);
-        T = t_new;
-        res.stats.drop_seconds += std::chrono::duration<double>(clock::now() - t_drop).count();
-      }
-
-      rope(q.topRows(T), pos.data(), c.heads, rope_);
-      rope(k.topRows(T), pos.data(), c.kv_heads, rope_);
-      KVCache& cache = caches_[l];
-      cache.k.resize(T + max_decode_, kw);
-      cache.v.resize(T + max_decode_, kw);
-      cache.k.topRows(T) = k.topRows(T);
-      cache.v.topRows(T) = v.topRows(T);
-      cache.len = T;
-      attention(q.topRows(T), k.topRows(T), v.topRows(T), probs, attn.topRows(T));
-      x.topRows(T).noalias() += attn.topRows(T) * L.wo.transpose();
-      mlp(L, x.topRows(T), h.topRows(T), gate.topRows(T), up.topRows(T));
-
-      res.stats.layer_tokens.push_back(T);
-      res.stats.layer_seconds.push_back(std::chrono::duration<double>(clock::now() - t_start).count());
-    }
-    res.out.resize(T, c.dim);
-    rms_norm(x.topRows(T), w_.final_norm, c.rms_eps, res.out);
-    return res;
+  // M-RoPE (Qwen2-VL): embeds (T0, D); positions T0 x 3 (temporal, height,
+  // width; e.g. from pdrop::mrope_positions); images: the image / video
+  // spans, sorted. Each drop keeps per_span_budgets or global_budget of the
+  // ORIGINAL spans at the stage's ratio, and the kept tokens keep their
+  // original 3-row positions. Decode step s then uses
+  // mrope_next_position(prompt) + s in all three axes, in every layer.
+  PrefillResult prefill_mrope(const Mat& embeds, pdrop::TokenView<const std::int64_t> positions,
+                              std::vector<pdrop::ImageSpan> images,
+                              pdrop::Budget budget = pdrop::Budget::per_span,
+                              std::array<std::int64_t, 3> section = {}) {  // {}: mrope_section(d)
+    const std::int64_t d = w_.cfg.head_dim();
+    if (positions.tokens != embeds.rows() || positions.features != 3)
+      throw pdrop::invalid_argument("Session::prefill_mrope: positions must be T0 x 3");
+    if (section == std::array<std::int64_t, 3>{}) section = MRope::mrope_section(d);
+    mrope_.emplace(d, w_.cfg.rope_theta, section);
+    std::vector<std::int64_t> pos(static_cast<std::size_t>(3 * positions.tokens));
+    for (std::int64_t t = 0; t < positions.tokens; ++t)
+      for (std::int64_t a = 0; a < 3; ++a) pos[3 * t + a] = positions.row(t)[a];
+    return run_prefill(embeds, images, budget, std::move(pos));
   }
 
   // One decode step: embed (D) in, final-norm row out. positions_used, if
@@ -252,7 +267,11 @@ class Session {
     const std::int64_t p_orig = t0_ + steps_;
     for (std::int64_t l = 0; l < c.layers; ++l) {
       const Layer& L = w_.layers[l];
-      const std::int64_t p = p_orig - schedule_.position_offset(n0_, schedule_.stage_of_layer(l));
+      // M-RoPE keeps original positions: the prompt's next position + step
+      // in all three axes (plain RoPE at p). Otherwise p_orig - (N0 - n_j).
+      const std::int64_t p =
+          mrope_ ? next_pos_ + steps_
+                 : p_orig - schedule_.position_offset(n0_, schedule_.stage_of_layer(l));
       if (positions_used) positions_used->push_back(p);
       rms_norm(x, L.attn_norm, c.rms_eps, h);
       q.noalias() = h * L.wq.transpose();
@@ -286,6 +305,111 @@ class Session {
   std::vector<KVCache>& caches() { return caches_; }
 
  private:
+  // The prefill of both position schemes: pos holds T0 (RoPE) or 3 * T0
+  // (M-RoPE, when mrope_ is set) values.
+  PrefillResult run_prefill(const Mat& embeds, std::vector<pdrop::ImageSpan> images,
+                            pdrop::Budget budget, std::vector<std::int64_t> pos) {
+    const Config& c = w_.cfg;
+    const std::int64_t d = c.head_dim(), qw = c.heads * d, kw = c.kv_heads * d;
+    const std::int64_t axes = mrope_ ? 3 : 1;
+    std::int64_t T = embeds.rows();
+    t0_ = T;
+    steps_ = 0;
+    const std::vector<pdrop::ImageSpan> original = images;
+    std::int64_t n_image = 0;
+    for (const auto& im : images) n_image += im.length;
+    n0_ = n_image;
+    rope_ = RopeTable(d, c.rope_theta, T + max_decode_);
+    const auto rotate = [&](auto&& rows, const std::int64_t* p, std::int64_t heads) {
+      if (mrope_) mrope(rows, p, heads, *mrope_);
+      else rope(rows, p, heads, rope_);
+    };
+    Mat x = embeds, h(T, c.dim), q(T, qw), k(T, kw), v(T, kw), attn(T, qw), scratch_k(T, kw);
+    Mat probs(T, T), up(T, c.ffn), gate(T, c.ffn);
+    std::vector<std::int64_t> keep(static_cast<std::size_t>(T));
+    std::vector<std::int64_t> counts(images.size());
+    pdrop::Workspace ws;
+    ws.reserve(c.heads, c.kv_heads, 1, T, d, n_image);
+    PrefillResult res;
+    caches_.assign(static_cast<std::size_t>(c.layers), KVCache{});
+
+    using clock = std::chrono::steady_clock;
+    for (std::int64_t l = 0; l < c.layers; ++l) {
+      const auto t_start = clock::now();
+      const Layer& L = w_.layers[l];
+      auto X = x.topRows(T);
+      rms_norm(X, L.attn_norm, c.rms_eps, h.topRows(T));
+      q.topRows(T).noalias() = h.topRows(T) * L.wq.transpose();
+      k.topRows(T).noalias() = h.topRows(T) * L.wk.transpose();
+      v.topRows(T).noalias() = h.topRows(T) * L.wv.transpose();
+
+      if (const std::int64_t stage = l > 0 ? schedule_.drop_after(l - 1) : 0) {
+        const auto t_drop = clock::now();
+        // Score from this layer's q/k, RoPE'd at the current positions: a
+        // rotated copy of K and of the last q row; the projections stay.
+        scratch_k.topRows(T) = k.topRows(T);
+        rotate(scratch_k.topRows(T), pos.data(), c.kv_heads);
+        Vec q_last = q.row(T - 1).transpose();
+        rotate(Eigen::Map<Mat>(q_last.data(), 1, qw), &pos[(T - 1) * axes], c.heads);
+        // Budgets from the original spans at the stage's ratio: int(N0 *
+        // ratio) per span (Schedule::image_tokens for one image), or one
+        // global int(sum N0 * ratio).
+        const double ratio = schedule_.ratios()[stage];
+        const std::int64_t last = T - 1;
+        std::vector<float> scores(static_cast<std::size_t>(n_image));
+        const auto qv = pdrop::split_heads(pdrop::TokenView<const float>(q_last.data(), 1, qw), c.heads);
+        const auto kv = pdrop::split_heads(pdrop::TokenView<const float>(scratch_k.data(), T, kw), c.kv_heads);
+        std::int64_t t_new = 0;
+        if (budget == pdrop::Budget::global) {
+          t_new = pdrop::rank_and_drop_global<float, float>(
+              qv, {&last, 1}, kv, images, pdrop::global_budget(original, ratio), ws, keep, images,
+              scores);
+        } else {
+          pdrop::per_span_budgets(original, ratio, counts);
+          t_new = pdrop::rank_and_drop<float, float>(qv, {&last, 1}, kv, images, counts, ws, keep,
+                                                     images, scores);
+        }
+        n_image = 0;
+        for (const auto& im : images) n_image += im.length;
+        const pdrop::span<const std::int64_t> kl(keep.data(), t_new);
+        res.kept.emplace_back();
+        for (const auto& im : images)
+          res.kept.back().insert(res.kept.back().end(), keep.begin() + im.start, keep.begin() + im.end());
+        res.scores.push_back(std::move(scores));
+        // Compact everything with one row per token, in place.
+        pdrop::compact_rows(pdrop::TokenView<float>(x.data(), T, c.dim), kl);
+        pdrop::compact_rows(pdrop::TokenView<float>(q.data(), T, qw), kl);
+        pdrop::compact_rows(pdrop::TokenView<float>(k.data(), T, kw), kl);
+        pdrop::compact_rows(pdrop::TokenView<float>(v.data(), T, kw), kl);
+        pdrop::compact_positions(pdrop::TokenView<std::int64_t>(pos.data(), T, axes), kl,
+                                 mrope_ ? pdrop::PositionMode::keep_original
+                                        : pdrop::PositionMode::reindex);
+        T = t_new;
+        res.stats.drop_seconds += std::chrono::duration<double>(clock::now() - t_drop).count();
+      }
+
+      rotate(q.topRows(T), pos.data(), c.heads);
+      rotate(k.topRows(T), pos.data(), c.kv_heads);
+      KVCache& cache = caches_[l];
+      cache.k.resize(T + max_decode_, kw);
+      cache.v.resize(T + max_decode_, kw);
+      cache.k.topRows(T) = k.topRows(T);
+      cache.v.topRows(T) = v.topRows(T);
+      cache.len = T;
+      attention(q.topRows(T), k.topRows(T), v.topRows(T), probs, attn.topRows(T));
+      x.topRows(T).noalias() += attn.topRows(T) * L.wo.transpose();
+      mlp(L, x.topRows(T), h.topRows(T), gate.topRows(T), up.topRows(T));
+
+      res.stats.layer_tokens.push_back(T);
+      res.stats.layer_seconds.push_back(std::chrono::duration<double>(clock::now() - t_start).count());
+    }
+    if (mrope_)
+      next_pos_ = pdrop::mrope_next_position<std::int64_t>(pdrop::TokenView<const std::int64_t>(pos.data(), T, 3));
+    res.out.resize(T, c.dim);
+    rms_norm(x.topRows(T), w_.final_norm, c.rms_eps, res.out);
+    return res;
+  }
+
   // Causal GQA attention over T rows: full scores per head (a GEMM, as a
   // GEMM-based runtime does), masked, softmax in float32, times V.
   template <class Q, class K, class V, class Out>
@@ -322,7 +446,8 @@ class Session {
   pdrop::Schedule schedule_;
   std::int64_t max_decode_ = 0;
   RopeTable rope_;
-  std::int64_t t0_ = 0, n0_ = 0, steps_ = 0;
+  std::optional<MRope> mrope_;
+  std::int64_t t0_ = 0, n0_ = 0, steps_ = 0, next_pos_ = 0;
   std::vector<KVCache> caches_;
 };
 

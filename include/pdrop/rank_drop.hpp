@@ -17,6 +17,13 @@
 //     pdrop::compact_heads(q_next, {keep.data(), t_new});   // reuse them
 //     pdrop::compact_positions(positions, {keep.data(), t_new});
 //   }
+//
+// Several images (or video frames) in one sequence are several spans.
+// Budget::per_span keeps int(N0_i * ratio) of each (per_span_budgets of the
+// original spans, then rank_and_drop); Budget::global keeps
+// int(sum N0_i * ratio) over all of them together (global_budget, then
+// rank_and_drop_global). Both take an optional parallel_for last, for
+// bit-identical scoring over threads. Batches of sequences: batch.hpp.
 #ifndef PDROP_RANK_DROP_HPP
 #define PDROP_RANK_DROP_HPP
 
@@ -24,6 +31,7 @@
 #include <cstdint>
 
 #include "pdrop/compact.hpp"
+#include "pdrop/detail/check.hpp"
 #include "pdrop/errors.hpp"
 #include "pdrop/score.hpp"
 #include "pdrop/select.hpp"
@@ -32,11 +40,207 @@
 
 namespace pdrop {
 
+// How a drop's image-token budget is spread over several image spans
+// (several images, or the frames of a video, in one sequence).
+//  per_span: each span i keeps keep_counts[i] of its own tokens (PyramidDrop's
+//            rule applied image by image: int(n_i * ratio) each).
+//  global:   one count for all spans together, int(sum n_i * ratio), filled
+//            with the best-scored tokens of the union of the spans (an image
+//            the query ignores may lose more than another). Text between the
+//            images is always kept.
+enum class Budget { per_span, global };
+
+// int(n * ratio): Python's int() of the double product, as
+// Schedule::image_tokens. n >= 0 (<= 2^53), ratio in [0, 1].
+inline std::int64_t keep_budget(std::int64_t n, double ratio) {
+  constexpr const char* fn = "pdrop::keep_budget";
+  if (n < 0 || n > (std::int64_t{1} << 53))
+    detail::fail<value_error>(fn, "n (", n, ") must be in [0, 2^53]");
+  if (!(ratio >= 0.0 && ratio <= 1.0))
+    detail::fail<value_error>(fn, "ratio (", ratio, ") must be in [0, 1]");
+  return static_cast<std::int64_t>(static_cast<double>(n) * ratio);
+}
+
+// Per-span budgets: keep_counts[i] = int(spans[i].length * ratio).
+//   spans        the spans whose lengths the ratio applies to: the ORIGINAL
+//                spans (before any drop) when ratio is a stage's ratio of
+//                the original tokens (Schedule::ratios()[j]).
+//   ratio        in [0, 1].
+//   keep_counts  out, spans.size entries (the keep_counts of rank_and_drop).
+// Everything is validated before keep_counts is written.
+inline void per_span_budgets(span<const ImageSpan> spans, double ratio,
+                             span<std::int64_t> keep_counts) {
+  constexpr const char* fn = "pdrop::per_span_budgets";
+  if (spans.size < 0 || (spans.size > 0 && spans.data == nullptr))
+    detail::fail<shape_error>(fn, "spans.data is null with ", spans.size, " entries");
+  if (keep_counts.size != spans.size)
+    detail::fail<shape_error>(fn, "keep_counts.size (", keep_counts.size,
+                              ") must equal spans.size (", spans.size, ")");
+  if (keep_counts.size > 0 && keep_counts.data == nullptr)
+    detail::fail<shape_error>(fn, "keep_counts.data is null with ", keep_counts.size,
+                              " entries");
+  if (!(ratio >= 0.0 && ratio <= 1.0))
+    detail::fail<value_error>(fn, "ratio (", ratio, ") must be in [0, 1]");
+  for (std::int64_t i = 0; i < spans.size; ++i)
+    if (spans[i].length < 0 || spans[i].length > (std::int64_t{1} << 53))
+      detail::fail<value_error>(fn, "spans[", i, "].length (", spans[i].length,
+                                ") must be in [0, 2^53]");
+  for (std::int64_t i = 0; i < spans.size; ++i)
+    keep_counts[i] = keep_budget(spans[i].length, ratio);
+}
+
+// Global budget: int((sum of spans[i].length) * ratio), the n_keep of
+// rank_and_drop_global. spans as per_span_budgets (original lengths).
+inline std::int64_t global_budget(span<const ImageSpan> spans, double ratio) {
+  constexpr const char* fn = "pdrop::global_budget";
+  if (spans.size < 0 || (spans.size > 0 && spans.data == nullptr))
+    detail::fail<shape_error>(fn, "spans.data is null with ", spans.size, " entries");
+  if (!(ratio >= 0.0 && ratio <= 1.0))
+    detail::fail<value_error>(fn, "ratio (", ratio, ") must be in [0, 1]");
+  std::int64_t n = 0;
+  for (std::int64_t i = 0; i < spans.size; ++i) {
+    if (spans[i].length < 0)
+      detail::fail<value_error>(fn, "spans[", i, "].length (", spans[i].length,
+                                ") must be >= 0");
+    n = detail::checked_add(fn, "sum of spans[i].length", n, spans[i].length);
+  }
+  if (n > (std::int64_t{1} << 53))
+    detail::fail<value_error>(fn, "the sum of span lengths (", n, ") must be <= 2^53");
+  return keep_budget(n, ratio);
+}
+
+namespace detail {
+
+// Sizes of one drop that validate_drop accepted.
+struct DropPlan {
+  std::int64_t n_image = 0;  // image tokens over all spans
+  std::int64_t n_kept = 0;   // image tokens kept
+  std::int64_t t_new = 0;    // the new sequence length
+};
+
+// Every input of a drop (q, query_pos, k, spans, options as
+// score_image_tokens; counts: spans.size per-span counts or, for
+// Budget::global, one count over all spans).
+inline DropPlan validate_drop_inputs(const char* fn, HeadView<const void> q,
+                                     std::size_t q_elem,
+                                     span<const std::int64_t> query_pos,
+                                     HeadView<const void> k, std::size_t k_elem,
+                                     span<const ImageSpan> spans, Budget budget,
+                                     span<const std::int64_t> counts,
+                                     const ScoreOptions& options) {
+  DropPlan p;
+  p.n_image = validate_score_inputs(fn, q, q_elem, query_pos, k, k_elem, spans, options);
+  if (budget == Budget::global) {
+    if (counts.size != 1 || counts.data == nullptr)
+      fail<shape_error>(fn, "a global budget needs one count (got ", counts.size,
+                        counts.data == nullptr ? ", null" : "", ")");
+    if (counts[0] < 0 || counts[0] > p.n_image)
+      fail<value_error>(fn, "n_keep (", counts[0],
+                        ") must be in [0, image tokens over all spans = ", p.n_image, "]");
+    p.n_kept = counts[0];
+  } else {
+    if (counts.size != spans.size)
+      fail<shape_error>(fn, "keep_counts.size (", counts.size,
+                        ") must equal spans.size (", spans.size, ")");
+    if (counts.size > 0 && counts.data == nullptr)
+      fail<shape_error>(fn, "keep_counts.data is null with ", counts.size, " entries");
+    for (std::int64_t i = 0; i < spans.size; ++i) {
+      if (counts[i] < 0 || counts[i] > spans[i].length)
+        fail<value_error>(fn, "keep_counts[", i, "] (", counts[i],
+                          ") must be in [0, spans[", i, "].length = ", spans[i].length,
+                          "]");
+      p.n_kept += counts[i];
+    }
+  }
+  p.t_new = k.tokens - p.n_image + p.n_kept;
+  return p;
+}
+
+// The outputs of one drop: keep holds at least plan.t_new entries,
+// maybe_new_spans is empty / spans.size (spans itself or disjoint),
+// maybe_scores is empty / plan.n_image.
+inline void validate_drop_outputs(const char* fn, const DropPlan& p, std::int64_t tokens,
+                                  span<const ImageSpan> spans, span<std::int64_t> keep,
+                                  span<ImageSpan> maybe_new_spans,
+                                  span<float> maybe_scores) {
+  if (keep.size < p.t_new)
+    fail<shape_error>(fn, "keep.size (", keep.size, ") must be >= the new length ",
+                      p.t_new, " (tokens ", tokens, " - image ", p.n_image, " + kept ",
+                      p.n_kept, ")");
+  if (p.t_new > 0 && keep.data == nullptr)
+    fail<shape_error>(fn, "keep.data is null with ", keep.size, " entries");
+  check_new_spans(fn, spans, maybe_new_spans);
+  if (maybe_scores.size != 0 && maybe_scores.size != p.n_image)
+    fail<shape_error>(fn, "maybe_scores.size (", maybe_scores.size,
+                      ") must be 0 or the image tokens (", p.n_image, ")");
+  if (maybe_scores.size > 0 && maybe_scores.data == nullptr)
+    fail<shape_error>(fn, "maybe_scores.data is null with ", maybe_scores.size,
+                      " entries");
+}
+
+// kept (plan.n_kept entries) = the absolute positions of the kept image
+// tokens, ascending, from finite `scores` (spans laid out one after the
+// other): the best counts[i] of span i, or the best counts[0] of all spans
+// together (Budget::global). Ties rank the lower position first. Uses the
+// workspace's selection keys (not its scores or indices).
+inline void select_kept(span<const float> scores, span<const ImageSpan> spans,
+                        Budget budget, span<const std::int64_t> counts, Workspace& ws,
+                        std::int64_t* kept) {
+  if (budget == Budget::global) {
+    select_top_k(scores, counts[0], ws, span<std::int64_t>(kept, counts[0]));
+    // Indices into the concatenated spans -> positions, in one forward walk.
+    std::int64_t sp = 0, offset = 0;
+    for (std::int64_t i = 0; i < counts[0]; ++i) {
+      while (kept[i] >= offset + spans[sp].length) offset += spans[sp++].length;
+      kept[i] += spans[sp].start - offset;
+    }
+    return;
+  }
+  for (std::int64_t i = 0, offset = 0, out = 0; i < spans.size; ++i) {
+    const span<std::int64_t> part(kept + out, counts[i]);
+    select_top_k(span<const float>(scores.data + offset, spans[i].length), counts[i], ws,
+                 part);
+    for (std::int64_t& x : part) x += spans[i].start;
+    offset += spans[i].length;
+    out += counts[i];
+  }
+}
+
+// One drop, validated in full before any output is written; `score(scores)`
+// fills the workspace's scores (the serial or the parallel scorer).
+template <class Tq, class Tk, class Score>
+std::int64_t rank_and_drop_impl(const char* fn, HeadView<const Tq> q,
+                                span<const std::int64_t> query_pos, HeadView<const Tk> k,
+                                span<const ImageSpan> spans, Budget budget,
+                                span<const std::int64_t> counts, Workspace& ws,
+                                span<std::int64_t> keep, span<ImageSpan> maybe_new_spans,
+                                span<float> maybe_scores, const ScoreOptions& options,
+                                Score&& score) {
+  static_assert(is_float_type_v<Tq> && is_float_type_v<Tk>,
+                "q and k must be float, pdrop::half or pdrop::bfloat16");
+  const DropPlan p = validate_drop_inputs(fn, erase(q), sizeof(Tq), query_pos, erase(k),
+                                          sizeof(Tk), spans, budget, counts, options);
+  validate_drop_outputs(fn, p, k.tokens, spans, keep, maybe_new_spans, maybe_scores);
+  // Scores go to the workspace: the caller's buffers are written only after
+  // scoring (which may still reject non-finite q/k) has succeeded.
+  const span<float> scores(ws.scores(static_cast<std::size_t>(p.n_image)), p.n_image);
+  score(scores);
+  std::int64_t* kept = ws.indices(static_cast<std::size_t>(p.n_kept));
+  select_kept(scores, spans, budget, counts, ws, kept);
+  if (maybe_scores.size > 0) std::copy(scores.begin(), scores.end(), maybe_scores.data);
+  build_keep_list(k.tokens, spans, span<const std::int64_t>(kept, p.n_kept),
+                  span<std::int64_t>(keep.data, p.t_new), maybe_new_spans);
+  return p.t_new;
+}
+
+}  // namespace detail
+
 // Scores, selects and builds the keep list of one drop.
 //
 //   q, query_pos, k, spans   as score_image_tokens.
 //   keep_counts  spans.size entries: image tokens to keep in each span, each
-//                in [0, spans[i].length] (e.g. Schedule::image_tokens).
+//                in [0, spans[i].length] (e.g. Schedule::image_tokens, or
+//                per_span_budgets for several images).
 //   ws           scratch (Workspace::reserve makes the call allocation-free).
 //   keep         out, at least T - sum(lengths) + sum(keep_counts) entries:
 //                the keep list, ascending; entries past it are not written.
@@ -54,59 +258,69 @@ std::int64_t rank_and_drop(HeadView<const Tq> q, span<const std::int64_t> query_
                            span<ImageSpan> maybe_new_spans = {},
                            span<float> maybe_scores = {},
                            const ScoreOptions& options = {}) {
-  constexpr const char* fn = "pdrop::rank_and_drop";
-  // Every check first: the caller's buffers and the workspace stay
-  // untouched until all have passed.
-  const std::int64_t n_image =
-      detail::validate_score_inputs(fn, detail::erase(q), sizeof(Tq), query_pos,
-                                    detail::erase(k), sizeof(Tk), spans, options);
-  if (keep_counts.size != spans.size)
-    detail::fail<shape_error>(fn, "keep_counts.size (", keep_counts.size,
-                              ") must equal spans.size (", spans.size, ")");
-  if (keep_counts.size > 0 && keep_counts.data == nullptr)
-    detail::fail<shape_error>(fn, "keep_counts.data is null with ", keep_counts.size,
-                              " entries");
-  std::int64_t n_kept = 0;
-  for (std::int64_t i = 0; i < spans.size; ++i) {
-    if (keep_counts[i] < 0 || keep_counts[i] > spans[i].length)
-      detail::fail<value_error>(fn, "keep_counts[", i, "] (", keep_counts[i],
-                                ") must be in [0, spans[", i, "].length = ",
-                                spans[i].length, "]");
-    n_kept += keep_counts[i];
-  }
-  const std::int64_t t_new = k.tokens - n_image + n_kept;
-  if (keep.size < t_new)
-    detail::fail<shape_error>(fn, "keep.size (", keep.size, ") must be >= the new length ",
-                              t_new, " (tokens ", k.tokens, " - image ", n_image,
-                              " + kept ", n_kept, ")");
-  if (t_new > 0 && keep.data == nullptr)
-    detail::fail<shape_error>(fn, "keep.data is null with ", keep.size, " entries");
-  detail::check_new_spans(fn, spans, maybe_new_spans);
-  if (maybe_scores.size != 0 && maybe_scores.size != n_image)
-    detail::fail<shape_error>(fn, "maybe_scores.size (", maybe_scores.size,
-                              ") must be 0 or the image tokens (", n_image, ")");
-  if (maybe_scores.size > 0 && maybe_scores.data == nullptr)
-    detail::fail<shape_error>(fn, "maybe_scores.data is null with ", maybe_scores.size,
-                              " entries");
+  return detail::rank_and_drop_impl(
+      "pdrop::rank_and_drop", q, query_pos, k, spans, Budget::per_span, keep_counts, ws,
+      keep, maybe_new_spans, maybe_scores, options,
+      [&](span<float> s) { score_image_tokens(q, query_pos, k, spans, ws, s, options); });
+}
 
-  // Scores go to the workspace: the caller's buffers are written only after
-  // scoring (which may still reject non-finite q/k) has succeeded.
-  const span<float> scores(ws.scores(static_cast<std::size_t>(n_image)), n_image);
-  score_image_tokens(q, query_pos, k, spans, ws, scores, options);
+// The same, scoring with the kv-head groups spread over the caller's
+// parallel_for (see the parallel score_image_tokens; size the workspace with
+// Workspace::reserve_parallel). Keep list, new spans and scores are
+// bit-identical to the serial overload, whatever the threads.
+template <class Tq, class Tk, class ParallelFor>
+std::int64_t rank_and_drop(HeadView<const Tq> q, span<const std::int64_t> query_pos,
+                           HeadView<const Tk> k, span<const ImageSpan> spans,
+                           span<const std::int64_t> keep_counts, Workspace& ws,
+                           span<std::int64_t> keep, span<ImageSpan> maybe_new_spans,
+                           span<float> maybe_scores, const ScoreOptions& options,
+                           ParallelFor&& parallel_for) {
+  return detail::rank_and_drop_impl(
+      "pdrop::rank_and_drop", q, query_pos, k, spans, Budget::per_span, keep_counts, ws,
+      keep, maybe_new_spans, maybe_scores, options, [&](span<float> s) {
+        score_image_tokens(q, query_pos, k, spans, ws, s, options, parallel_for);
+      });
+}
 
-  std::int64_t* kept = ws.indices(static_cast<std::size_t>(n_kept));
-  for (std::int64_t i = 0, offset = 0, out = 0; i < spans.size; ++i) {
-    const span<std::int64_t> part(kept + out, keep_counts[i]);
-    select_top_k(span<const float>(scores.data + offset, spans[i].length),
-                 keep_counts[i], ws, part);
-    for (std::int64_t& x : part) x += spans[i].start;
-    offset += spans[i].length;
-    out += keep_counts[i];
-  }
-  if (maybe_scores.size > 0) std::copy(scores.begin(), scores.end(), maybe_scores.data);
-  build_keep_list(k.tokens, spans, span<const std::int64_t>(kept, n_kept),
-                  span<std::int64_t>(keep.data, t_new), maybe_new_spans);
-  return t_new;
+// One drop with a global budget over several image spans: keeps the
+// n_keep best-scored image tokens of all spans together (ties: the lower
+// position first), every text token, all in order.
+//
+//   n_keep   in [0, sum(lengths)] (e.g. global_budget(original spans, ratio)).
+//   keep     out, at least T - sum(lengths) + n_keep entries.
+//   maybe_new_spans  out, empty or spans.size entries: each span's kept
+//            tokens after compaction (lengths sum to n_keep; a span may
+//            keep none).
+//   Everything else as rank_and_drop.
+template <class Tq, class Tk>
+std::int64_t rank_and_drop_global(HeadView<const Tq> q, span<const std::int64_t> query_pos,
+                                  HeadView<const Tk> k, span<const ImageSpan> spans,
+                                  std::int64_t n_keep, Workspace& ws,
+                                  span<std::int64_t> keep,
+                                  span<ImageSpan> maybe_new_spans = {},
+                                  span<float> maybe_scores = {},
+                                  const ScoreOptions& options = {}) {
+  return detail::rank_and_drop_impl(
+      "pdrop::rank_and_drop_global", q, query_pos, k, spans, Budget::global,
+      span<const std::int64_t>(&n_keep, 1), ws, keep, maybe_new_spans, maybe_scores,
+      options,
+      [&](span<float> s) { score_image_tokens(q, query_pos, k, spans, ws, s, options); });
+}
+
+// rank_and_drop_global with the caller's parallel_for (bit-identical).
+template <class Tq, class Tk, class ParallelFor>
+std::int64_t rank_and_drop_global(HeadView<const Tq> q, span<const std::int64_t> query_pos,
+                                  HeadView<const Tk> k, span<const ImageSpan> spans,
+                                  std::int64_t n_keep, Workspace& ws,
+                                  span<std::int64_t> keep, span<ImageSpan> maybe_new_spans,
+                                  span<float> maybe_scores, const ScoreOptions& options,
+                                  ParallelFor&& parallel_for) {
+  return detail::rank_and_drop_impl(
+      "pdrop::rank_and_drop_global", q, query_pos, k, spans, Budget::global,
+      span<const std::int64_t>(&n_keep, 1), ws, keep, maybe_new_spans, maybe_scores,
+      options, [&](span<float> s) {
+        score_image_tokens(q, query_pos, k, spans, ws, s, options, parallel_for);
+      });
 }
 
 }  // namespace pdrop

@@ -1,0 +1,374 @@
+// M-RoPE (Qwen2-VL): the position builder against a plain get_rope_index
+// written here, the compaction of 3-row positions with the rows they belong
+// to, the decode position, and the host's pruned M-RoPE pipeline against a
+// plain stage-by-stage re-run that recomputes attention for the kept tokens
+// at their original 3-row positions.
+#include <gtest/gtest.h>
+
+#include <array>
+
+#include "host/llama.hpp"
+#include "pdrop/mrope.hpp"
+#include "test_util.hpp"
+
+namespace {
+
+using pdrop::ImageSpan;
+using pdrop::MRopeGrid;
+using pdrop_host::Config;
+using pdrop_host::Mat;
+using pdrop_host::Vec;
+using I64 = std::int64_t;
+using Pos3 = std::array<I64, 3>;
+
+// Qwen2-VL get_rope_index, plainly: every piece starts at (largest value
+// so far) + 1; text counts up in all three rows, a grid adds (t, h, w)
+// indices to its start.
+std::vector<Pos3> naive_rope_index(const std::vector<I64>& text, const std::vector<MRopeGrid>& grids) {
+  std::vector<Pos3> out;
+  auto next = [&] {
+    I64 m = -1;
+    for (const Pos3& r : out) m = std::max({m, r[0], r[1], r[2]});
+    return m + 1;
+  };
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const I64 st = next();
+    for (I64 j = 0; j < text[i]; ++j) out.push_back({st + j, st + j, st + j});
+    if (i == grids.size()) break;
+    const I64 s = next();
+    for (I64 ti = 0; ti < grids[i].t; ++ti)
+      for (I64 hi = 0; hi < grids[i].h; ++hi)
+        for (I64 wi = 0; wi < grids[i].w; ++wi) out.push_back({s + ti, s + hi, s + wi});
+  }
+  return out;
+}
+
+TEST(MRope, PositionsMatchGetRopeIndexByHand) {
+  std::vector<I64> pos(9 * 3, -1);
+  std::vector<ImageSpan> spans(1);
+  const std::vector<I64> text{2, 1};
+  const std::vector<MRopeGrid> grids{{1, 2, 3}};
+  const I64 next = pdrop::mrope_positions<I64>(text, grids, pdrop::TokenView<I64>(pos.data(), 9, 3), spans);
+  EXPECT_EQ(pos, (std::vector<I64>{0, 0, 0, 1, 1, 1,                    // text
+                                   2, 2, 2, 2, 2, 3, 2, 2, 4,           // image row 0
+                                   2, 3, 2, 2, 3, 3, 2, 3, 4,           // image row 1
+                                   5, 5, 5}));                          // text from max + 1
+  EXPECT_EQ(next, 6);
+  EXPECT_EQ(spans[0].start, 2);
+  EXPECT_EQ(spans[0].length, 6);
+  // A video of 2 frames of 2 x 2 after one text token, nothing after it.
+  std::vector<std::int32_t> p32(9 * 3);
+  EXPECT_EQ(pdrop::mrope_positions<std::int32_t>(std::vector<I64>{1, 0}, std::vector<MRopeGrid>{{2, 2, 2}},
+                                                 pdrop::TokenView<std::int32_t>(p32.data(), 9, 3)),
+            3);
+  EXPECT_EQ(p32, (std::vector<std::int32_t>{0, 0, 0, 1, 1, 1, 1, 1, 2, 1, 2, 1, 1, 2, 2,
+                                            2, 1, 1, 2, 1, 2, 2, 2, 1, 2, 2, 2}));
+}
+
+TEST(MRope, PositionsEqualNaiveOnRandomLayouts) {
+  std::mt19937 rng(99);
+  for (int trial = 0; trial < 40; ++trial) {
+    const int n = std::uniform_int_distribution<int>(0, 4)(rng);
+    std::vector<I64> text;
+    std::vector<MRopeGrid> grids;
+    for (int i = 0; i <= n; ++i) text.push_back(std::uniform_int_distribution<I64>(0, 5)(rng));
+    for (int i = 0; i < n; ++i) {
+      std::uniform_int_distribution<I64> g(1, 6);
+      grids.push_back({trial % 3 == 0 ? g(rng) : 1, g(rng), g(rng)});
+    }
+    const auto want = naive_rope_index(text, grids);
+    const I64 T = static_cast<I64>(want.size()), stride = 5;  // padded rows
+    std::vector<I64> pos(static_cast<std::size_t>(std::max<I64>(T, 1) * stride), -7);
+    std::vector<ImageSpan> spans(grids.size());
+    const I64 next = pdrop::mrope_positions<I64>(text, grids, pdrop::TokenView<I64>(pos.data(), T, 3, stride), spans);
+    I64 m = -1;
+    for (I64 t = 0; t < T; ++t) {
+      for (int a = 0; a < 3; ++a) EXPECT_EQ(pos[t * stride + a], want[t][a]) << "trial " << trial << " token " << t;
+      EXPECT_EQ(pos[t * stride + 3], -7);
+      m = std::max({m, want[t][0], want[t][1], want[t][2]});
+    }
+    EXPECT_EQ(next, m + 1);
+    EXPECT_EQ(pdrop::mrope_next_position<I64>(pdrop::TokenView<const I64>(pos.data(), T, 3, stride)), m + 1);
+    I64 at = 0;
+    for (std::size_t i = 0; i < grids.size(); ++i) {
+      at += text[i];
+      EXPECT_EQ(spans[i].start, at);
+      EXPECT_EQ(spans[i].length, grids[i].tokens());
+      at += grids[i].tokens();
+    }
+  }
+}
+
+TEST(MRope, PositionsRejectBadInputBeforeWriting) {
+  std::vector<I64> pos(30, -1);
+  const auto before = pos;
+  const std::vector<I64> text{2, 1};
+  auto call = [&](std::vector<I64> t, std::vector<MRopeGrid> g, I64 tokens, I64 features) {
+    pdrop::mrope_positions<I64>(t, g, pdrop::TokenView<I64>(pos.data(), tokens, features));
+  };
+  pdrop_test::expect_invalid([&] { call({2}, {{1, 2, 3}}, 9, 3); }, "text_lengths.size (1)");
+  pdrop_test::expect_invalid([&] { call({2, -1}, {{1, 2, 3}}, 9, 3); }, "text_lengths[1] (-1)");
+  pdrop_test::expect_invalid([&] { call({2, 1}, {{1, 0, 3}}, 9, 3); }, "grids[0] (t 1, h 0, w 3)");
+  pdrop_test::expect_invalid([&] { call({2, 1}, {{1, 2, 3}}, 8, 3); }, "positions.tokens (8)");
+  pdrop_test::expect_invalid([&] { call({2, 1}, {{1, 2, 3}}, 9, 1); }, "positions.features (1)");
+  std::vector<std::int8_t> small(300 * 3);
+  pdrop_test::expect_invalid([&] {
+    pdrop::mrope_positions<std::int8_t>(std::vector<I64>{200, 100}, std::vector<MRopeGrid>{},
+                                        pdrop::TokenView<std::int8_t>(small.data(), 300, 3));
+  }, "text_lengths.size");
+  pdrop_test::expect_invalid([&] {
+    pdrop::mrope_positions<std::int8_t>(std::vector<I64>{300}, std::vector<MRopeGrid>{},
+                                        pdrop::TokenView<std::int8_t>(small.data(), 300, 3));
+  }, "does not fit the position type");
+  EXPECT_EQ(pos, before);
+}
+
+// Positions T x 3 move with the rows, values unchanged; the decode
+// position is the same before and after the drop.
+TEST(MRope, CompactionKeepsOriginalValuesWithTheRows) {
+  const std::vector<I64> text{3, 2, 4};
+  const std::vector<MRopeGrid> grids{{1, 4, 4}, {2, 2, 3}};
+  const auto want = naive_rope_index(text, grids);
+  const I64 T = static_cast<I64>(want.size()), D = 6;
+  std::vector<I64> pos(static_cast<std::size_t>(T * 3));
+  std::vector<ImageSpan> spans(2);
+  const I64 next = pdrop::mrope_positions<I64>(text, grids, pdrop::TokenView<I64>(pos.data(), T, 3), spans);
+  std::mt19937 rng(3);
+  auto hidden = pdrop_test::random_vector<float>(static_cast<std::size_t>(T * D), rng);
+  std::vector<I64> kept;
+  for (auto& s : spans)
+    for (I64 t = s.start; t < s.end(); ++t)
+      if (rng() % 3 == 0) kept.push_back(t);
+  std::vector<I64> keep(static_cast<std::size_t>(T - 28 + static_cast<I64>(kept.size())));
+  pdrop::build_keep_list(T, spans, kept, keep);
+  const auto pos0 = pos;
+  const auto hidden0 = hidden;
+  std::vector<I64> pos_rows = pos;
+  pdrop::compact_positions(pdrop::TokenView<I64>(pos.data(), T, 3), keep, pdrop::PositionMode::keep_original);
+  pdrop::compact_rows(pdrop::TokenView<I64>(pos_rows.data(), T, 3), keep);
+  pdrop::compact_rows(pdrop::TokenView<float>(hidden.data(), T, D), keep);
+  for (std::size_t i = 0; i < keep.size(); ++i) {
+    for (int a = 0; a < 3; ++a) {
+      EXPECT_EQ(pos[i * 3 + a], want[keep[i]][a]);
+      EXPECT_EQ(pos_rows[i * 3 + a], pos0[keep[i] * 3 + a]);
+    }
+    for (I64 f = 0; f < D; ++f) EXPECT_EQ(hidden[i * D + f], hidden0[keep[i] * D + f]);
+  }
+  const I64 n = static_cast<I64>(keep.size());
+  EXPECT_EQ(pdrop::mrope_next_position<I64>(pdrop::TokenView<const I64>(pos.data(), n, 3)), next);
+  // HF's (3, T) layout: each axis row compacted as a T x 1 view.
+  std::vector<I64> axis_major(static_cast<std::size_t>(3 * T));
+  for (I64 t = 0; t < T; ++t)
+    for (int a = 0; a < 3; ++a) axis_major[a * T + t] = pos0[t * 3 + a];
+  for (int a = 0; a < 3; ++a)
+    pdrop::compact_positions(pdrop::TokenView<I64>(axis_major.data() + a * T, T, 1), keep,
+                             pdrop::PositionMode::keep_original);
+  for (I64 i = 0; i < n; ++i)
+    for (int a = 0; a < 3; ++a) EXPECT_EQ(axis_major[a * T + i], want[keep[i]][a]);
+}
+
+// ---- the host's pruned M-RoPE pipeline against a plain re-run ----
+
+// Plain M-RoPE of one head slice at 3-row position p: pair i turns by the
+// angle of axis a(i) (sections in order), float32 as HF.
+void naive_mrope(float* x, I64 d, const Pos3& p, float theta, const std::array<I64, 3>& sec) {
+  for (I64 i = 0; i < d / 2; ++i) {
+    const int axis = i < sec[0] ? 0 : i < sec[0] + sec[1] ? 1 : 2;
+    const float inv = 1.0f / std::pow(theta, static_cast<float>(2 * i) / static_cast<float>(d));
+    const float a = static_cast<float>(p[axis]) * inv;
+    const float x0 = x[i], x1 = x[i + d / 2];
+    x[i] = x0 * std::cos(a) - x1 * std::sin(a);
+    x[i + d / 2] = x1 * std::cos(a) + x0 * std::sin(a);
+  }
+}
+
+Vec naive_norm(const Vec& x, const Vec& w, float eps) {
+  const float ms = x.squaredNorm() / static_cast<float>(x.size());
+  return (x.array() / std::sqrt(ms + eps) * w.array()).matrix();
+}
+
+struct Cache { std::vector<Vec> k, v; };
+
+// q and k of token row x at position p, M-RoPE'd.
+void naive_qk(const Config& c, const pdrop_host::Layer& L, const Vec& x, const Pos3& p,
+              const std::array<I64, 3>& sec, Vec& q, Vec& k, Vec* v = nullptr) {
+  const I64 d = c.head_dim();
+  const Vec h = naive_norm(x, L.attn_norm, c.rms_eps);
+  q = L.wq * h;
+  k = L.wk * h;
+  if (v) *v = L.wv * h;
+  for (I64 hh = 0; hh < c.heads; ++hh) naive_mrope(q.data() + hh * d, d, p, c.rope_theta, sec);
+  for (I64 g = 0; g < c.kv_heads; ++g) naive_mrope(k.data() + g * d, d, p, c.rope_theta, sec);
+}
+
+// One layer over the rows x at positions pos, causal, over the cache.
+void naive_layer(const Config& c, const pdrop_host::Layer& L, std::vector<Vec>& x,
+                 const std::vector<Pos3>& pos, const std::array<I64, 3>& sec, Cache& cache) {
+  const I64 d = c.head_dim(), group = c.heads / c.kv_heads;
+  const std::size_t base = cache.k.size();
+  std::vector<Vec> qs;
+  for (std::size_t t = 0; t < x.size(); ++t) {
+    Vec q, k, v;
+    naive_qk(c, L, x[t], pos[t], sec, q, k, &v);
+    qs.push_back(q);
+    cache.k.push_back(k);
+    cache.v.push_back(v);
+  }
+  for (std::size_t t = 0; t < x.size(); ++t) {
+    Vec attn = Vec::Zero(c.heads * d);
+    const std::size_t visible = base + t + 1;
+    for (I64 hh = 0; hh < c.heads; ++hh) {
+      const I64 g = hh / group;
+      std::vector<double> w(visible);
+      double m = -1e300, sum = 0;
+      for (std::size_t j = 0; j < visible; ++j) {
+        w[j] = qs[t].segment(hh * d, d).dot(cache.k[j].segment(g * d, d)) / std::sqrt(double(d));
+        m = std::max(m, w[j]);
+      }
+      for (double& e : w) sum += (e = std::exp(e - m));
+      for (std::size_t j = 0; j < visible; ++j)
+        attn.segment(hh * d, d) += static_cast<float>(w[j] / sum) * cache.v[j].segment(g * d, d);
+    }
+    x[t] += L.wo * attn;
+    const Vec h = naive_norm(x[t], L.ffn_norm, c.rms_eps);
+    const Vec gate = L.w_gate * h, up = L.w_up * h;
+    x[t] += L.w_down * (gate.array() / (1.0f + (-gate.array()).exp()) * up.array()).matrix();
+  }
+}
+
+void run_pipeline_case(pdrop::Budget budget) {
+  Config c;
+  c.layers = 6; c.dim = 64; c.heads = 4; c.kv_heads = 2; c.ffn = 48;  // head dim 16
+  const pdrop_host::Weights w = pdrop_host::random_weights(c, 23);
+  const std::array<I64, 3> sec = pdrop_host::MRope::mrope_section(c.head_dim());
+  ASSERT_EQ(sec, (std::array<I64, 3>{2, 3, 3}));
+  const std::vector<I64> text{3, 2, 4};
+  const std::vector<MRopeGrid> grids{{1, 4, 4}, {2, 2, 3}};
+  const auto orig_pos = naive_rope_index(text, grids);
+  const I64 T0 = static_cast<I64>(orig_pos.size()), steps = 3;
+  std::vector<I64> pos3(static_cast<std::size_t>(T0 * 3));
+  std::vector<ImageSpan> spans(2);
+  pdrop::mrope_positions<I64>(text, grids, pdrop::TokenView<I64>(pos3.data(), T0, 3), spans);
+  const auto schedule = pdrop::Schedule::from_lists(6, {2, 4}, {0.5, 0.25});
+  std::mt19937 rng(7);
+  Mat embeds(T0, c.dim), dec(steps, c.dim);
+  for (Eigen::Index i = 0; i < embeds.size(); ++i) embeds.data()[i] = std::normal_distribution<float>()(rng);
+  for (Eigen::Index i = 0; i < dec.size(); ++i) dec.data()[i] = std::normal_distribution<float>()(rng);
+
+  pdrop_host::Session session(w, schedule, steps);
+  const auto pre = session.prefill_mrope(embeds, pdrop::TokenView<const I64>(pos3.data(), T0, 3), spans, budget);
+  ASSERT_EQ(pre.kept.size(), 2u);
+  std::vector<Vec> host_dec;
+  for (I64 t = 0; t < steps; ++t) host_dec.push_back(session.decode(dec.row(t).transpose()));
+
+  // The re-run: every layer recomputed from scratch for the tokens alive,
+  // at their ORIGINAL 3-row positions. At a drop, the last token's
+  // attention to the image tokens (double), checked against the host's
+  // scores; the host's pick must be the top of those scores.
+  std::vector<Vec> x;
+  for (I64 t = 0; t < T0; ++t) x.push_back(embeds.row(t).transpose());
+  std::vector<Pos3> pos = orig_pos;
+  std::vector<ImageSpan> cur = spans;
+  std::vector<Cache> caches(6);
+  std::size_t drop = 0;
+  for (I64 l = 0; l < 6; ++l) {
+    if (l == 2 || l == 4) {
+      const double ratio = l == 2 ? 0.5 : 0.25;
+      std::vector<Vec> qs(x.size()), ks(x.size());
+      for (std::size_t t = 0; t < x.size(); ++t) naive_qk(c, w.layers[l], x[t], pos[t], sec, qs[t], ks[t]);
+      const I64 last = static_cast<I64>(x.size()) - 1;
+      const auto ref = pdrop_test::naive_scores(
+          c.heads, c.kv_heads, 1, c.head_dim(), {last}, cur,
+          [&](I64 h, I64, I64 e) { return double(qs[last][h * c.head_dim() + e]); },
+          [&](I64 g, I64 t, I64 e) { return double(ks[t][g * c.head_dim() + e]); });
+      const auto& got = pre.scores[drop];
+      ASSERT_EQ(got.size(), ref.size());
+      for (std::size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(got[i], ref[i], 1e-4 * ref[i] + 1e-6) << i;
+      // The pick from the host's scores, plainly: per image int(N0_i * r),
+      // or int(sum N0 * r) over both.
+      std::vector<I64> want;
+      if (budget == pdrop::Budget::global) {
+        const I64 n = static_cast<I64>(static_cast<double>(spans[0].length + spans[1].length) * ratio);
+        std::vector<I64> abs_pos;
+        for (auto& s : cur)
+          for (I64 i = 0; i < s.length; ++i) abs_pos.push_back(s.start + i);
+        for (I64 i : pdrop_test::naive_top_k(got, n)) want.push_back(abs_pos[i]);
+      } else {
+        I64 off = 0;
+        for (std::size_t s = 0; s < cur.size(); ++s) {
+          const std::vector<float> part(got.begin() + off, got.begin() + off + cur[s].length);
+          const I64 n = static_cast<I64>(static_cast<double>(spans[s].length) * ratio);
+          for (I64 i : pdrop_test::naive_top_k(part, n)) want.push_back(cur[s].start + i);
+          off += cur[s].length;
+        }
+      }
+      EXPECT_EQ(pre.kept[drop], want) << "drop " << drop;
+      // Keep text + the picks; positions keep their original values.
+      std::vector<Vec> nx;
+      std::vector<Pos3> npos;
+      std::vector<ImageSpan> ncur;
+      std::vector<bool> kept_tok;
+      for (I64 t = 0; t < static_cast<I64>(x.size()); ++t) {
+        bool image_tok = false;
+        for (auto& s : cur) image_tok |= t >= s.start && t < s.end();
+        kept_tok.push_back(!image_tok || std::find(want.begin(), want.end(), t) != want.end());
+        if (kept_tok.back()) {
+          nx.push_back(x[t]);
+          npos.push_back(pos[t]);
+        }
+      }
+      for (auto& s : cur) {  // where each image's survivors now sit
+        const I64 start = std::count(kept_tok.begin(), kept_tok.begin() + s.start, true);
+        const I64 len = std::count(kept_tok.begin() + s.start, kept_tok.begin() + s.end(), true);
+        ncur.push_back({start, len});
+      }
+      x = nx;
+      pos = npos;
+      cur = ncur;
+      ++drop;
+    }
+    naive_layer(c, w.layers[l], x, pos, sec, caches[l]);
+  }
+  ASSERT_EQ(static_cast<I64>(x.size()), pre.out.rows());
+  for (std::size_t t = 0; t < x.size(); ++t) {
+    const Vec want = naive_norm(x[t], w.final_norm, c.rms_eps);
+    EXPECT_LE((pre.out.row(t).transpose() - want).cwiseAbs().maxCoeff(), 1e-4) << "row " << t;
+  }
+  for (I64 l = 0; l < 6; ++l) {
+    const auto& hc = session.caches()[l];
+    ASSERT_EQ(hc.len, static_cast<I64>(caches[l].k.size()) + steps) << "layer " << l;
+    for (std::size_t t = 0; t < caches[l].k.size(); ++t)
+      EXPECT_LE((hc.k.row(t).transpose() - caches[l].k[t]).cwiseAbs().maxCoeff(), 1e-4);
+  }
+  // Decode at (largest prompt position + 1 + step) in all three axes.
+  I64 m = -1;
+  for (const Pos3& p : orig_pos) m = std::max({m, p[0], p[1], p[2]});
+  for (I64 t = 0; t < steps; ++t) {
+    std::vector<Vec> tok{dec.row(t).transpose()};
+    const I64 p = m + 1 + t;
+    for (I64 l = 0; l < 6; ++l) naive_layer(c, w.layers[l], tok, {{p, p, p}}, sec, caches[l]);
+    const Vec want = naive_norm(tok[0], w.final_norm, c.rms_eps);
+    EXPECT_LE((host_dec[t] - want).cwiseAbs().maxCoeff(), 1e-4) << "step " << t;
+  }
+}
+
+TEST(MRope, PrunedPipelinePerImageBudgetsEqualsPlainRerun) { run_pipeline_case(pdrop::Budget::per_span); }
+TEST(MRope, PrunedPipelineGlobalBudgetEqualsPlainRerun) { run_pipeline_case(pdrop::Budget::global); }
+
+// Text only, no drop: M-RoPE with (p, p, p) is plain RoPE at p.
+TEST(MRope, EqualAxesAreThePlainRoPEPath) {
+  Config c;
+  c.layers = 2; c.dim = 32; c.heads = 2; c.kv_heads = 1; c.ffn = 24;
+  const pdrop_host::Weights w = pdrop_host::random_weights(c, 4);
+  Mat embeds = Mat::Random(11, c.dim);
+  std::vector<I64> pos3;
+  for (I64 t = 0; t < 11; ++t) pos3.insert(pos3.end(), {t, t, t});
+  pdrop_host::Session a(w, pdrop::Schedule::dense(2), 2), b(w, pdrop::Schedule::dense(2), 2);
+  const auto ra = a.prefill(embeds, {11, 0});
+  const auto rb = b.prefill_mrope(embeds, pdrop::TokenView<const I64>(pos3.data(), 11, 3), {});
+  EXPECT_LE((ra.out - rb.out).cwiseAbs().maxCoeff(), 1e-6f);
+  const Vec e = Vec::Random(c.dim);
+  EXPECT_LE((a.decode(e) - b.decode(e)).cwiseAbs().maxCoeff(), 1e-6f);
+}
+
+}  // namespace
