@@ -1,5 +1,6 @@
 // Schedule: the paper's pyramid, explicit lists, single drop; tokens per
-// stage by Python's int() truncation; stage lookup; validation.
+// stage by Python's int() truncation; stage lookup; validation; the
+// strategy a schedule carries and the position mode it implies.
 #include <gtest/gtest.h>
 
 #include "test_util.hpp"
@@ -79,6 +80,83 @@ TEST(Schedule, Validation) {
   expect_invalid([&] { s.stage_of_layer(8); }, "layer (8)");
   expect_invalid([&] { s.image_tokens(10, 2); }, "stage (2)");
   expect_invalid([&] { s.image_tokens(-1, 0); }, "n0 (-1)");
+}
+
+TEST(Schedule, StrategyAndPositionModeDefaults) {
+  using pdrop::PositionMode;
+  using pdrop::Strategy;
+  const auto p = Schedule::pyramid(32, 4, 0.5);
+  EXPECT_EQ(p.strategy(), Strategy::pyramid_drop);
+  EXPECT_EQ(p.position_mode(), PositionMode::reindex);
+  EXPECT_EQ(Schedule::single_drop(32, 2, 0.5).strategy(), Strategy::pyramid_drop);
+
+  const auto f = Schedule::fastv(32, 2, 0.5);
+  EXPECT_EQ(f.strategy(), Strategy::fastv);
+  EXPECT_EQ(f.position_mode(), PositionMode::keep_original);
+  EXPECT_EQ(f.drop_layers(), (std::vector<std::int64_t>{2}));
+  EXPECT_EQ(f.tokens_per_stage(576), (std::vector<std::int64_t>{576, 288}));
+
+  const auto v = Schedule::vtw(32, 16);
+  EXPECT_EQ(v.strategy(), Strategy::vtw);
+  EXPECT_EQ(v.position_mode(), PositionMode::keep_original);
+  EXPECT_EQ(v.tokens_per_stage(576), (std::vector<std::int64_t>{576, 0}));
+
+  const auto d = Schedule::dart(32, 2, 128.0 / 576.0);
+  EXPECT_EQ(d.strategy(), Strategy::dart);
+  EXPECT_EQ(d.position_mode(), PositionMode::keep_original);
+  EXPECT_EQ(d.image_tokens(576, 1), 128);
+
+  const auto r = p.with_strategy(Strategy::random);
+  EXPECT_EQ(r.strategy(), Strategy::random);
+  EXPECT_EQ(r.position_mode(), PositionMode::reindex);
+  EXPECT_EQ(r.drop_layers(), p.drop_layers());
+  EXPECT_EQ(r.ratios(), p.ratios());
+  EXPECT_EQ(p.strategy(), Strategy::pyramid_drop);  // the original is unchanged
+}
+
+TEST(Schedule, PositionOffsetFollowsThePositionMode) {
+  using pdrop::PositionMode;
+  const auto p = Schedule::pyramid(32, 4, 0.5);
+  const auto kept = p.with_position_mode(PositionMode::keep_original);
+  for (std::int64_t j = 0; j < 4; ++j) {
+    // Re-indexed: a decode token moves down by the dropped tokens; original
+    // positions: it never moves.
+    EXPECT_EQ(p.position_offset(576, j), 576 - p.image_tokens(576, j));
+    EXPECT_EQ(kept.position_offset(576, j), 0);
+  }
+  EXPECT_EQ(Schedule::fastv(8, 2, 0.25).with_position_mode(PositionMode::reindex)
+                .position_offset(100, 1), 75);
+}
+
+TEST(Schedule, StrategyNamesRoundTrip) {
+  using pdrop::Strategy;
+  const std::vector<std::pair<Strategy, std::string>> all{
+      {Strategy::pyramid_drop, "pyramid_drop"}, {Strategy::fastv, "fastv"},
+      {Strategy::vtw, "vtw"}, {Strategy::dart, "dart"}, {Strategy::random, "random"}};
+  for (const auto& [s, name] : all) {
+    EXPECT_EQ(std::string(pdrop::strategy_name(s)), name);
+    EXPECT_EQ(pdrop::parse_strategy(name), s);
+  }
+}
+
+TEST(Schedule, StrategyValidation) {
+  using pdrop::Strategy;
+  using pdrop_test::expect_invalid;
+  expect_invalid([] { pdrop::parse_strategy("FastV"); }, "name (\"FastV\")");
+  expect_invalid([] { pdrop::parse_strategy(""); }, "name (\"\")");
+  // VTW keeps nothing after its drop.
+  expect_invalid([] { Schedule::single_drop(8, 2, 0.5).with_strategy(Strategy::vtw); },
+                 "ratios[0] (0.5) must be 0");
+  expect_invalid([] { Schedule::pyramid(8, 2, 0.5).with_strategy(static_cast<Strategy>(12)); },
+                 "strategy (12)");
+  expect_invalid(
+      [] { Schedule::dense(8).with_position_mode(static_cast<pdrop::PositionMode>(5)); },
+      "mode (5)");
+  expect_invalid([] { Schedule::fastv(8, 8, 0.5); }, "drop_layers[0] (8)");
+  expect_invalid([] { Schedule::vtw(8, 0); }, "drop_layers[0] (0)");
+  expect_invalid([] { Schedule::dart(8, 2, 1.5); }, "ratios[0] (1.5)");
+  // A dense schedule has no drop: any strategy fits it, VTW included.
+  EXPECT_EQ(Schedule::dense(8).with_strategy(Strategy::vtw).strategy(), Strategy::vtw);
 }
 
 }  // namespace

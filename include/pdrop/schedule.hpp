@@ -11,24 +11,80 @@
 //   image tokens alive in stage j:  n_j = int(N0 * ratio[j])   (truncation of
 //                                   the double product, as Python's int())
 //   decode position offset:         N0 - n_j   (a decode token at original
-//                                   position p uses p - (N0 - n_j) in stage j)
+//                                   position p uses p - (N0 - n_j) in stage j;
+//                                   0 when positions are kept original)
 //
 // Builders: pyramid (PyramidDrop's default: S stages, boundaries
-// k*floor(L/S), ratios lambda^k), single_drop (FastV-like: one drop after
-// layer K keeping a fraction R), from_lists (explicit lists, e.g. from a
-// config file), dense (no drop). Every builder validates and throws
-// pdrop::value_error naming the argument.
+// k*floor(L/S), ratios lambda^k), single_drop (one drop after layer K
+// keeping a fraction R), from_lists (explicit lists, e.g. from a config
+// file), dense (no drop), and the peer methods fastv, vtw, dart (see
+// pdrop/strategies.hpp and pdrop/dart.hpp for the selection each runs).
+// Every builder validates and throws pdrop::value_error naming the argument.
+//
+// A schedule also names the Strategy that picks the kept image tokens at its
+// drops, and the PositionMode that strategy implies (with keep_original the
+// surviving tokens keep their positions, so decode positions never move:
+// position_offset is 0 in every stage).
 #ifndef PDROP_SCHEDULE_HPP
 #define PDROP_SCHEDULE_HPP
 
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
+#include "pdrop/compact.hpp"
 #include "pdrop/errors.hpp"
 
 namespace pdrop {
+
+// Which method picks the image tokens a drop keeps. All run on pdrop's
+// operators (score -> select -> keep list -> compact):
+//   pyramid_drop  PyramidDrop (Xing et al., CVPR 2025, arXiv 2410.17247):
+//                 attention of the last instruction token, computed from the
+//                 next layer's q/k; positions re-indexed.
+//   fastv         FastV (Chen et al., ECCV 2024, arXiv 2403.06764): one drop
+//                 after layer K by the last token's attention averaged over
+//                 heads (of the layer that just ran); original positions.
+//   vtw           Visual Tokens Withdrawal (Lin et al., AAAI 2025, arXiv
+//                 2405.05803): every image token withdrawn after layer K;
+//                 original positions.
+//   dart          DART (Wen et al., arXiv 2502.11494): attention-free, keeps
+//                 pivots and the tokens least similar to them; original
+//                 positions (pdrop/dart.hpp).
+//   random        a seeded uniform subset per span, a baseline; positions
+//                 re-indexed like PyramidDrop, which it is a control for.
+enum class Strategy { pyramid_drop, fastv, vtw, dart, random };
+
+// The position mode each strategy's reference code uses.
+constexpr PositionMode default_position_mode(Strategy s) {
+  return (s == Strategy::fastv || s == Strategy::vtw || s == Strategy::dart)
+             ? PositionMode::keep_original
+             : PositionMode::reindex;
+}
+
+// "pyramid_drop", "fastv", "vtw", "dart", "random".
+inline const char* strategy_name(Strategy s) {
+  switch (s) {
+    case Strategy::pyramid_drop: return "pyramid_drop";
+    case Strategy::fastv: return "fastv";
+    case Strategy::vtw: return "vtw";
+    case Strategy::dart: return "dart";
+    case Strategy::random: return "random";
+  }
+  return "unknown";
+}
+
+// The Strategy named `name` (as strategy_name prints it); value_error
+// naming it otherwise.
+inline Strategy parse_strategy(const std::string& name) {
+  for (Strategy s : {Strategy::pyramid_drop, Strategy::fastv, Strategy::vtw,
+                     Strategy::dart, Strategy::random})
+    if (name == strategy_name(s)) return s;
+  detail::fail<value_error>("pdrop::parse_strategy", "name (\"", name,
+                            "\") must be one of pyramid_drop, fastv, vtw, dart, random");
+}
 
 class Schedule {
  public:
@@ -55,11 +111,65 @@ class Schedule {
     return from_lists(layers, std::move(drops), std::move(ratios));
   }
 
-  // FastV-like: one drop after (1-based) layer `after_layer`, keeping
-  // `keep_ratio` of the image tokens for the rest of the model.
+  // One drop after (1-based) layer `after_layer`, keeping `keep_ratio` of
+  // the image tokens for the rest of the model (strategy pyramid_drop).
   static Schedule single_drop(std::int64_t layers, std::int64_t after_layer,
                               double keep_ratio) {
     return from_lists(layers, {after_layer}, {keep_ratio});
+  }
+
+  // FastV: single_drop with Strategy::fastv (original positions). FastV's
+  // defaults: K = 2, keep_ratio = 0.5.
+  static Schedule fastv(std::int64_t layers, std::int64_t after_layer,
+                        double keep_ratio) {
+    return single_drop(layers, after_layer, keep_ratio).with_strategy(Strategy::fastv);
+  }
+
+  // VTW: every image token withdrawn after (1-based) layer `after_layer`
+  // (keep ratio 0), Strategy::vtw (original positions).
+  static Schedule vtw(std::int64_t layers, std::int64_t after_layer) {
+    return single_drop(layers, after_layer, 0.0).with_strategy(Strategy::vtw);
+  }
+
+  // DART: single_drop with Strategy::dart (original positions). DART's
+  // example scripts keep 128 of LLaVA-1.5's 576 image tokens (reduction
+  // ratio 0.778), i.e. keep_ratio 128/576.
+  static Schedule dart(std::int64_t layers, std::int64_t after_layer,
+                       double keep_ratio) {
+    return single_drop(layers, after_layer, keep_ratio).with_strategy(Strategy::dart);
+  }
+
+  // This schedule run by `strategy`, with the position mode it implies
+  // (default_position_mode). Strategy::vtw needs every ratio after a drop
+  // to be 0 (value_error otherwise).
+  Schedule with_strategy(Strategy strategy) const {
+    constexpr const char* fn = "pdrop::Schedule::with_strategy";
+    switch (strategy) {
+      case Strategy::pyramid_drop: case Strategy::fastv: case Strategy::vtw:
+      case Strategy::dart: case Strategy::random: break;
+      default:
+        detail::fail<value_error>(fn, "strategy (", static_cast<int>(strategy),
+                                  ") is not a pdrop::Strategy");
+    }
+    if (strategy == Strategy::vtw)
+      for (std::size_t j = 1; j < ratios_.size(); ++j)
+        if (ratios_[j] != 0.0)
+          detail::fail<value_error>(fn, "Strategy::vtw withdraws every image token: ratios[",
+                                    j - 1, "] (", ratios_[j], ") must be 0");
+    Schedule s = *this;
+    s.strategy_ = strategy;
+    s.position_mode_ = default_position_mode(strategy);
+    return s;
+  }
+
+  // This schedule with its position mode overridden.
+  Schedule with_position_mode(PositionMode mode) const {
+    if (mode != PositionMode::reindex && mode != PositionMode::keep_original)
+      detail::fail<value_error>("pdrop::Schedule::with_position_mode", "mode (",
+                                static_cast<int>(mode), ") is not a pdrop::PositionMode");
+    Schedule s = *this;
+    s.position_mode_ = mode;
+    return s;
   }
 
   // No drop: every layer sees every token.
@@ -109,6 +219,10 @@ class Schedule {
   const std::vector<std::int64_t>& drop_layers() const { return drops_; }
   // [1.0, r_1, ...]: the kept fraction of N0 in each stage.
   const std::vector<double>& ratios() const { return ratios_; }
+  // The method that picks the kept tokens (pyramid_drop unless set).
+  Strategy strategy() const { return strategy_; }
+  // How positions follow a drop: pass it to compact_positions.
+  PositionMode position_mode() const { return position_mode_; }
 
   // Stage (0-based) that 0-based decoder layer `layer` belongs to.
   std::int64_t stage_of_layer(std::int64_t layer) const {
@@ -134,9 +248,11 @@ class Schedule {
     return static_cast<std::int64_t>(static_cast<double>(n0) * ratios_[stage]);
   }
 
-  // n0 - n_j: how far a decode token's position moves down in stage j.
+  // How far a decode token's position moves down in stage j: n0 - n_j
+  // when positions are re-indexed, 0 with PositionMode::keep_original.
   std::int64_t position_offset(std::int64_t n0, std::int64_t stage) const {
-    return n0 - image_tokens(n0, stage);
+    const std::int64_t n = image_tokens(n0, stage);
+    return position_mode_ == PositionMode::keep_original ? 0 : n0 - n;
   }
 
   // [n_0, n_1, ...] for every stage.
@@ -161,6 +277,8 @@ class Schedule {
   std::int64_t layers_ = 0;
   std::vector<std::int64_t> drops_;
   std::vector<double> ratios_;
+  Strategy strategy_ = Strategy::pyramid_drop;
+  PositionMode position_mode_ = PositionMode::reindex;
 };
 
 }  // namespace pdrop

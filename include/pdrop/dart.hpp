@@ -1,0 +1,366 @@
+// pdrop/dart.hpp - DART: keep the image tokens that duplicate the least.
+//
+// DART: Zichen Wen, Yifeng Gao, Shaobo Wang, Junyuan Zhang, Qintong Zhang,
+// Weijia Li, Conghui He, Linfeng Zhang, "Stop Looking for Important Tokens in
+// Multimodal Language Models: Duplication Matters More", arXiv 2502.11494
+// (2025). Attention-free, so it works with fused attention kernels as is.
+//
+// Per image span of n tokens keeping k of them:
+//   1. Pivots: the p = min(pivots, k) image tokens with the largest key norm.
+//      A key row is the token's K rows of every head side by side
+//      (concatenated over heads, as DART's code reshapes (H, T, d) to
+//      (T, H*d)); the norm is L1 by default, as in DART's code, or L2.
+//   2. The other k - p tokens are spread over the pivots: pivot r (in
+//      pivot order: largest norm first) gets (k-p)/p tokens, plus one for
+//      the first (k-p) % p pivots. In pivot order, each pivot takes its
+//      share of the remaining candidates (image tokens that are neither a
+//      pivot nor already taken) with the LOWEST cosine similarity to it.
+//   3. Kept: the pivots and every token taken, ascending.
+// Cosine similarity is measured on `features` rows: DART uses the hidden
+// states output by the last full layer (0-based K-1 for a drop after layer
+// K) passed through the model's final norm, and that same layer's keys for
+// the norms; any TokenView works, or the K rows themselves (the overload
+// without features). cos(x, y) = x.y / (|x| |y|), 0 when either is zero.
+//
+// Ties (equal norms, equal similarities) go to the lower token index. Math:
+// elements are converted to float exactly, products and sums in double, so
+// the choice is reproducible and independent of threads or SIMD width.
+//
+// Differences from the authors' code, on purpose: it also takes text
+// pivots (the largest key norms among the tokens after the image; the
+// tokens they pick are kept, the text pivots stay text) and gives every
+// pivot floor(budget / pivots) tokens, so it keeps slightly fewer or more
+// than asked; pdrop takes image pivots only and keeps exactly k, so a
+// Schedule's token counts hold. The authors iterate a Python set of pivots;
+// pdrop fixes the order (largest norm first).
+//
+// Cost per span: one pass over the n key rows, one over the candidates'
+// feature rows, each converted once and compared with every pivot from L1
+// (p * n * width multiply-adds). Scratch from a Workspace: p + 1 feature
+// rows as float, (p + 1) * n similarity keys (dart_reserve makes the calls
+// allocation-free).
+#ifndef PDROP_DART_HPP
+#define PDROP_DART_HPP
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "pdrop/detail/check.hpp"
+#include "pdrop/detail/simd.hpp"
+#include "pdrop/errors.hpp"
+#include "pdrop/score.hpp"
+#include "pdrop/view.hpp"
+#include "pdrop/workspace.hpp"
+
+namespace pdrop {
+
+enum class PivotNorm { l1, l2 };
+
+struct DartOptions {
+  std::int64_t pivots = 8;               // image pivots per span, >= 1
+  PivotNorm pivot_norm = PivotNorm::l1;  // DART's code: L1
+};
+
+namespace detail {
+
+// Rows of `segs` contiguous segments of `seg_len` elements: row t, segment
+// s starts at data + t * row_stride + s * seg_stride. A TokenView is one
+// segment per row; a HeadView's token row is its heads side by side.
+template <class T>
+struct SegRows {
+  const T* data;
+  std::int64_t segs, seg_len, seg_stride, row_stride;
+  const T* seg(std::int64_t t, std::int64_t s) const {
+    return data + t * row_stride + s * seg_stride;
+  }
+  std::int64_t width() const { return segs * seg_len; }
+};
+
+template <class T>
+SegRows<T> seg_rows(HeadView<const T> v) {
+  return SegRows<T>{v.data, v.heads, v.dim, v.head_stride, v.token_stride};
+}
+template <class T>
+SegRows<T> seg_rows(TokenView<const T> v) {
+  return SegRows<T>{v.data, 1, v.features, 0, v.row_stride};
+}
+
+// Order-preserving 64-bit key of a finite double (-0.0 == +0.0).
+inline std::uint64_t mono64(double x) {
+  x += 0.0;
+  std::uint64_t b = 0;
+  std::memcpy(&b, &x, sizeof b);
+  return (b >> 63) ? ~b : (b | (std::uint64_t{1} << 63));
+}
+
+template <class T>
+double row_norm(const SegRows<T>& r, std::int64_t t, PivotNorm norm) {
+  double acc = 0.0;
+  for (std::int64_t s = 0; s < r.segs; ++s) {
+    const T* p = r.seg(t, s);
+    for (std::int64_t i = 0; i < r.seg_len; ++i) {
+      const double x = static_cast<double>(to_float(p + i));
+      acc += norm == PivotNorm::l1 ? std::fabs(x) : x * x;
+    }
+  }
+  return acc;  // L2: squared (same order)
+}
+
+// Row t as `width` floats (exact conversion) into dst.
+template <class T>
+void load_row(const SegRows<T>& r, std::int64_t t, float* dst) {
+  for (std::int64_t s = 0; s < r.segs; ++s)
+    row_to_float(r.seg(t, s), r.seg_len, dst + s * r.seg_len);
+}
+
+// a.b over n floats: products exact in double, summed in four independent
+// chains (elements i % 4) added in a fixed order, so the result is the
+// same on every machine without one long dependent chain.
+inline double dot_f64(const float* a, const float* b, std::int64_t n) {
+  double d[4] = {0, 0, 0, 0};
+  std::int64_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int j = 0; j < 4; ++j)
+      d[j] += static_cast<double>(a[i + j]) * static_cast<double>(b[i + j]);
+  for (std::int64_t j = 0; i + j < n; ++j)  // the last n % 4
+    d[j & 3] += static_cast<double>(a[i + j]) * static_cast<double>(b[i + j]);
+  return (d[0] + d[1]) + (d[2] + d[3]);
+}
+
+inline void put_f64(std::uint64_t* p, double x) { std::memcpy(p, &x, sizeof x); }
+inline double get_f64(const std::uint64_t* p) {
+  double x = 0;
+  std::memcpy(&x, p, sizeof x);
+  return x;
+}
+
+// Validates every input of a DART call but the output; returns the total
+// kept count and the longest span through `max_span`.
+inline std::int64_t validate_dart(const char* fn, HeadView<const void> k, std::size_t k_elem,
+                                  const void* f_data, std::int64_t f_tokens,
+                                  std::int64_t f_features, std::int64_t f_stride,
+                                  std::size_t f_elem, span<const ImageSpan> spans,
+                                  span<const std::int64_t> keep_counts,
+                                  const DartOptions& opt, std::int64_t& max_span) {
+  check_head_view(fn, "k", k.data, k.heads, k.tokens, k.dim, k.head_stride,
+                  k.token_stride, k_elem, false);
+  if (k.heads < 1) fail<shape_error>(fn, "k.heads (", k.heads, ") must be >= 1");
+  if (k.dim < 1) fail<shape_error>(fn, "k.dim (", k.dim, ") must be >= 1");
+  if (f_data != nullptr || f_tokens != 0) {
+    check_token_view(fn, "features", f_data, f_tokens, f_features, f_stride, f_elem);
+    if (f_tokens != k.tokens)
+      fail<shape_error>(fn, "features.tokens (", f_tokens, ") must equal k.tokens (",
+                        k.tokens, ")");
+    if (f_features < 1)
+      fail<shape_error>(fn, "features.features (", f_features, ") must be >= 1");
+  }
+  if (spans.size < 0 || (spans.size > 0 && spans.data == nullptr))
+    fail<shape_error>(fn, "spans.data is null with ", spans.size, " entries");
+  max_span = 0;
+  for (std::int64_t i = 0; i < spans.size; ++i) {
+    const ImageSpan s = spans[i];
+    if (s.start < 0 || s.length < 0 || s.length > k.tokens - s.start)
+      fail<value_error>(fn, "spans[", i, "] (start ", s.start, ", length ", s.length,
+                        ") must lie inside [0, k.tokens = ", k.tokens, ")");
+    if (i > 0 && s.start < spans[i - 1].end())
+      fail<value_error>(fn, "spans[", i, "] (start ", s.start,
+                        ") must start at or after the end of spans[", i - 1, "] (",
+                        spans[i - 1].end(), "): spans are sorted and disjoint");
+    max_span = std::max(max_span, s.length);
+  }
+  if (keep_counts.size != spans.size)
+    fail<shape_error>(fn, "keep_counts.size (", keep_counts.size,
+                      ") must equal spans.size (", spans.size, ")");
+  if (keep_counts.size > 0 && keep_counts.data == nullptr)
+    fail<shape_error>(fn, "keep_counts.data is null with ", keep_counts.size, " entries");
+  std::int64_t total = 0;
+  for (std::int64_t i = 0; i < spans.size; ++i) {
+    if (keep_counts[i] < 0 || keep_counts[i] > spans[i].length)
+      fail<value_error>(fn, "keep_counts[", i, "] (", keep_counts[i],
+                        ") must be in [0, spans[", i, "].length = ", spans[i].length, "]");
+    total += keep_counts[i];
+  }
+  if (opt.pivots < 1)
+    fail<value_error>(fn, "options.pivots (", opt.pivots, ") must be >= 1");
+  if (opt.pivot_norm != PivotNorm::l1 && opt.pivot_norm != PivotNorm::l2)
+    fail<value_error>(fn, "options.pivot_norm (", static_cast<int>(opt.pivot_norm),
+                      ") must be PivotNorm::l1 or PivotNorm::l2");
+  return total;
+}
+
+// DART on validated inputs. Leaves the kept tokens (absolute positions,
+// ascending) in ws.indices()[0, total) and returns that pointer; throws
+// value_error on a non-finite row that takes part (only ws written).
+template <class Tk, class Tf>
+std::int64_t* dart_core(const char* fn, const SegRows<Tk>& keys, const SegRows<Tf>& feats,
+                        span<const ImageSpan> spans, span<const std::int64_t> keep_counts,
+                        std::int64_t total, std::int64_t max_span, const DartOptions& opt,
+                        Workspace& ws) {
+  const std::int64_t width = feats.width();
+  const std::int64_t pmax = std::min(opt.pivots, max_span);
+  std::int64_t* out = ws.indices(static_cast<std::size_t>(total + max_span));
+  std::int64_t* idx = out + total;
+  // keys: norms (max_span), pivot |y|^2 (pmax), similarities (pmax rows).
+  std::uint64_t* key = ws.keys(static_cast<std::size_t>(max_span + pmax + pmax * max_span));
+  std::uint64_t* pp = key + max_span;
+  std::uint64_t* sim = pp + pmax;
+  float* pivot = ws.scratch(static_cast<std::size_t>((pmax + 1) * width));
+  float* buf = pivot + pmax * width;
+  std::int64_t done = 0;
+  for (std::int64_t sp = 0; sp < spans.size; ++sp) {
+    const std::int64_t start = spans[sp].start, n = spans[sp].length, k = keep_counts[sp];
+    if (k == 0) continue;
+    const std::int64_t p = std::min(opt.pivots, k);
+    for (std::int64_t i = 0; i < n; ++i) {
+      const double v = row_norm(keys, start + i, opt.pivot_norm);
+      if (!std::isfinite(v))
+        fail<value_error>(fn, "k holds a non-finite value in the key row of token ",
+                          start + i);
+      key[i] = mono64(v);
+      idx[i] = i;
+    }
+    // Larger norm first, then lower index.
+    const auto by_norm = [key](std::int64_t a, std::int64_t b) {
+      return key[a] != key[b] ? key[a] > key[b] : a < b;
+    };
+    if (p < n) std::nth_element(idx, idx + p, idx + n, by_norm);
+    std::sort(idx, idx + p, by_norm);
+    const std::int64_t extra = k - p;
+    // Pivots with a non-zero share: the first min(p, extra).
+    const std::int64_t active = std::min(p, extra);
+    for (std::int64_t r = 0; r < active; ++r) {
+      float* y = pivot + r * width;
+      load_row(feats, start + idx[r], y);
+      const double yy = dot_f64(y, y, width);
+      if (!std::isfinite(yy))
+        fail<value_error>(fn, "features hold a non-finite value in the row of token ",
+                          start + idx[r]);
+      put_f64(pp + r, yy);
+    }
+    // Every candidate's row is read once, against all active pivots.
+    for (std::int64_t c = p; c < n && active > 0; ++c) {
+      const std::int64_t i = idx[c];
+      load_row(feats, start + i, buf);
+      const double xx = dot_f64(buf, buf, width);
+      if (!std::isfinite(xx))
+        fail<value_error>(fn, "features hold a non-finite value in the row of token ",
+                          start + i);
+      for (std::int64_t r = 0; r < active; ++r) {
+        const double yy = get_f64(pp + r);
+        const double cos =
+            (xx > 0.0 && yy > 0.0) ? dot_f64(buf, pivot + r * width, width) / std::sqrt(xx * yy)
+                                   : 0.0;
+        sim[r * n + i] = mono64(cos);
+      }
+    }
+    std::int64_t taken = p;  // idx[0, taken): pivots and tokens taken
+    for (std::int64_t r = 0; r < active; ++r) {
+      const std::int64_t share = extra / p + (r < extra % p ? 1 : 0);
+      // Lower similarity first, then lower index.
+      const std::uint64_t* s_r = sim + r * n;
+      const auto by_sim = [s_r](std::int64_t a, std::int64_t b) {
+        return s_r[a] != s_r[b] ? s_r[a] < s_r[b] : a < b;
+      };
+      if (taken + share < n) std::nth_element(idx + taken, idx + taken + share, idx + n, by_sim);
+      taken += share;
+    }
+    std::int64_t* dst = out + done;
+    for (std::int64_t i = 0; i < k; ++i) dst[i] = start + idx[i];
+    std::sort(dst, dst + k);
+    done += k;
+  }
+  return out;
+}
+
+// kept: exactly `total` entries, clear of spans and keep_counts.
+inline void check_kept(const char* fn, span<const ImageSpan> spans,
+                       span<const std::int64_t> keep_counts, std::int64_t total,
+                       span<std::int64_t> kept) {
+  if (kept.size != total)
+    fail<shape_error>(fn, "kept.size (", kept.size, ") must equal the sum of keep_counts (",
+                      total, ")");
+  if (total > 0 && kept.data == nullptr)
+    fail<shape_error>(fn, "kept.data is null with ", total, " entries");
+  const auto kept_bytes = static_cast<std::int64_t>(sizeof(std::int64_t)) * kept.size;
+  if (bytes_overlap(kept.data, kept_bytes, spans.data,
+                    static_cast<std::int64_t>(sizeof(ImageSpan)) * spans.size) ||
+      bytes_overlap(kept.data, kept_bytes, keep_counts.data,
+                    static_cast<std::int64_t>(sizeof(std::int64_t)) * keep_counts.size))
+    fail<shape_error>(fn, "kept overlaps spans or keep_counts");
+}
+
+}  // namespace detail
+
+// Grows `ws` so that DART calls with up to `image_tokens` image tokens over
+// all spans, feature rows of up to `width` elements and up to `pivots`
+// pivots allocate nothing.
+inline void dart_reserve(Workspace& ws, std::int64_t image_tokens, std::int64_t width,
+                         std::int64_t pivots = DartOptions{}.pivots) {
+  const std::int64_t n = std::max<std::int64_t>(image_tokens, 0);
+  const std::int64_t p = std::min(std::max<std::int64_t>(pivots, 0), n);
+  ws.indices(static_cast<std::size_t>(2 * n));
+  ws.keys(static_cast<std::size_t>(n + p + p * n));
+  ws.scratch(static_cast<std::size_t>((p + 1) * std::max<std::int64_t>(width, 0)));
+}
+
+// DART's pick of keep_counts[i] image tokens of each span.
+//
+//   k            H x T x d: keys (any strides, HND or NHD; float, half or
+//                bfloat16), for the pivot norms (concatenated over heads).
+//   features     T x D: the rows compared by cosine similarity (DART: the
+//                normed hidden states of the last full layer); any stride
+//                and float type.
+//   spans        sorted, disjoint image spans inside [0, T).
+//   keep_counts  spans.size entries, keep_counts[i] in [0, spans[i].length].
+//   ws           scratch (dart_reserve makes the call allocation-free).
+//   kept         out, sum(keep_counts) entries: absolute positions of the
+//                kept tokens, ascending (span after span), ready for
+//                build_keep_list.
+//   options      pivots per span (>= 1) and the pivot norm.
+// Throws shape_error / value_error before writing on bad shapes, counts or
+// options, and value_error (kept untouched) when a key row of a span with
+// keep_counts > 0 or a feature row compared is not finite.
+template <class Tk, class Tf>
+void dart_select(HeadView<const Tk> k, TokenView<const Tf> features,
+                 span<const ImageSpan> spans, span<const std::int64_t> keep_counts,
+                 Workspace& ws, span<std::int64_t> kept, const DartOptions& options = {}) {
+  static_assert(is_float_type_v<Tk> && is_float_type_v<Tf>,
+                "k and features must be float, pdrop::half or pdrop::bfloat16");
+  constexpr const char* fn = "pdrop::dart_select";
+  std::int64_t max_span = 0;
+  if (features.data == nullptr && features.tokens == 0)
+    detail::fail<shape_error>(fn, "features is empty; use the overload without features "
+                                  "to compare the key rows");
+  const std::int64_t total = detail::validate_dart(
+      fn, detail::erase(k), sizeof(Tk), features.data, features.tokens, features.features,
+      features.row_stride, sizeof(Tf), spans, keep_counts, options, max_span);
+  detail::check_kept(fn, spans, keep_counts, total, kept);
+  const std::int64_t* out =
+      detail::dart_core(fn, detail::seg_rows(k), detail::seg_rows(features), spans,
+                        keep_counts, total, max_span, options, ws);
+  std::copy(out, out + total, kept.data);
+}
+
+// The same, comparing the key rows themselves (concatenated over heads).
+template <class Tk>
+void dart_select(HeadView<const Tk> k, span<const ImageSpan> spans,
+                 span<const std::int64_t> keep_counts, Workspace& ws,
+                 span<std::int64_t> kept, const DartOptions& options = {}) {
+  static_assert(is_float_type_v<Tk>, "k must be float, pdrop::half or pdrop::bfloat16");
+  constexpr const char* fn = "pdrop::dart_select";
+  std::int64_t max_span = 0;
+  const std::int64_t total =
+      detail::validate_dart(fn, detail::erase(k), sizeof(Tk), nullptr, 0, 0, 0, sizeof(Tk),
+                            spans, keep_counts, options, max_span);
+  detail::check_kept(fn, spans, keep_counts, total, kept);
+  const auto rows = detail::seg_rows(k);
+  const std::int64_t* out = detail::dart_core(fn, rows, rows, spans, keep_counts, total,
+                                              max_span, options, ws);
+  std::copy(out, out + total, kept.data);
+}
+
+}  // namespace pdrop
+
+#endif  // PDROP_DART_HPP

@@ -1,0 +1,281 @@
+// pdrop/strategies.hpp - peer methods on the same operators: FastV, VTW,
+// DART, a random baseline, and PyramidDrop's training-mode queries.
+//
+// Each method is a Strategy (pdrop/schedule.hpp) that decides which image
+// tokens a drop keeps; the rest of a drop (build_keep_list, compact_rows /
+// compact_heads / compact_positions with the schedule's position_mode())
+// is shared. drop_by_strategy runs any of them from one set of inputs.
+//
+//   FastV    Liang Chen, Haozhe Zhao, Tianyu Liu, Shuai Bai, Junyang Lin,
+//            Chang Zhou, Baobao Chang, "An Image is Worth 1/2 Tokens After
+//            Layer 2: Plug-and-Play Inference Acceleration for Large
+//            Vision-Language Models", ECCV 2024, arXiv 2403.06764.
+//            One drop after layer K: the last token's attention averaged
+//            over heads (score_image_tokens with the one query row T-1),
+//            top keep_ratio of the image tokens, original positions. FastV
+//            ranks with the attention map of the layer that just ran
+//            (0-based layer K-1), so pass that layer's q/k, where
+//            PyramidDrop passes the next layer's.
+//   VTW      Zhihang Lin, Mingbao Lin, Luxi Lin, Rongrong Ji, "Boosting
+//            Multimodal Large Language Models with Visual Tokens Withdrawal
+//            for Rapid Inference", AAAI 2025, arXiv 2405.05803. Every image
+//            token withdrawn after layer K (keep count 0); nothing scored.
+//   DART     arXiv 2502.11494, see pdrop/dart.hpp.
+//   random   keep_counts[i] tokens of span i drawn uniformly without
+//            replacement from a seed: SplitMix64 (Steele, Lea, Flood,
+//            "Fast Splittable Pseudorandom Number Generators", OOPSLA 2014)
+//            and selection sampling (Knuth, TAOCP vol. 2, 3.4.2, Algorithm
+//            S), integer arithmetic only, so the same seed keeps the same
+//            tokens on every platform and compiler.
+//   training PyramidDrop's training mode (arXiv 2410.17247) scores with
+//            every token right before an answer span: the query positions
+//            come from the labels (training_query_positions).
+#ifndef PDROP_STRATEGIES_HPP
+#define PDROP_STRATEGIES_HPP
+
+#include <algorithm>
+#include <cstdint>
+
+#include "pdrop/compact.hpp"
+#include "pdrop/dart.hpp"
+#include "pdrop/detail/check.hpp"
+#include "pdrop/errors.hpp"
+#include "pdrop/rank_drop.hpp"
+#include "pdrop/schedule.hpp"
+#include "pdrop/score.hpp"
+#include "pdrop/view.hpp"
+#include "pdrop/workspace.hpp"
+
+namespace pdrop {
+
+// SplitMix64: state += 0x9E3779B97F4A7C15, then a fixed mix of the state.
+struct SplitMix64 {
+  std::uint64_t state = 0;
+
+  constexpr explicit SplitMix64(std::uint64_t seed) : state(seed) {}
+
+  constexpr std::uint64_t next() {
+    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+
+  // Uniform in [0, n) for n >= 1, without modulo bias: draws below
+  // 2^64 mod n are rejected, the rest reduced mod n.
+  constexpr std::uint64_t below(std::uint64_t n) {
+    const std::uint64_t reject = (0 - n) % n;
+    for (;;) {
+      const std::uint64_t x = next();
+      if (x >= reject) return x % n;
+    }
+  }
+};
+
+namespace detail {
+
+// spans sorted, disjoint, inside [0, tokens) (tokens < 0: no upper bound);
+// keep_counts one per span in [0, length]. Returns the kept total; the
+// image tokens through n_image.
+inline std::int64_t validate_spans_counts(const char* fn, std::int64_t tokens,
+                                          span<const ImageSpan> spans,
+                                          span<const std::int64_t> keep_counts,
+                                          std::int64_t& n_image) {
+  if (spans.size < 0 || (spans.size > 0 && spans.data == nullptr))
+    fail<shape_error>(fn, "spans.data is null with ", spans.size, " entries");
+  n_image = 0;
+  for (std::int64_t i = 0; i < spans.size; ++i) {
+    const ImageSpan s = spans[i];
+    if (s.start < 0 || s.length < 0 || (tokens >= 0 && s.length > tokens - s.start))
+      fail<value_error>(fn, "spans[", i, "] (start ", s.start, ", length ", s.length,
+                        ") must lie inside [0, tokens = ", tokens, ")");
+    if (i > 0 && s.start < spans[i - 1].end())
+      fail<value_error>(fn, "spans[", i, "] (start ", s.start,
+                        ") must start at or after the end of spans[", i - 1, "] (",
+                        spans[i - 1].end(), "): spans are sorted and disjoint");
+    n_image += s.length;
+  }
+  if (keep_counts.size != spans.size)
+    fail<shape_error>(fn, "keep_counts.size (", keep_counts.size,
+                      ") must equal spans.size (", spans.size, ")");
+  if (keep_counts.size > 0 && keep_counts.data == nullptr)
+    fail<shape_error>(fn, "keep_counts.data is null with ", keep_counts.size, " entries");
+  std::int64_t total = 0;
+  for (std::int64_t i = 0; i < spans.size; ++i) {
+    if (keep_counts[i] < 0 || keep_counts[i] > spans[i].length)
+      fail<value_error>(fn, "keep_counts[", i, "] (", keep_counts[i],
+                        ") must be in [0, spans[", i, "].length = ", spans[i].length, "]");
+    total += keep_counts[i];
+  }
+  return total;
+}
+
+// Selection sampling per span, one SplitMix64 stream per span seeded by the
+// span's draw from SplitMix64(seed): out receives the kept positions.
+inline void random_core(span<const ImageSpan> spans, span<const std::int64_t> keep_counts,
+                        std::uint64_t seed, std::int64_t* out) {
+  SplitMix64 master(seed);
+  for (std::int64_t i = 0; i < spans.size; ++i) {
+    SplitMix64 rng(master.next());
+    const std::int64_t n = spans[i].length;
+    std::int64_t need = keep_counts[i];
+    for (std::int64_t t = 0; t < n && need > 0; ++t) {
+      // Keep token t with probability need / (tokens left).
+      if (rng.below(static_cast<std::uint64_t>(n - t)) < static_cast<std::uint64_t>(need)) {
+        *out++ = spans[i].start + t;
+        --need;
+      }
+    }
+  }
+}
+
+}  // namespace detail
+
+// A uniformly random subset of keep_counts[i] image tokens of each span.
+//
+//   spans        sorted, disjoint image spans (start >= 0).
+//   keep_counts  spans.size entries, keep_counts[i] in [0, spans[i].length].
+//   seed         any 64-bit value; span i draws from SplitMix64 seeded with
+//                the i-th output of SplitMix64(seed), so a span's pick does
+//                not depend on the other spans.
+//   kept         out, sum(keep_counts) entries: absolute positions,
+//                ascending. No scratch, no allocation.
+inline void random_select(span<const ImageSpan> spans, span<const std::int64_t> keep_counts,
+                          std::uint64_t seed, span<std::int64_t> kept) {
+  constexpr const char* fn = "pdrop::random_select";
+  std::int64_t n_image = 0;
+  const std::int64_t total = detail::validate_spans_counts(fn, -1, spans, keep_counts, n_image);
+  detail::check_kept(fn, spans, keep_counts, total, kept);
+  detail::random_core(spans, keep_counts, seed, kept.data);
+}
+
+// Number of answer spans with a token before them: maximal runs of
+// labels != ignore_index that do not start at position 0.
+inline std::int64_t training_query_count(span<const std::int64_t> labels,
+                                         std::int64_t ignore_index = -100) {
+  if (labels.size < 0 || (labels.size > 0 && labels.data == nullptr))
+    detail::fail<shape_error>("pdrop::training_query_count", "labels.data is null with ",
+                              labels.size, " entries");
+  std::int64_t n = 0;
+  for (std::int64_t t = 1; t < labels.size; ++t)
+    n += (labels[t] != ignore_index && labels[t - 1] == ignore_index);
+  return n;
+}
+
+// Training-mode query positions: for every answer span (a maximal run of
+// labels != ignore_index; ignore_index marks prompt, image and padding
+// tokens), the position just before its first token, ascending. A span that
+// starts at position 0 has none and is skipped; with no position at all the
+// sample is not pruned (PyramidDrop's rule).
+//   labels        T labels of one sequence.
+//   ignore_index  the "not an answer" label (HF: -100).
+//   out           out, at least training_query_count(labels) entries;
+//                 entries past the returned count are not written.
+// Returns the number of positions. Pass them as query_pos to
+// score_image_tokens / rank_and_drop with the q rows of those tokens.
+inline std::int64_t training_query_positions(span<const std::int64_t> labels,
+                                             std::int64_t ignore_index,
+                                             span<std::int64_t> out) {
+  constexpr const char* fn = "pdrop::training_query_positions";
+  const std::int64_t n = training_query_count(labels, ignore_index);
+  if (out.size < n)
+    detail::fail<shape_error>(fn, "out.size (", out.size, ") must be >= the answer spans (",
+                              n, ")");
+  if (n > 0 && out.data == nullptr)
+    detail::fail<shape_error>(fn, "out.data is null with ", out.size, " entries");
+  if (detail::bytes_overlap(out.data, static_cast<std::int64_t>(sizeof(std::int64_t)) * out.size,
+                            labels.data,
+                            static_cast<std::int64_t>(sizeof(std::int64_t)) * labels.size))
+    detail::fail<shape_error>(fn, "out overlaps labels");
+  std::int64_t w = 0;
+  for (std::int64_t t = 1; t < labels.size; ++t)
+    if (labels[t] != ignore_index && labels[t - 1] == ignore_index) out[w++] = t - 1;
+  return w;
+}
+
+// What drop_by_strategy reads; each strategy uses only its own fields.
+template <class Tq, class Tk, class Tf = float>
+struct DropInputs {
+  HeadView<const Tq> q;                // pyramid_drop, fastv: query rows
+  span<const std::int64_t> query_pos;  // pyramid_drop, fastv: their positions
+  HeadView<const Tk> k;                // pyramid_drop, fastv: keys; dart: pivot norms
+  TokenView<const Tf> features;        // dart: rows compared (empty: the k rows)
+  std::uint64_t seed = 0;              // random
+  ScoreOptions score{};                // pyramid_drop, fastv
+  DartOptions dart{};                  // dart
+};
+
+// One drop by `strategy`: picks keep_counts[i] image tokens of each span and
+// writes the keep list, like rank_and_drop.
+//   tokens       T, the current sequence length (== in.k.tokens for every
+//                strategy that reads k).
+//   in           the strategy's inputs (see DropInputs).
+//   spans, keep_counts  as rank_and_drop; Strategy::vtw needs every count 0.
+//   ws           scratch.
+//   keep         out, at least T - sum(lengths) + sum(keep_counts) entries.
+//   maybe_new_spans  out, empty or spans.size entries (may be spans itself).
+// Returns the new length. Everything is validated before keep or
+// maybe_new_spans is written (a non-finite q/k or feature row throws
+// value_error with both untouched).
+template <class Tq, class Tk, class Tf>
+std::int64_t drop_by_strategy(Strategy strategy, std::int64_t tokens,
+                              const DropInputs<Tq, Tk, Tf>& in, span<const ImageSpan> spans,
+                              span<const std::int64_t> keep_counts, Workspace& ws,
+                              span<std::int64_t> keep, span<ImageSpan> maybe_new_spans = {}) {
+  constexpr const char* fn = "pdrop::drop_by_strategy";
+  const bool reads_k = strategy == Strategy::pyramid_drop || strategy == Strategy::fastv ||
+                       strategy == Strategy::dart;
+  if (!reads_k && strategy != Strategy::vtw && strategy != Strategy::random)
+    detail::fail<value_error>(fn, "strategy (", static_cast<int>(strategy),
+                              ") is not a pdrop::Strategy");
+  if (tokens < 0) detail::fail<shape_error>(fn, "tokens (", tokens, ") must be >= 0");
+  if (reads_k && in.k.tokens != tokens)
+    detail::fail<shape_error>(fn, "in.k.tokens (", in.k.tokens, ") must equal tokens (",
+                              tokens, ") for Strategy::", strategy_name(strategy));
+  if (strategy == Strategy::pyramid_drop || strategy == Strategy::fastv)
+    return rank_and_drop(in.q, in.query_pos, in.k, spans, keep_counts, ws, keep,
+                         maybe_new_spans, {}, in.score);
+
+  std::int64_t n_image = 0, max_span = 0;
+  const std::int64_t total =
+      detail::validate_spans_counts(fn, tokens, spans, keep_counts, n_image);
+  if (strategy == Strategy::vtw)
+    for (std::int64_t i = 0; i < keep_counts.size; ++i)
+      if (keep_counts[i] != 0)
+        detail::fail<value_error>(fn, "keep_counts[", i, "] (", keep_counts[i],
+                                  ") must be 0: Strategy::vtw withdraws every image token");
+  const bool own_features = in.features.data != nullptr || in.features.tokens != 0;
+  if (strategy == Strategy::dart)
+    detail::validate_dart(fn, detail::erase(in.k), sizeof(Tk), in.features.data,
+                          in.features.tokens, in.features.features, in.features.row_stride,
+                          sizeof(Tf), spans, keep_counts, in.dart, max_span);
+  const std::int64_t t_new = tokens - n_image + total;
+  if (keep.size < t_new)
+    detail::fail<shape_error>(fn, "keep.size (", keep.size, ") must be >= the new length ",
+                              t_new, " (tokens ", tokens, " - image ", n_image, " + kept ",
+                              total, ")");
+  if (t_new > 0 && keep.data == nullptr)
+    detail::fail<shape_error>(fn, "keep.data is null with ", keep.size, " entries");
+  detail::check_new_spans(fn, spans, maybe_new_spans);
+
+  const std::int64_t* kept = nullptr;
+  if (strategy == Strategy::random) {
+    std::int64_t* buf = ws.indices(static_cast<std::size_t>(total));
+    detail::random_core(spans, keep_counts, in.seed, buf);
+    kept = buf;
+  } else if (strategy == Strategy::dart) {
+    const auto krows = detail::seg_rows(in.k);
+    kept = own_features
+               ? detail::dart_core(fn, krows, detail::seg_rows(in.features), spans,
+                                   keep_counts, total, max_span, in.dart, ws)
+               : detail::dart_core(fn, krows, krows, spans, keep_counts, total, max_span,
+                                   in.dart, ws);
+  }
+  build_keep_list(tokens, spans, span<const std::int64_t>(kept, total),
+                  span<std::int64_t>(keep.data, t_new), maybe_new_spans);
+  return t_new;
+}
+
+}  // namespace pdrop
+
+#endif  // PDROP_STRATEGIES_HPP

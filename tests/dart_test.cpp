@@ -1,0 +1,242 @@
+// DART (pdrop/dart.hpp) against a plain reference: pivots by key norm
+// (concatenated heads), then each pivot's share of the least cosine-similar
+// remaining tokens, all written with full sorts in double.
+#include <gtest/gtest.h>
+
+#include "pdrop/dart.hpp"
+#include "test_util.hpp"
+
+namespace {
+
+using pdrop::ImageSpan;
+using pdrop::PivotNorm;
+
+// Plain DART on one span. key(t) and feat(t) return a token's rows as
+// doubles (heads already side by side).
+template <class KeyRow, class FeatRow>
+std::vector<std::int64_t> naive_dart(KeyRow key, FeatRow feat, ImageSpan s, std::int64_t k,
+                                     std::int64_t pivots, PivotNorm norm) {
+  if (k == 0) return {};
+  std::vector<double> nrm;
+  std::vector<std::int64_t> order;
+  for (std::int64_t t = s.start; t < s.end(); ++t) {
+    double a = 0;
+    for (double x : key(t)) a += norm == PivotNorm::l1 ? std::fabs(x) : x * x;
+    nrm.push_back(norm == PivotNorm::l1 ? a : std::sqrt(a));
+    order.push_back(t);
+  }
+  std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) {
+    return nrm[a - s.start] > nrm[b - s.start];
+  });
+  const std::int64_t p = std::min(pivots, k);
+  std::vector<std::int64_t> pv(order.begin(), order.begin() + p);
+  std::vector<std::int64_t> kept = pv;
+  std::vector<std::int64_t> rest;
+  for (std::int64_t t = s.start; t < s.end(); ++t)
+    if (std::find(pv.begin(), pv.end(), t) == pv.end()) rest.push_back(t);
+  const std::int64_t extra = k - p;
+  for (std::int64_t r = 0; r < p; ++r) {
+    const std::int64_t share = extra / p + (r < extra % p ? 1 : 0);
+    const std::vector<double> y = feat(pv[r]);
+    std::vector<std::pair<double, std::int64_t>> sims;
+    for (std::int64_t t : rest) {
+      const std::vector<double> x = feat(t);
+      double d = 0, xx = 0, yy = 0;
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        d += x[i] * y[i];
+        xx += x[i] * x[i];
+        yy += y[i] * y[i];
+      }
+      sims.push_back({(xx == 0 || yy == 0) ? 0.0 : d / (std::sqrt(xx) * std::sqrt(yy)), t});
+    }
+    std::sort(sims.begin(), sims.end());  // similarity, then index
+    rest.clear();
+    for (std::size_t i = 0; i < sims.size(); ++i)
+      (static_cast<std::int64_t>(i) < share ? kept : rest).push_back(sims[i].second);
+    std::sort(rest.begin(), rest.end());
+  }
+  std::sort(kept.begin(), kept.end());
+  return kept;
+}
+
+template <class T>
+class DartTest : public ::testing::Test {};
+TYPED_TEST_SUITE(DartTest, pdrop_test::FloatTypes, pdrop_test::FloatTypeNames);
+
+TYPED_TEST(DartTest, MatchesPlainReferenceOverShapesAndLayouts) {
+  using T = TypeParam;
+  std::mt19937 rng(77);
+  pdrop::Workspace ws;
+  struct C {
+    std::int64_t heads, d, tokens, width, pivots;
+    PivotNorm norm;
+    bool nhd;
+    std::vector<ImageSpan> spans;
+    std::vector<std::int64_t> counts;
+  };
+  const std::vector<C> cases{
+      {1, 1, 1, 1, 1, PivotNorm::l1, false, {{0, 1}}, {1}},
+      {1, 3, 9, 5, 2, PivotNorm::l1, false, {{1, 7}}, {3}},
+      {2, 4, 40, 7, 8, PivotNorm::l1, true, {{3, 33}}, {17}},
+      {4, 8, 90, 16, 4, PivotNorm::l2, false, {{2, 30}, {40, 1}, {45, 44}}, {29, 1, 11}},
+      {3, 5, 64, 9, 3, PivotNorm::l2, true, {{0, 0}, {0, 63}}, {0, 62}},
+      {2, 8, 70, 12, 5, PivotNorm::l1, false, {{5, 60}}, {4}},   // k < pivots
+      {2, 8, 70, 12, 5, PivotNorm::l1, true, {{5, 60}}, {60}},   // everything
+      {1, 16, 50, 3, 7, PivotNorm::l2, false, {{9, 40}}, {0}},   // nothing
+  };
+  for (const C& c : cases) {
+    auto kbuf = pdrop_test::random_vector<T>(static_cast<std::size_t>(c.heads * c.tokens * c.d), rng, -2, 2);
+    const std::int64_t fstride = c.width + 2;  // strided feature rows
+    auto fbuf = pdrop_test::random_vector<T>(static_cast<std::size_t>(c.tokens * fstride), rng, -1, 1);
+    const auto kv = c.nhd ? pdrop::nhd_view<const T>(kbuf.data(), c.tokens, c.heads, c.d)
+                          : pdrop::hnd_view<const T>(kbuf.data(), c.heads, c.tokens, c.d);
+    const pdrop::TokenView<const T> fv(fbuf.data(), c.tokens, c.width, fstride);
+    auto key_row = [&](std::int64_t t) {
+      std::vector<double> r;
+      for (std::int64_t h = 0; h < c.heads; ++h)
+        for (std::int64_t e = 0; e < c.d; ++e) r.push_back(pdrop_test::as_double(*(kv.row(h, t) + e)));
+      return r;
+    };
+    auto feat_row = [&](std::int64_t t) {
+      std::vector<double> r;
+      for (std::int64_t e = 0; e < c.width; ++e) r.push_back(pdrop_test::as_double(fbuf[t * fstride + e]));
+      return r;
+    };
+    std::vector<std::int64_t> want, want_k;
+    for (std::size_t s = 0; s < c.spans.size(); ++s) {
+      for (auto x : naive_dart(key_row, feat_row, c.spans[s], c.counts[s], c.pivots, c.norm)) want.push_back(x);
+      for (auto x : naive_dart(key_row, key_row, c.spans[s], c.counts[s], c.pivots, c.norm)) want_k.push_back(x);
+    }
+    pdrop::DartOptions opt;
+    opt.pivots = c.pivots;
+    opt.pivot_norm = c.norm;
+    std::vector<std::int64_t> kept(want.size(), -1);
+    pdrop::dart_select<T, T>(kv, fv, c.spans, c.counts, ws, kept, opt);
+    EXPECT_EQ(kept, want) << "tokens " << c.tokens << " width " << c.width;
+    std::vector<std::int64_t> kept_k(want_k.size(), -1);
+    pdrop::dart_select<T>(kv, c.spans, c.counts, ws, kept_k, opt);
+    EXPECT_EQ(kept_k, want_k) << "key rows, tokens " << c.tokens;
+  }
+}
+
+TEST(Dart, HandExampleOppositeThenOrthogonalWithTieToLowerIndex) {
+  // Token 0 has the largest key norm: the pivot. Features in 2-D: the
+  // opposite vector (token 2, cos -1) goes first, then tokens 3 and 4 tie at
+  // cos 0 and the lower index wins.
+  const std::vector<float> k{5, 5, 1, 1, 1, 1, 2, 2, 1, 1};  // 1 head, dim 2
+  const std::vector<float> f{1, 0, 0.9f, 0.1f, -1, 0, 0, 1, 0, -1};
+  pdrop::Workspace ws;
+  const std::vector<ImageSpan> spans{{0, 5}};
+  const std::vector<std::int64_t> counts{3};
+  std::vector<std::int64_t> kept(3);
+  pdrop::DartOptions opt;
+  opt.pivots = 1;
+  pdrop::dart_select<float, float>(pdrop::hnd_view<const float>(k.data(), 1, 5, 2),
+                                   pdrop::TokenView<const float>(f.data(), 5, 2), spans, counts,
+                                   ws, kept, opt);
+  EXPECT_EQ(kept, (std::vector<std::int64_t>{0, 2, 3}));
+}
+
+TEST(Dart, DuplicatedAndScaledRowsBreakTiesByIndex) {
+  // Rows repeat every 4 tokens and scale by (1 + t/4): cosines repeat
+  // exactly, so most choices are ties resolved by index.
+  std::mt19937 rng(5);
+  const std::int64_t tokens = 24, width = 6;
+  auto base = pdrop_test::random_vector<float>(4 * width, rng);
+  std::vector<float> f(tokens * width), k(tokens * 2);
+  for (std::int64_t t = 0; t < tokens; ++t) {
+    for (std::int64_t e = 0; e < width; ++e)
+      f[t * width + e] = base[(t % 4) * width + e] * static_cast<float>(1 + t / 4);
+    k[2 * t] = static_cast<float>(t % 3);  // norms tie too
+    k[2 * t + 1] = 1;
+  }
+  auto key_row = [&](std::int64_t t) { return std::vector<double>{k[2 * t], k[2 * t + 1]}; };
+  auto feat_row = [&](std::int64_t t) {
+    return std::vector<double>(f.begin() + t * width, f.begin() + (t + 1) * width);
+  };
+  pdrop::Workspace ws;
+  for (std::int64_t keep : {1, 2, 5, 11, 23}) {
+    const std::vector<ImageSpan> spans{{0, tokens}};
+    const std::vector<std::int64_t> counts{keep};
+    std::vector<std::int64_t> kept(static_cast<std::size_t>(keep));
+    pdrop::DartOptions opt;
+    opt.pivots = 3;
+    pdrop::dart_select<float, float>(pdrop::hnd_view<const float>(k.data(), 1, tokens, 2),
+                                     pdrop::TokenView<const float>(f.data(), tokens, width),
+                                     spans, counts, ws, kept, opt);
+    EXPECT_EQ(kept, naive_dart(key_row, feat_row, spans[0], keep, 3, PivotNorm::l1)) << keep;
+  }
+}
+
+TEST(Dart, ReservedWorkspaceDoesNotGrow) {
+  std::mt19937 rng(9);
+  const std::int64_t tokens = 300, width = 40;
+  auto k = pdrop_test::random_vector<float>(2 * tokens * 8, rng);
+  auto f = pdrop_test::random_vector<float>(tokens * width, rng);
+  pdrop::Workspace ws;
+  pdrop::dart_reserve(ws, 290, width);
+  const std::size_t bytes = ws.bytes();
+  const std::vector<ImageSpan> spans{{5, 100}, {110, 190}};
+  const std::vector<std::int64_t> counts{30, 77};
+  std::vector<std::int64_t> kept(107);
+  pdrop::dart_select<float, float>(pdrop::hnd_view<const float>(k.data(), 2, tokens, 8),
+                                   pdrop::TokenView<const float>(f.data(), tokens, width), spans,
+                                   counts, ws, kept);
+  EXPECT_EQ(ws.bytes(), bytes);
+  EXPECT_TRUE(std::is_sorted(kept.begin(), kept.end()));
+}
+
+TEST(Dart, BadInputLeavesKeptUntouched) {
+  using pdrop_test::expect_invalid;
+  const std::int64_t tokens = 10;
+  std::vector<float> k(tokens * 4, 1.0f), f(tokens * 3, 0.5f);
+  for (std::size_t i = 0; i < k.size(); ++i) k[i] = static_cast<float>(i % 7) - 3;
+  const auto kv = pdrop::hnd_view<const float>(k.data(), 2, tokens, 2);
+  const pdrop::TokenView<const float> fv(f.data(), tokens, 3);
+  pdrop::Workspace ws;
+  std::vector<ImageSpan> spans{{2, 6}};
+  std::vector<std::int64_t> counts{3};
+  std::vector<std::int64_t> kept(3, -7);
+  const auto before = pdrop_test::bytes_of(kept);
+  pdrop::DartOptions one;  // one pivot: the other two tokens are compared
+  one.pivots = 1;
+  auto run = [&](auto kview, auto fview, pdrop::DartOptions opt) {
+    return [&, kview, fview, opt] {
+      pdrop::dart_select<float, float>(kview, fview, spans, counts, ws, kept, opt);
+    };
+  };
+  auto check = [&](auto f_call, const std::string& needle) {
+    expect_invalid(f_call, needle);
+    EXPECT_EQ(pdrop_test::bytes_of(kept), before) << needle;
+  };
+  check(run(pdrop::hnd_view<const float>(k.data(), 0, tokens, 2), fv, one), "k.heads (0)");
+  check(run(kv, pdrop::TokenView<const float>(f.data(), tokens - 1, 3), one), "features.tokens (9)");
+  pdrop::DartOptions zero;
+  zero.pivots = 0;
+  check(run(kv, fv, zero), "options.pivots (0)");
+  pdrop::DartOptions bad_norm;
+  bad_norm.pivot_norm = static_cast<PivotNorm>(7);
+  check(run(kv, fv, bad_norm), "options.pivot_norm (7)");
+  spans = {{5, 6}};
+  check(run(kv, fv, one), "spans[0] (start 5, length 6)");
+  spans = {{2, 6}};
+  counts = {7};
+  check(run(kv, fv, one), "keep_counts[0] (7)");
+  counts = {2};
+  check(run(kv, fv, one), "kept.size (3)");
+  counts = {3};
+  check(run(kv, pdrop::TokenView<const float>(), one), "features is empty");
+  // Non-finite rows that take part: a key row in the span, a feature row.
+  k[2 * 4 + 1] = std::nanf("");
+  check(run(kv, fv, one), "key row of token 4");
+  k[2 * 4 + 1] = 0;
+  f[3 * 7] = std::numeric_limits<float>::infinity();
+  check(run(kv, fv, one), "row of token 7");
+  f[3 * 7] = 0.5f;
+  // A non-finite row outside every span is never read.
+  k[0] = std::nanf("");
+  f[0] = std::nanf("");
+  EXPECT_NO_THROW(run(kv, fv, one)());
+}
+
+}  // namespace
