@@ -358,6 +358,21 @@ template <class Tq, class Tk>
                     logits[f.row * job.keys + f.key]);
 }
 
+// Fills the job of inputs that validate_score_inputs accepted (n_image is
+// what it returned). Also used by tensor_parallel.hpp's partial scores.
+template <class Tq, class Tk>
+ScoreJob<Tq, Tk> make_score_job(HeadView<const Tq> q, span<const std::int64_t> query_pos,
+                                HeadView<const Tk> k, span<const ImageSpan> spans,
+                                const ScoreOptions& options, std::int64_t n_image) {
+  const std::int64_t group = q.heads / k.heads;
+  return ScoreJob<Tq, Tk>{
+      q, query_pos, k, spans, options.round_probs,
+      options.softmax_scale > 0.0f ? options.softmax_scale
+                                   : 1.0f / std::sqrt(static_cast<float>(q.dim)),
+      group, group * q.tokens,
+      *std::max_element(query_pos.begin(), query_pos.end()) + 1, n_image};
+}
+
 // Validates, and fills the job.
 template <class Tq, class Tk>
 ScoreJob<Tq, Tk> score_job(const char* fn, HeadView<const Tq> q,
@@ -366,13 +381,7 @@ ScoreJob<Tq, Tk> score_job(const char* fn, HeadView<const Tq> q,
                            const ScoreOptions& options) {
   const std::int64_t n_image = validate_score(fn, erase(q), sizeof(Tq), query_pos,
                                               erase(k), sizeof(Tk), spans, scores, options);
-  const std::int64_t group = q.heads / k.heads;
-  return ScoreJob<Tq, Tk>{
-      q, query_pos, k, spans, options.round_probs,
-      options.softmax_scale > 0.0f ? options.softmax_scale
-                                   : 1.0f / std::sqrt(static_cast<float>(q.dim)),
-      group, group * q.tokens,
-      *std::max_element(query_pos.begin(), query_pos.end()) + 1, n_image};
+  return make_score_job(q, query_pos, k, spans, options, n_image);
 }
 
 // 64-byte aligned start of `floats` floats of workspace scratch.

@@ -1,0 +1,342 @@
+// pdrop/tensor_parallel.hpp - scoring when the heads are sharded over ranks.
+//
+// Under tensor parallelism each rank holds a contiguous block of kv heads
+// and their query heads (q head h belongs to kv head h / (Hq / Hkv), as in
+// score.hpp). The score of an image token is a sum over kv-head groups, so
+// it splits into partial sums that the ranks add up:
+//
+//   1. every rank:  score_partial_by_kv_head(q_local, pos, k_local, spans,
+//                       {kv_begin, Hkv}, ws, sums)   // Hkv x N floats
+//   2. the engine:  MPI_Allreduce(MPI_IN_PLACE, sums, Hkv * N, MPI_FLOAT,
+//                       MPI_SUM, comm)   (or NCCL, or any sum all-reduce)
+//   3. every rank:  finalize_and_drop(sums, Hkv, Hq, nq, T, spans, counts,
+//                       ws, keep)        // or finalize_scores + select_top_k
+//
+// Exactness. score_image_tokens sums the kv-head groups in order,
+// ((0 + p_0) + p_1) + ... + p_{G-1}, then multiplies by 1 / (Hq * nq).
+//  - score_partial_by_kv_head writes one row per kv head: p_g in row g for
+//    its own kv heads (bit for bit the p_g of score_image_tokens), zeros in
+//    every other row. In the sum all-reduce each element then has a single
+//    non-zero addend, x + 0 = x exactly in any order or tree, so every rank
+//    receives exactly the p_g of every group, and finalize sums them in
+//    group order: the scores are bit-identical to score_image_tokens on the
+//    unsharded q and k, and the keep list to rank_and_drop's, for any split,
+//    rank count and all-reduce algorithm. Cost: Hkv x N floats all-reduced
+//    instead of N (e.g. 8 x 2880 floats = 92 KB per drop).
+//  - score_partial writes the N sums over the rank's own kv heads (in
+//    order). All-reducing those regroups the additions, so the finalized
+//    scores equal score_image_tokens only within rounding: every score is a
+//    sum of G non-negative terms, each order within (G - 1) eps of the exact
+//    sum, then scaled and rounded, so |finalized - single| <= 2 G eps
+//    |single| (eps = 2^-24), and the selection can differ only between
+//    tokens whose scores are that close. It is exact for a single rank, and
+//    whenever each rank after the first holds one kv head and the reduction
+//    adds the ranks in rank order (with two ranks a + b = b + a, so any
+//    all-reduce). Every rank still selects the same tokens as long as the
+//    all-reduce delivers the same bits to every rank (MPI recommends it and
+//    Open MPI's and NCCL's algorithms do; a reduce + broadcast guarantees it).
+//
+// finalize_scores and finalize_and_drop take either form: `rows` = Hkv for
+// the per-kv-head sums, 1 for score_partial's.
+#ifndef PDROP_TENSOR_PARALLEL_HPP
+#define PDROP_TENSOR_PARALLEL_HPP
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "pdrop/compact.hpp"
+#include "pdrop/detail/check.hpp"
+#include "pdrop/errors.hpp"
+#include "pdrop/score.hpp"
+#include "pdrop/select.hpp"
+#include "pdrop/view.hpp"
+#include "pdrop/workspace.hpp"
+
+namespace pdrop {
+
+// The kv heads one rank holds: [kv_begin, kv_begin + k.heads) of kv_heads
+// (the model's kv-head count over all ranks). Its q view holds exactly their
+// query heads, in order.
+struct HeadShard {
+  std::int64_t kv_begin = 0;
+  std::int64_t kv_heads = 0;
+};
+
+namespace detail {
+
+// Sorted, disjoint spans inside [0, tokens); returns their total length.
+inline std::int64_t validate_spans(const char* fn, span<const ImageSpan> spans,
+                                   std::int64_t tokens) {
+  if (tokens < 0) fail<shape_error>(fn, "tokens (", tokens, ") must be >= 0");
+  if (spans.size < 0 || (spans.size > 0 && spans.data == nullptr))
+    fail<shape_error>(fn, "spans.data is null with ", spans.size, " entries");
+  std::int64_t total = 0;
+  for (std::int64_t i = 0; i < spans.size; ++i) {
+    const ImageSpan s = spans[i];
+    if (s.start < 0 || s.length < 0 || s.length > tokens - s.start)
+      fail<value_error>(fn, "spans[", i, "] (start ", s.start, ", length ", s.length,
+                        ") must lie inside [0, tokens = ", tokens, ")");
+    if (i > 0 && s.start < spans[i - 1].end())
+      fail<value_error>(fn, "spans[", i, "] (start ", s.start,
+                        ") must start at or after the end of spans[", i - 1, "] (",
+                        spans[i - 1].end(), "): spans are sorted and disjoint");
+    total += s.length;
+  }
+  return total;
+}
+
+// Checks the inputs of finalize_scores / finalize_and_drop: `sums` holds
+// rows x n_image finite, non-negative floats; q_heads, queries >= 1.
+inline void validate_sums(const char* fn, span<const float> sums, std::int64_t rows,
+                          std::int64_t q_heads, std::int64_t queries,
+                          std::int64_t n_image) {
+  if (rows < 1) fail<shape_error>(fn, "rows (", rows, ") must be >= 1");
+  if (q_heads < 1) fail<shape_error>(fn, "q_heads (", q_heads, ") must be >= 1");
+  if (queries < 1) fail<shape_error>(fn, "queries (", queries, ") must be >= 1");
+  checked_mul(fn, "q_heads * queries", q_heads, queries);
+  const std::int64_t want = checked_mul(fn, "rows * image tokens", rows, n_image);
+  if (sums.size != want)
+    fail<shape_error>(fn, "sums.size (", sums.size, ") must equal rows (", rows,
+                      ") x image tokens (", n_image, ") = ", want);
+  if (want > 0 && sums.data == nullptr)
+    fail<shape_error>(fn, "sums.data is null with ", want, " entries");
+  for (std::int64_t i = 0; i < sums.size; ++i)
+    if (!(sums[i] >= 0.0f && std::isfinite(sums[i])))
+      fail<value_error>(fn, "sums[", i, "] (", sums[i],
+                        ") must be finite and >= 0: a sum of probabilities");
+}
+
+// scores[i] = (0 + sums[i] + sums[n + i] + ... + sums[(rows-1) n + i]) *
+// (1 / (q_heads * queries)): the operations score_image_tokens does on its
+// per-group sums, in the same order. scores may be sums' first row.
+inline void finish_scores(const float* sums, std::int64_t rows, std::int64_t q_heads,
+                          std::int64_t queries, std::int64_t n, float* scores) {
+  const float inv = 1.0f / static_cast<float>(q_heads * queries);
+  for (std::int64_t i = 0; i < n; ++i) {
+    float a = 0.0f;
+    for (std::int64_t g = 0; g < rows; ++g) a += sums[g * n + i];
+    scores[i] = a * inv;
+  }
+}
+
+// Scores every local kv-head group into its own workspace slot (the layout
+// of score_image_tokens' parallel overload; Workspace::reserve_parallel
+// sizes it); throws on the first non-finite logit, groups in order, having
+// written only the workspace. Returns the first group's partial sums; group
+// g's are `stride` floats further.
+template <class Tq, class Tk>
+const float* score_groups(const char* fn, const ScoreJob<Tq, Tk>& job, Workspace& ws,
+                          std::int64_t& stride) {
+  const std::int64_t rows = job.rows, d = job.q.dim, n = job.n_image;
+  const std::int64_t groups = job.k.heads;
+  const std::int64_t slot = Workspace::score_slot_floats(rows, job.keys, d, n);
+  float* base = aligned_scratch(ws, Workspace::score_floats(rows, job.keys, d, n, groups));
+  base += pad16(n);
+  const std::int64_t part_offset = pad16(rows * d) + pad16(rows * job.keys);
+  for (std::int64_t g = 0; g < groups; ++g) {
+    float* qf = base + g * slot;
+    float* logits = qf + pad16(rows * d);
+    float* part = qf + part_offset;
+    std::fill(part, part + n, 0.0f);
+    const ScoreFault f = score_group(job, g, qf, logits, part);
+    if (f.row >= 0) fail_non_finite(fn, job, g, f, logits);
+  }
+  stride = slot;
+  return base + part_offset;
+}
+
+}  // namespace detail
+
+// Partial scores of one rank, one row per kv head of the whole model.
+//
+//   q, query_pos, k, spans, options  as score_image_tokens, with q and k the
+//              rank's shard: k.heads kv heads and their q.heads query heads
+//              (the same group size as the whole model).
+//   shard      which kv heads k holds: kv_begin + k.heads <= kv_heads.
+//   ws         scratch: one slot per local kv head
+//              (Workspace::reserve_parallel(q.heads, k.heads, ...) makes the
+//              call allocation-free).
+//   sums       out, shard.kv_heads x N (N = sum of span lengths), row-major:
+//              row kv_begin + j holds, for every image token, the sum over
+//              local kv head j's query heads and query rows of its attention
+//              probability (not normalised); every other row is zeroed.
+// Sum-all-reduce `sums` over the ranks, then finalize_scores /
+// finalize_and_drop with rows = shard.kv_heads: bit-identical to
+// score_image_tokens / rank_and_drop on the unsharded q and k.
+// Throws as score_image_tokens (and shape_error for a bad shard or size)
+// before writing anything.
+template <class Tq, class Tk>
+void score_partial_by_kv_head(HeadView<const Tq> q, span<const std::int64_t> query_pos,
+                              HeadView<const Tk> k, span<const ImageSpan> spans,
+                              HeadShard shard, Workspace& ws, span<float> sums,
+                              const ScoreOptions& options = {}) {
+  static_assert(is_float_type_v<Tq> && is_float_type_v<Tk>,
+                "q and k must be float, pdrop::half or pdrop::bfloat16");
+  constexpr const char* fn = "pdrop::score_partial_by_kv_head";
+  const std::int64_t n = detail::validate_score_inputs(
+      fn, detail::erase(q), sizeof(Tq), query_pos, detail::erase(k), sizeof(Tk), spans,
+      options);
+  if (shard.kv_heads < 1 || shard.kv_begin < 0 || shard.kv_begin > shard.kv_heads ||
+      k.heads > shard.kv_heads - shard.kv_begin)
+    detail::fail<shape_error>(fn, "shard (kv_begin ", shard.kv_begin, ", kv_heads ",
+                              shard.kv_heads, ") must hold k.heads (", k.heads,
+                              ") kv heads: 0 <= kv_begin and kv_begin + k.heads <= "
+                              "kv_heads");
+  const std::int64_t want = detail::checked_mul(fn, "sums", shard.kv_heads, n);
+  if (sums.size != want)
+    detail::fail<shape_error>(fn, "sums.size (", sums.size, ") must equal shard.kv_heads (",
+                              shard.kv_heads, ") x image tokens (", n, ") = ", want);
+  if (want > 0 && sums.data == nullptr)
+    detail::fail<shape_error>(fn, "sums.data is null with ", want, " entries");
+
+  const auto job = detail::make_score_job(q, query_pos, k, spans, options, n);
+  std::int64_t stride = 0;
+  const float* parts = detail::score_groups(fn, job, ws, stride);
+  std::fill(sums.begin(), sums.end(), 0.0f);
+  for (std::int64_t j = 0; j < k.heads; ++j)
+    std::copy(parts + j * stride, parts + j * stride + n,
+              sums.data + (shard.kv_begin + j) * n);
+}
+
+// Partial scores of one rank, summed over its kv heads: the smaller
+// all-reduce (N floats), exact only in the cases the header comment lists.
+//
+//   q, query_pos, k, spans, ws, options  as score_image_tokens, q and k the
+//              rank's shard (Workspace::reserve(q.heads, k.heads, ...)).
+//   partial    out, N: for every image token, 0 + p_0 + p_1 + ... over the
+//              local kv heads in order, p_j the sum over kv head j's query
+//              heads and query rows of its attention probability (not
+//              normalised).
+// Sum-all-reduce `partial`, then finalize_scores / finalize_and_drop with
+// rows = 1. Throws as score_image_tokens before writing anything.
+template <class Tq, class Tk>
+void score_partial(HeadView<const Tq> q, span<const std::int64_t> query_pos,
+                   HeadView<const Tk> k, span<const ImageSpan> spans, Workspace& ws,
+                   span<float> partial, const ScoreOptions& options = {}) {
+  static_assert(is_float_type_v<Tq> && is_float_type_v<Tk>,
+                "q and k must be float, pdrop::half or pdrop::bfloat16");
+  constexpr const char* fn = "pdrop::score_partial";
+  const std::int64_t n = detail::validate_score_inputs(
+      fn, detail::erase(q), sizeof(Tq), query_pos, detail::erase(k), sizeof(Tk), spans,
+      options);
+  if (partial.size != n)
+    detail::fail<shape_error>(fn, "partial.size (", partial.size,
+                              ") must equal the image tokens over all spans (", n, ")");
+  if (n > 0 && partial.data == nullptr)
+    detail::fail<shape_error>(fn, "partial.data is null with ", n, " entries");
+
+  const auto job = detail::make_score_job(q, query_pos, k, spans, options, n);
+  const std::int64_t rows = job.rows, d = q.dim;
+  // score_image_tokens' single-threaded layout and order: acc, then one
+  // group at a time into part, added to acc.
+  float* acc = detail::aligned_scratch(ws, Workspace::score_floats(rows, job.keys, d, n));
+  float* qf = acc + detail::pad16(n);
+  float* logits = qf + detail::pad16(rows * d);
+  float* part = logits + detail::pad16(rows * job.keys);
+  std::fill(acc, acc + n, 0.0f);
+  for (std::int64_t g = 0; g < k.heads; ++g) {
+    std::fill(part, part + n, 0.0f);
+    const detail::ScoreFault f = detail::score_group(job, g, qf, logits, part);
+    if (f.row >= 0) detail::fail_non_finite(fn, job, g, f, logits);
+    for (std::int64_t i = 0; i < n; ++i) acc[i] += part[i];
+  }
+  std::copy(acc, acc + n, partial.data);
+}
+
+// Scores from all-reduced partial sums.
+//
+//   sums     rows x N: score_partial_by_kv_head's rows summed over every rank
+//            (rows = kv heads of the model), or score_partial's sums
+//            (rows = 1); finite and >= 0.
+//   rows     the number of rows of `sums`.
+//   q_heads  query heads of the whole model (over all ranks).
+//   queries  query rows per head (q.tokens).
+//   scores   out, N: (0 + row 0 + row 1 + ...) * (1 / (q_heads * queries)),
+//            score_image_tokens' operations in its order. May be sums' first
+//            row (in place); otherwise disjoint from sums.
+// Throws shape_error / value_error before writing anything.
+inline void finalize_scores(span<const float> sums, std::int64_t rows, std::int64_t q_heads,
+                            std::int64_t queries, span<float> scores) {
+  constexpr const char* fn = "pdrop::finalize_scores";
+  if (scores.size < 0 || (scores.size > 0 && scores.data == nullptr))
+    detail::fail<shape_error>(fn, "scores.data is null with ", scores.size, " entries");
+  detail::validate_sums(fn, sums, rows, q_heads, queries, scores.size);
+  const auto bytes = [](std::int64_t n) { return n * static_cast<std::int64_t>(sizeof(float)); };
+  if (scores.data != sums.data &&
+      detail::bytes_overlap(scores.data, bytes(scores.size), sums.data, bytes(sums.size)))
+    detail::fail<shape_error>(fn, "scores must be disjoint from sums or start where "
+                              "sums starts (in place)");
+  detail::finish_scores(sums.data, rows, q_heads, queries, scores.size, scores.data);
+}
+
+// rank_and_drop's second half on all-reduced partial sums: finalizes the
+// scores, keeps the best keep_counts[i] of span i and builds the keep list.
+//
+//   sums, rows, q_heads, queries   as finalize_scores (sums is not written).
+//   tokens       T: the sequence length (k.tokens).
+//   spans        sorted, disjoint image spans inside [0, T) whose lengths
+//                add up to N.
+//   keep_counts, ws, keep, maybe_new_spans, maybe_scores  as rank_and_drop.
+// Returns the new sequence length. With the per-kv-head sums every output is
+// bit-identical to rank_and_drop on the unsharded q and k; on every rank
+// the same, given the same sums. Throws before writing anything.
+inline std::int64_t finalize_and_drop(span<const float> sums, std::int64_t rows,
+                                      std::int64_t q_heads, std::int64_t queries,
+                                      std::int64_t tokens, span<const ImageSpan> spans,
+                                      span<const std::int64_t> keep_counts, Workspace& ws,
+                                      span<std::int64_t> keep,
+                                      span<ImageSpan> maybe_new_spans = {},
+                                      span<float> maybe_scores = {}) {
+  constexpr const char* fn = "pdrop::finalize_and_drop";
+  const std::int64_t n_image = detail::validate_spans(fn, spans, tokens);
+  detail::validate_sums(fn, sums, rows, q_heads, queries, n_image);
+  if (keep_counts.size != spans.size)
+    detail::fail<shape_error>(fn, "keep_counts.size (", keep_counts.size,
+                              ") must equal spans.size (", spans.size, ")");
+  if (keep_counts.size > 0 && keep_counts.data == nullptr)
+    detail::fail<shape_error>(fn, "keep_counts.data is null with ", keep_counts.size,
+                              " entries");
+  std::int64_t n_kept = 0;
+  for (std::int64_t i = 0; i < spans.size; ++i) {
+    if (keep_counts[i] < 0 || keep_counts[i] > spans[i].length)
+      detail::fail<value_error>(fn, "keep_counts[", i, "] (", keep_counts[i],
+                                ") must be in [0, spans[", i, "].length = ",
+                                spans[i].length, "]");
+    n_kept += keep_counts[i];
+  }
+  const std::int64_t t_new = tokens - n_image + n_kept;
+  if (keep.size < t_new)
+    detail::fail<shape_error>(fn, "keep.size (", keep.size, ") must be >= the new length ",
+                              t_new, " (tokens ", tokens, " - image ", n_image,
+                              " + kept ", n_kept, ")");
+  if (t_new > 0 && keep.data == nullptr)
+    detail::fail<shape_error>(fn, "keep.data is null with ", keep.size, " entries");
+  detail::check_new_spans(fn, spans, maybe_new_spans);
+  if (maybe_scores.size != 0 && maybe_scores.size != n_image)
+    detail::fail<shape_error>(fn, "maybe_scores.size (", maybe_scores.size,
+                              ") must be 0 or the image tokens (", n_image, ")");
+  if (maybe_scores.size > 0 && maybe_scores.data == nullptr)
+    detail::fail<shape_error>(fn, "maybe_scores.data is null with ", maybe_scores.size,
+                              " entries");
+
+  float* scores = ws.scores(static_cast<std::size_t>(n_image));
+  detail::finish_scores(sums.data, rows, q_heads, queries, n_image, scores);
+  std::int64_t* kept = ws.indices(static_cast<std::size_t>(n_kept));
+  for (std::int64_t i = 0, offset = 0, out = 0; i < spans.size; ++i) {
+    const span<std::int64_t> part(kept + out, keep_counts[i]);
+    select_top_k(span<const float>(scores + offset, spans[i].length), keep_counts[i], ws,
+                 part);
+    for (std::int64_t& x : part) x += spans[i].start;
+    offset += spans[i].length;
+    out += keep_counts[i];
+  }
+  if (maybe_scores.size > 0) std::copy(scores, scores + n_image, maybe_scores.data);
+  build_keep_list(tokens, spans, span<const std::int64_t>(kept, n_kept),
+                  span<std::int64_t>(keep.data, t_new), maybe_new_spans);
+  return t_new;
+}
+
+}  // namespace pdrop
+
+#endif  // PDROP_TENSOR_PARALLEL_HPP
