@@ -6,12 +6,16 @@
 // layers 4/8/12, lambda 0.5: 2880 -> 1440 -> 720 -> 360 image tokens),
 // same weights, same embeddings. It prints the pyramid, time per stage, how
 // far the pruned run's outputs move from dense, the share of rank & drop in
-// the pruned prefill, and as its last line
+// the pruned prefill, the KV cache each run leaves behind (bytes of the
+// cache rows the host actually holds, checked against pdrop::kv_cache_bytes),
+// the time to decode --decode tokens after each prefill (best of 3), and as
+// its last line
 //   prefill speedup: measured X.XXx, predicted Y.YYx
 // (predicted = dense / pruned whole-sequence FLOPs from pdrop/flops.hpp).
 // It writes pdrop-demo.svg: tokens per layer and time per layer, both runs.
 //
-//   pdrop-demo [--layers 16] [--dim 512] [--repeats 3] [--svg pdrop-demo.svg] [--quick]
+//   pdrop-demo [--layers 16] [--dim 512] [--repeats 3] [--decode 16]
+//              [--svg pdrop-demo.svg] [--quick]
 #include <pdrop/flops.hpp>
 #include <pdrop/pdrop.hpp>
 
@@ -21,6 +25,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <string>
@@ -37,20 +42,43 @@ struct Options {
   std::int64_t layers = 16, dim = 512, heads = 8, image = 2880, system = 35, question = 25;
   std::string svg = "pdrop-demo.svg";
   int repeats = 3;
+  std::int64_t decode = 16;
 };
 
 struct Run {
   pdrop_host::PrefillResult result;
   double seconds = 0;
+  std::vector<std::int64_t> cache_rows;  // per layer: KV rows held after prefill
 };
 
+// One prefill in a session with room for `decode_steps` more tokens. When
+// maybe_session is given, the session (with its KV caches) is handed back
+// for decoding.
 Run prefill(const pdrop_host::Weights& w, const pdrop::Schedule& s, const Mat& embeds,
-            pdrop::ImageSpan image) {
-  pdrop_host::Session session(w, s, 0);
+            pdrop::ImageSpan image, std::int64_t decode_steps = 0,
+            std::unique_ptr<pdrop_host::Session>* maybe_session = nullptr) {
+  auto session = std::make_unique<pdrop_host::Session>(w, s, decode_steps);
   const auto t0 = std::chrono::steady_clock::now();
-  Run r{session.prefill(embeds, image), 0};
+  Run r{session->prefill(embeds, image), 0, {}};
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (const auto& cache : session->caches()) r.cache_rows.push_back(cache.len);
+  if (maybe_session) *maybe_session = std::move(session);
   return r;
+}
+
+// Fastest of `repeats` runs of decoding every row of `tokens` (one token per
+// step) on a fresh copy of a prefilled session: the copy is made outside
+// the clock, so each run starts from the same caches.
+double decode_seconds(const pdrop_host::Session& prefilled, const Mat& tokens, int repeats) {
+  double best = 0;
+  for (int r = 0; r < repeats; ++r) {
+    pdrop_host::Session s = prefilled;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (Eigen::Index i = 0; i < tokens.rows(); ++i) s.decode(tokens.row(i).transpose());
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (r == 0 || t < best) best = t;
+  }
+  return best;
 }
 
 // Two-panel SVG: image tokens alive per layer (the pyramid) and time per
@@ -139,6 +167,7 @@ int main(int argc, char** argv) {
     else if (a == "--dim") o.dim = std::stoll(next());
     else if (a == "--svg") o.svg = next();
     else if (a == "--repeats") o.repeats = std::max(1, std::stoi(next()));
+    else if (a == "--decode") o.decode = std::max<std::int64_t>(1, std::stoll(next()));
     else if (a == "--quick") { o.layers = 8; o.dim = 128; o.heads = 4; o.image = 576; o.repeats = 1; }
     else { std::fprintf(stderr, "pdrop-demo: unknown flag %s\n", a.c_str()); return 1; }
   }
@@ -171,9 +200,11 @@ int main(int argc, char** argv) {
     // Warm up (page in weights, caches), then dense and pruned `repeats`
     // times each, alternating; the fastest run of each is reported (the
     // least disturbed by whatever else the machine runs).
+    // The first dense and pruned runs keep their sessions for decoding.
     prefill(w, pyramid, embeds, image);
-    Run dense = prefill(w, dense_s, embeds, image);
-    Run pruned = prefill(w, pyramid, embeds, image);
+    std::unique_ptr<pdrop_host::Session> dense_session, pruned_session;
+    Run dense = prefill(w, dense_s, embeds, image, o.decode, &dense_session);
+    Run pruned = prefill(w, pyramid, embeds, image, o.decode, &pruned_session);
     for (int r = 1; r < o.repeats; ++r) {
       Run d = prefill(w, dense_s, embeds, image);
       Run p = prefill(w, pyramid, embeds, image);
@@ -223,9 +254,55 @@ int main(int argc, char** argv) {
     const double predicted = flops.dense / flops.pruned, measured = dense.seconds / pruned.seconds;
     std::printf("prefill: dense %.3f s, pruned %.3f s; whole-sequence GFLOPs dense %.1f, pruned %.1f\n",
                 dense.seconds, pruned.seconds, flops.dense / 1e9, flops.pruned / 1e9);
+
+    // KV cache after prefill: the rows each layer's cache holds (K and V,
+    // Hkv * d floats each), summed over the layers; pdrop::kv_cache_bytes
+    // predicts the same from the schedule alone.
+    const std::int64_t row_bytes =
+        2 * c.kv_heads * c.head_dim() * static_cast<std::int64_t>(sizeof(float));
+    auto total = [](const std::vector<std::int64_t>& v) {
+      return std::accumulate(v.begin(), v.end(), std::int64_t{0});
+    };
+    const std::int64_t rows_d = total(dense.cache_rows), rows_p = total(pruned.cache_rows);
+    const auto kv = pdrop::kv_cache_bytes(shape, pyramid, o.image, text,
+                                          static_cast<std::int64_t>(sizeof(float)));
+    bool kv_agrees = kv.dense == static_cast<double>(rows_d * row_bytes) &&
+                     kv.pruned == static_cast<double>(rows_p * row_bytes);
+    for (std::int64_t l = 0; l < c.layers; ++l)
+      kv_agrees = kv_agrees &&
+                  kv.dense_per_layer[l] == static_cast<double>(dense.cache_rows[l] * row_bytes) &&
+                  kv.pruned_per_layer[l] == static_cast<double>(pruned.cache_rows[l] * row_bytes);
+    std::printf("\nKV cache after prefill (K+V in fp32, %lld bytes a row, all %lld layers):\n",
+                static_cast<long long>(row_bytes), static_cast<long long>(c.layers));
+    std::printf("  dense  %11lld bytes in %6lld rows (%.2f MiB)\n",
+                static_cast<long long>(rows_d * row_bytes), static_cast<long long>(rows_d),
+                static_cast<double>(rows_d * row_bytes) / (1 << 20));
+    std::printf("  pruned %11lld bytes in %6lld rows (%.2f MiB), %.1f%% less; "
+                "pdrop::kv_cache_bytes: %s\n",
+                static_cast<long long>(rows_p * row_bytes), static_cast<long long>(rows_p),
+                static_cast<double>(rows_p * row_bytes) / (1 << 20),
+                100.0 * (1.0 - static_cast<double>(rows_p) / static_cast<double>(rows_d)),
+                kv_agrees ? "same" : "DIFFERENT");
+    // Decode after each prefill: the same o.decode token embeddings fed one
+    // by one, each step attending over the layer's (pruned) cache.
+    Mat steps(o.decode, c.dim);
+    for (Eigen::Index i = 0; i < steps.size(); ++i) steps.data()[i] = nd(rng);
+    const double dec_d = decode_seconds(*dense_session, steps, 3);
+    const double dec_p = decode_seconds(*pruned_session, steps, 3);
+    std::printf("decode of %lld tokens after prefill (best of 3):\n",
+                static_cast<long long>(o.decode));
+    std::printf("  dense  %8.3f s (%.2f ms a token)\n", dec_d,
+                1e3 * dec_d / static_cast<double>(o.decode));
+    std::printf("  pruned %8.3f s (%.2f ms a token), decode speedup %.2fx\n", dec_p,
+                1e3 * dec_p / static_cast<double>(o.decode), dec_d / dec_p);
+    std::printf("\n");
     write_svg(o.svg, dense, pruned, pyramid, text, measured, predicted);
     std::printf("wrote %s\n", o.svg.c_str());
     std::printf("prefill speedup: measured %.2fx, predicted %.2fx\n", measured, predicted);
+    if (!kv_agrees) {
+      std::fprintf(stderr, "pdrop-demo: the host's KV cache rows differ from pdrop::kv_cache_bytes\n");
+      return 1;
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "pdrop-demo: %s\n", e.what());
     return 1;

@@ -183,8 +183,10 @@ TEST(Host, DenseScheduleEqualsPlainForward) {
 namespace {
 
 // The demo as a user runs it, on its small setting: the pyramid it prints
-// is the schedule's, the last line has the promised form, the SVG is
-// written. (No timing is asserted: times are noise on a shared machine.)
+// is the schedule's, the KV bytes it reports are the kept rows times the
+// row size, the decode block is there, the last line has the promised form,
+// the SVG is written. (No timing is asserted: times are noise on a shared
+// machine.)
 TEST(Demo, QuickRunPrintsThePyramidAndTheSpeedupLine) {
   namespace fs = std::filesystem;
   const fs::path dir = fs::temp_directory_path() / "pdrop_demo_test";
@@ -207,6 +209,39 @@ TEST(Demo, QuickRunPrintsThePyramidAndTheSpeedupLine) {
   bool found = false;
   for (const auto& l : lines) found |= l.find(want) != std::string::npos;
   EXPECT_TRUE(found) << "no line with '" << want << "'";
+  // KV cache after prefill: layer l of stage j caches 60 text tokens plus
+  // that stage's image tokens (576 for the dense run), each row K and V of
+  // 4 heads x 16 dims in fp32; the demo reads its rows off the host's caches.
+  const std::int64_t row_bytes = 2 * 64 * 4;
+  std::int64_t rows_dense = 0, rows_pruned = 0;
+  for (std::int64_t l = 0; l < 4; ++l) {
+    rows_dense += 60 + 576;
+    rows_pruned += 60 + s.image_tokens(576, s.stage_of_layer(l));
+  }
+  const std::regex kv_head(R"(KV cache after prefill \(K\+V in fp32, (\d+) bytes a row, all 4 layers\):)");
+  const std::regex kv_dense(R"(  dense +(\d+) bytes in +(\d+) rows \(\d+\.\d\d MiB\))");
+  const std::regex kv_pruned(R"(  pruned +(\d+) bytes in +(\d+) rows \(\d+\.\d\d MiB\), \d+\.\d% less; pdrop::kv_cache_bytes: same)");
+  const std::regex dec_head(R"(decode of 16 tokens after prefill \(best of 3\):)");
+  const std::regex dec_dense(R"(  dense +\d+\.\d{3} s \(\d+\.\d\d ms a token\))");
+  const std::regex dec_pruned(R"(  pruned +\d+\.\d{3} s \(\d+\.\d\d ms a token\), decode speedup \d+\.\d\dx)");
+  std::size_t kv_at = lines.size(), dec_at = lines.size();
+  for (std::size_t i = 0; i + 2 < lines.size(); ++i) {
+    if (std::regex_match(lines[i], kv_head)) kv_at = i;
+    if (std::regex_match(lines[i], dec_head)) dec_at = i;
+  }
+  ASSERT_LT(kv_at, lines.size()) << "no KV cache block";
+  ASSERT_LT(dec_at, lines.size()) << "no decode block";
+  std::smatch m;
+  ASSERT_TRUE(std::regex_match(lines[kv_at], m, kv_head));
+  EXPECT_EQ(std::stoll(m[1]), row_bytes);
+  ASSERT_TRUE(std::regex_match(lines[kv_at + 1], m, kv_dense)) << lines[kv_at + 1];
+  EXPECT_EQ(std::stoll(m[1]), rows_dense * row_bytes);
+  EXPECT_EQ(std::stoll(m[2]), rows_dense);
+  ASSERT_TRUE(std::regex_match(lines[kv_at + 2], m, kv_pruned)) << lines[kv_at + 2];
+  EXPECT_EQ(std::stoll(m[1]), rows_pruned * row_bytes);
+  EXPECT_EQ(std::stoll(m[2]), rows_pruned);
+  EXPECT_TRUE(std::regex_match(lines[dec_at + 1], dec_dense)) << lines[dec_at + 1];
+  EXPECT_TRUE(std::regex_match(lines[dec_at + 2], dec_pruned)) << lines[dec_at + 2];
   std::ifstream svg(dir / "d.svg");
   std::stringstream ss;
   ss << svg.rdbuf();

@@ -11,7 +11,13 @@
 #include "pdrop/select.hpp"     // top-k in original order
 #include "pdrop/compact.hpp"    // keep list, compaction of rows/heads/positions
 #include "pdrop/rank_drop.hpp"  // score -> select -> keep list in one call
+#include "pdrop/batch.hpp"      // rank & drop over a batch of sequences
+#include "pdrop/mrope.hpp"      // M-RoPE (3-axis) positions
+#include "pdrop/strategies.hpp" // FastV, VTW, DART, random, training queries
+#include "pdrop/tensor_parallel.hpp"  // partial scores over sharded heads
 #include "pdrop/flops.hpp"      // FLOPs / KV-cache model of a schedule
+// pdrop/dlpack.hpp (views from DLTensor) needs <dlpack/dlpack.h>: include
+// it yourself.
 
 #define PDROP_VERSION_MAJOR 0
 #define PDROP_VERSION_MINOR 1
