@@ -4,6 +4,9 @@
 #      CMake-consumer tests;
 #   2. clang++, PDROP_SANITIZE=ON (AddressSanitizer + UBSan, no recovery),
 #      -Werror: the same tests.
+#   3. when the CPU has AVX2, FMA and F16C: clang++ -O2 -march=x86-64-v3
+#      with the sanitizers, so the AVX2 kernels (which builds 1 and 2, for
+#      baseline x86-64, do not compile in) pass the same tests.
 # Each build also compiles every public header on its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,3 +29,10 @@ run() {  # run NAME CXX CMAKE_ARGS...
 
 run gcc g++ -DCMAKE_BUILD_TYPE=RelWithDebInfo
 run clang-sanitize clang++ -DCMAKE_BUILD_TYPE=Debug -DPDROP_SANITIZE=ON
+if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && grep -qw f16c /proc/cpuinfo; then
+  PDROP_EXPECT_SIMD=avx2+fma+f16c \
+    run clang-avx2 clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPDROP_SANITIZE=ON \
+        -DCMAKE_CXX_FLAGS=-march=x86-64-v3
+else
+  echo "== clang-avx2: skipped (this CPU lacks AVX2/FMA/F16C)"
+fi
