@@ -156,32 +156,10 @@ inline std::int64_t validate_dart(const char* fn, HeadView<const void> k, std::s
     if (f_features < 1)
       fail<shape_error>(fn, "features.features (", f_features, ") must be >= 1");
   }
-  if (spans.size < 0 || (spans.size > 0 && spans.data == nullptr))
-    fail<shape_error>(fn, "spans.data is null with ", spans.size, " entries");
+  check_spans(fn, spans, k.tokens, "k.tokens");
   max_span = 0;
-  for (std::int64_t i = 0; i < spans.size; ++i) {
-    const ImageSpan s = spans[i];
-    if (s.start < 0 || s.length < 0 || s.length > k.tokens - s.start)
-      fail<value_error>(fn, "spans[", i, "] (start ", s.start, ", length ", s.length,
-                        ") must lie inside [0, k.tokens = ", k.tokens, ")");
-    if (i > 0 && s.start < spans[i - 1].end())
-      fail<value_error>(fn, "spans[", i, "] (start ", s.start,
-                        ") must start at or after the end of spans[", i - 1, "] (",
-                        spans[i - 1].end(), "): spans are sorted and disjoint");
-    max_span = std::max(max_span, s.length);
-  }
-  if (keep_counts.size != spans.size)
-    fail<shape_error>(fn, "keep_counts.size (", keep_counts.size,
-                      ") must equal spans.size (", spans.size, ")");
-  if (keep_counts.size > 0 && keep_counts.data == nullptr)
-    fail<shape_error>(fn, "keep_counts.data is null with ", keep_counts.size, " entries");
-  std::int64_t total = 0;
-  for (std::int64_t i = 0; i < spans.size; ++i) {
-    if (keep_counts[i] < 0 || keep_counts[i] > spans[i].length)
-      fail<value_error>(fn, "keep_counts[", i, "] (", keep_counts[i],
-                        ") must be in [0, spans[", i, "].length = ", spans[i].length, "]");
-    total += keep_counts[i];
-  }
+  for (const ImageSpan& s : spans) max_span = std::max(max_span, s.length);
+  const std::int64_t total = check_keep_counts(fn, spans, keep_counts);
   if (opt.pivots < 1)
     fail<value_error>(fn, "options.pivots (", opt.pivots, ") must be >= 1");
   if (opt.pivot_norm != PivotNorm::l1 && opt.pivot_norm != PivotNorm::l2)

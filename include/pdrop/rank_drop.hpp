@@ -139,18 +139,7 @@ inline DropPlan validate_drop_inputs(const char* fn, HeadView<const void> q,
                         ") must be in [0, image tokens over all spans = ", p.n_image, "]");
     p.n_kept = counts[0];
   } else {
-    if (counts.size != spans.size)
-      fail<shape_error>(fn, "keep_counts.size (", counts.size,
-                        ") must equal spans.size (", spans.size, ")");
-    if (counts.size > 0 && counts.data == nullptr)
-      fail<shape_error>(fn, "keep_counts.data is null with ", counts.size, " entries");
-    for (std::int64_t i = 0; i < spans.size; ++i) {
-      if (counts[i] < 0 || counts[i] > spans[i].length)
-        fail<value_error>(fn, "keep_counts[", i, "] (", counts[i],
-                          ") must be in [0, spans[", i, "].length = ", spans[i].length,
-                          "]");
-      p.n_kept += counts[i];
-    }
+    p.n_kept = check_keep_counts(fn, spans, counts);
   }
   p.t_new = k.tokens - p.n_image + p.n_kept;
   return p;

@@ -81,33 +81,8 @@ inline std::int64_t validate_spans_counts(const char* fn, std::int64_t tokens,
                                           span<const ImageSpan> spans,
                                           span<const std::int64_t> keep_counts,
                                           std::int64_t& n_image) {
-  if (spans.size < 0 || (spans.size > 0 && spans.data == nullptr))
-    fail<shape_error>(fn, "spans.data is null with ", spans.size, " entries");
-  n_image = 0;
-  for (std::int64_t i = 0; i < spans.size; ++i) {
-    const ImageSpan s = spans[i];
-    if (s.start < 0 || s.length < 0 || (tokens >= 0 && s.length > tokens - s.start))
-      fail<value_error>(fn, "spans[", i, "] (start ", s.start, ", length ", s.length,
-                        ") must lie inside [0, tokens = ", tokens, ")");
-    if (i > 0 && s.start < spans[i - 1].end())
-      fail<value_error>(fn, "spans[", i, "] (start ", s.start,
-                        ") must start at or after the end of spans[", i - 1, "] (",
-                        spans[i - 1].end(), "): spans are sorted and disjoint");
-    n_image += s.length;
-  }
-  if (keep_counts.size != spans.size)
-    fail<shape_error>(fn, "keep_counts.size (", keep_counts.size,
-                      ") must equal spans.size (", spans.size, ")");
-  if (keep_counts.size > 0 && keep_counts.data == nullptr)
-    fail<shape_error>(fn, "keep_counts.data is null with ", keep_counts.size, " entries");
-  std::int64_t total = 0;
-  for (std::int64_t i = 0; i < spans.size; ++i) {
-    if (keep_counts[i] < 0 || keep_counts[i] > spans[i].length)
-      fail<value_error>(fn, "keep_counts[", i, "] (", keep_counts[i],
-                        ") must be in [0, spans[", i, "].length = ", spans[i].length, "]");
-    total += keep_counts[i];
-  }
-  return total;
+  n_image = check_spans(fn, spans, tokens, "tokens");
+  return check_keep_counts(fn, spans, keep_counts);
 }
 
 // Selection sampling per span, one SplitMix64 stream per span seeded by the

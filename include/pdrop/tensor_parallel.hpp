@@ -69,21 +69,7 @@ namespace detail {
 inline std::int64_t validate_spans(const char* fn, span<const ImageSpan> spans,
                                    std::int64_t tokens) {
   if (tokens < 0) fail<shape_error>(fn, "tokens (", tokens, ") must be >= 0");
-  if (spans.size < 0 || (spans.size > 0 && spans.data == nullptr))
-    fail<shape_error>(fn, "spans.data is null with ", spans.size, " entries");
-  std::int64_t total = 0;
-  for (std::int64_t i = 0; i < spans.size; ++i) {
-    const ImageSpan s = spans[i];
-    if (s.start < 0 || s.length < 0 || s.length > tokens - s.start)
-      fail<value_error>(fn, "spans[", i, "] (start ", s.start, ", length ", s.length,
-                        ") must lie inside [0, tokens = ", tokens, ")");
-    if (i > 0 && s.start < spans[i - 1].end())
-      fail<value_error>(fn, "spans[", i, "] (start ", s.start,
-                        ") must start at or after the end of spans[", i - 1, "] (",
-                        spans[i - 1].end(), "): spans are sorted and disjoint");
-    total += s.length;
-  }
-  return total;
+  return check_spans(fn, spans, tokens, "tokens");
 }
 
 // Checks the inputs of finalize_scores / finalize_and_drop: `sums` holds
@@ -291,20 +277,7 @@ inline std::int64_t finalize_and_drop(span<const float> sums, std::int64_t rows,
   constexpr const char* fn = "pdrop::finalize_and_drop";
   const std::int64_t n_image = detail::validate_spans(fn, spans, tokens);
   detail::validate_sums(fn, sums, rows, q_heads, queries, n_image);
-  if (keep_counts.size != spans.size)
-    detail::fail<shape_error>(fn, "keep_counts.size (", keep_counts.size,
-                              ") must equal spans.size (", spans.size, ")");
-  if (keep_counts.size > 0 && keep_counts.data == nullptr)
-    detail::fail<shape_error>(fn, "keep_counts.data is null with ", keep_counts.size,
-                              " entries");
-  std::int64_t n_kept = 0;
-  for (std::int64_t i = 0; i < spans.size; ++i) {
-    if (keep_counts[i] < 0 || keep_counts[i] > spans[i].length)
-      detail::fail<value_error>(fn, "keep_counts[", i, "] (", keep_counts[i],
-                                ") must be in [0, spans[", i, "].length = ",
-                                spans[i].length, "]");
-    n_kept += keep_counts[i];
-  }
+  const std::int64_t n_kept = detail::check_keep_counts(fn, spans, keep_counts);
   const std::int64_t t_new = tokens - n_image + n_kept;
   if (keep.size < t_new)
     detail::fail<shape_error>(fn, "keep.size (", keep.size, ") must be >= the new length ",
