@@ -78,22 +78,6 @@ Result plain_call(const Inputs<T>& in, pdrop::Workspace& ws) {
   return r;
 }
 
-// A small std::thread parallel_for: fn(i) for i in [0, n), strided over
-// `threads` threads (the calling thread one of them).
-struct ThreadFor {
-  int threads = 2;
-  template <class F>
-  void operator()(I64 n, F&& fn) const {
-    std::vector<std::thread> pool;
-    for (int t = 1; t < threads; ++t)
-      pool.emplace_back([&fn, n, t, this] {
-        for (I64 i = t; i < n; i += threads) fn(i);
-      });
-    for (I64 i = 0; i < n; i += threads) fn(i);
-    for (auto& th : pool) th.join();
-  }
-};
-
 // rank_and_drop's parallel_for overload, on a fresh workspace (reserved
 // with reserve_parallel when `reserved`).
 template <class T, class PF>
@@ -244,7 +228,7 @@ std::vector<Config<T>> configs() {
                }});
   for (int threads : {2, 3})
     c.push_back({"parallel_overload_threads_" + std::to_string(threads), [threads](const Inputs<T>& in) {
-                   return parallel_call(in, ThreadFor{threads}, threads == 3);
+                   return parallel_call(in, pdrop_test::ThreadFor{threads}, threads == 3);
                  }});
   return c;
 }

@@ -14,6 +14,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "pdrop/pdrop.hpp"
@@ -116,6 +117,22 @@ inline std::vector<std::int64_t> naive_keep_list(std::int64_t tokens,
   }
   return out;
 }
+
+// A small std::thread parallel_for: fn(i) for i in [0, n), strided over
+// `threads` threads (the calling thread one of them).
+struct ThreadFor {
+  int threads = 2;
+  template <class F>
+  void operator()(std::int64_t n, F&& fn) const {
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t)
+      pool.emplace_back([&fn, n, t, this] {
+        for (std::int64_t i = t; i < n; i += threads) fn(i);
+      });
+    for (std::int64_t i = 0; i < n; i += threads) fn(i);
+    for (auto& th : pool) th.join();
+  }
+};
 
 // Asserts that `f` throws an exception derived from std::invalid_argument
 // whose message contains `needle`.
