@@ -8,7 +8,7 @@
 // Prefill rows, the KV caches and every decode output must agree.
 #include <gtest/gtest.h>
 
-#include "host/llama.hpp"
+#include "host_util.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -17,76 +17,20 @@ using pdrop_host::Config;
 using pdrop_host::Mat;
 using pdrop_host::Vec;
 using pdrop_host::Weights;
-
-// Plain RoPE of one head slice at position p (rotate_half pairs).
-void naive_rope(float* x, std::int64_t d, std::int64_t p, float theta) {
-  for (std::int64_t i = 0; i < d / 2; ++i) {
-    const float inv = 1.0f / std::pow(theta, static_cast<float>(2 * i) / static_cast<float>(d));
-    const float a = static_cast<float>(p) * inv;
-    const float x0 = x[i], x1 = x[i + d / 2];
-    x[i] = x0 * std::cos(a) - x1 * std::sin(a);
-    x[i + d / 2] = x1 * std::cos(a) + x0 * std::sin(a);
-  }
-}
-
-Vec naive_norm(const Vec& x, const Vec& w, float eps) {
-  const float ms = x.squaredNorm() / static_cast<float>(x.size());
-  return (x.array() / std::sqrt(ms + eps) * w.array()).matrix();
-}
-
-struct Cache { std::vector<Vec> k, v; };
-
-// One layer over the token rows `x` (each a D-vector) at `pos`, causal;
-// appends the post-RoPE keys/values of these tokens to `cache` and attends
-// over the whole cache (earlier rows first).
-void naive_layer(const Config& c, const pdrop_host::Layer& L, std::vector<Vec>& x,
-                 const std::vector<std::int64_t>& pos, Cache& cache) {
-  const std::int64_t d = c.head_dim(), group = c.heads / c.kv_heads;
-  const std::size_t base = cache.k.size();
-  std::vector<Vec> qs;
-  for (std::size_t t = 0; t < x.size(); ++t) {
-    const Vec h = naive_norm(x[t], L.attn_norm, c.rms_eps);
-    Vec q = L.wq * h, k = L.wk * h, v = L.wv * h;
-    for (std::int64_t hh = 0; hh < c.heads; ++hh) naive_rope(q.data() + hh * d, d, pos[t], c.rope_theta);
-    for (std::int64_t g = 0; g < c.kv_heads; ++g) naive_rope(k.data() + g * d, d, pos[t], c.rope_theta);
-    qs.push_back(q);
-    cache.k.push_back(k);
-    cache.v.push_back(v);
-  }
-  for (std::size_t t = 0; t < x.size(); ++t) {
-    Vec attn = Vec::Zero(c.heads * d);
-    const std::size_t visible = base + t + 1;
-    for (std::int64_t hh = 0; hh < c.heads; ++hh) {
-      const std::int64_t g = hh / group;
-      std::vector<double> w(visible);
-      double m = -1e300, sum = 0;
-      for (std::size_t j = 0; j < visible; ++j) {
-        w[j] = qs[t].segment(hh * d, d).dot(cache.k[j].segment(g * d, d)) / std::sqrt(double(d));
-        m = std::max(m, w[j]);
-      }
-      for (double& e : w) sum += (e = std::exp(e - m));
-      for (std::size_t j = 0; j < visible; ++j)
-        attn.segment(hh * d, d) += static_cast<float>(w[j] / sum) * cache.v[j].segment(g * d, d);
-    }
-    x[t] += L.wo * attn;
-    const Vec h = naive_norm(x[t], L.ffn_norm, c.rms_eps);
-    const Vec gate = L.w_gate * h, up = L.w_up * h;
-    const Vec act = (gate.array() / (1.0f + (-gate.array()).exp()) * up.array()).matrix();
-    x[t] += L.w_down * act;
-  }
-}
+using pdrop_host_test::Cache;
+using pdrop_host_test::Pos3;
 
 TEST(Host, DecodeAfterPrunedPrefillEqualsStageByStageRerun) {
   Config c;
   c.layers = 6; c.dim = 32; c.heads = 4; c.kv_heads = 2; c.ffn = 48;
   const Weights w = pdrop_host::random_weights(c, 17);
+  const auto sec = pdrop_host_test::plain_rope(c.head_dim());
   const std::int64_t T0 = 40, steps = 3;
   const pdrop::ImageSpan image{5, 30};
   const auto schedule = pdrop::Schedule::from_lists(6, {2, 4}, {0.5, 0.2});
   std::mt19937 rng(5);
-  Mat embeds(T0, c.dim), dec(steps, c.dim);
-  for (Eigen::Index i = 0; i < embeds.size(); ++i) embeds.data()[i] = std::normal_distribution<float>()(rng);
-  for (Eigen::Index i = 0; i < dec.size(); ++i) dec.data()[i] = std::normal_distribution<float>()(rng);
+  const Mat embeds = pdrop_host_test::normal_rows(T0, c.dim, rng);
+  const Mat dec = pdrop_host_test::normal_rows(steps, c.dim, rng);
 
   // The host: cheap drops, then decode.
   pdrop_host::Session session(w, schedule, steps);
@@ -104,8 +48,7 @@ TEST(Host, DecodeAfterPrunedPrefillEqualsStageByStageRerun) {
 
   // The re-run: each stage's layers from scratch on the kept tokens, with
   // the host's selections (this test is about caches and positions).
-  std::vector<Vec> x;
-  for (std::int64_t t = 0; t < T0; ++t) x.push_back(embeds.row(t).transpose());
+  std::vector<Vec> x = pdrop_host_test::rows_of(embeds);
   std::vector<Cache> caches(6);
   pdrop::ImageSpan span = image;
   std::int64_t drop = 0;
@@ -121,34 +64,20 @@ TEST(Host, DecodeAfterPrunedPrefillEqualsStageByStageRerun) {
       x = kept_x;
       ++drop;
     }
-    std::vector<std::int64_t> pos(x.size());
-    std::iota(pos.begin(), pos.end(), 0);
-    naive_layer(c, w.layers[l], x, pos, caches[l]);
+    const auto pos = pdrop_host_test::plain_positions(static_cast<std::int64_t>(x.size()));
+    pdrop_host_test::naive_layer(c, w.layers[l], x, pos, sec, caches[l]);
   }
-  ASSERT_EQ(static_cast<std::int64_t>(x.size()), pre.out.rows());
-  for (std::size_t t = 0; t < x.size(); ++t) {
-    const Vec want = naive_norm(x[t], w.final_norm, c.rms_eps);
-    EXPECT_LE((pre.out.row(t).transpose() - want).cwiseAbs().maxCoeff(), 1e-4) << "row " << t;
-  }
-  // The host's caches hold the same keys and values.
-  for (std::int64_t l = 0; l < 6; ++l) {
-    const auto& hc = session.caches()[l];
-    ASSERT_EQ(hc.len, static_cast<std::int64_t>(caches[l].k.size()) + steps) << "layer " << l;
-    for (std::size_t t = 0; t < caches[l].k.size(); ++t) {
-      EXPECT_LE((hc.k.row(t).transpose() - caches[l].k[t]).cwiseAbs().maxCoeff(), 1e-4);
-      EXPECT_LE((hc.v.row(t).transpose() - caches[l].v[t]).cwiseAbs().maxCoeff(), 1e-4);
-    }
-  }
+  // Prefill rows; the host's caches hold the same keys and values.
+  ASSERT_NO_FATAL_FAILURE(
+      pdrop_host_test::expect_prefill_equals_rerun(w, pre.out, session.caches(), x, caches, steps));
   // Decode over the re-run caches at p_orig - (N0 - n_j).
   for (std::int64_t t = 0; t < steps; ++t) {
-    std::vector<Vec> tok{dec.row(t).transpose()};
-    for (std::int64_t l = 0; l < 6; ++l) {
+    const Vec want = pdrop_host_test::naive_decode(w, dec.row(t).transpose(), sec, caches, [&](std::int64_t l) {
       const std::int64_t n_j = l < 2 ? 30 : l < 4 ? 15 : 6;
       const std::int64_t p = T0 + t - (30 - n_j);
       EXPECT_EQ(host_pos[t][l], p) << "step " << t << " layer " << l;
-      naive_layer(c, w.layers[l], tok, {p}, caches[l]);
-    }
-    const Vec want = naive_norm(tok[0], w.final_norm, c.rms_eps);
+      return p;
+    });
     EXPECT_LE((host_dec[t] - want).cwiseAbs().maxCoeff(), 1e-4) << "step " << t;
   }
 }
@@ -161,15 +90,13 @@ TEST(Host, DenseScheduleEqualsPlainForward) {
   pdrop_host::Session s(w, pdrop::Schedule::dense(3), 0);
   const auto pre = s.prefill(embeds, {2, 4});
   EXPECT_TRUE(pre.kept.empty());
-  std::vector<Vec> x;
-  for (int t = 0; t < 9; ++t) x.push_back(embeds.row(t).transpose());
+  std::vector<Vec> x = pdrop_host_test::rows_of(embeds);
   std::vector<Cache> caches(3);
-  std::vector<std::int64_t> pos(9);
-  std::iota(pos.begin(), pos.end(), 0);
-  for (int l = 0; l < 3; ++l) naive_layer(c, w.layers[l], x, pos, caches[l]);
-  for (int t = 0; t < 9; ++t)
-    EXPECT_LE((pre.out.row(t).transpose() - naive_norm(x[t], w.final_norm, c.rms_eps))
-                  .cwiseAbs().maxCoeff(), 1e-4);
+  const auto pos = pdrop_host_test::plain_positions(9);
+  for (int l = 0; l < 3; ++l)
+    pdrop_host_test::naive_layer(c, w.layers[l], x, pos, pdrop_host_test::plain_rope(c.head_dim()), caches[l]);
+  // Every row, and the caches too (no decode room).
+  pdrop_host_test::expect_prefill_equals_rerun(w, pre.out, s.caches(), x, caches, 0);
 }
 
 }  // namespace

@@ -7,7 +7,7 @@
 
 #include <array>
 
-#include "host/llama.hpp"
+#include "host_util.hpp"
 #include "pdrop/mrope.hpp"
 #include "test_util.hpp"
 
@@ -18,8 +18,9 @@ using pdrop::MRopeGrid;
 using pdrop_host::Config;
 using pdrop_host::Mat;
 using pdrop_host::Vec;
+using pdrop_host_test::Cache;
+using pdrop_host_test::Pos3;
 using I64 = std::int64_t;
-using Pos3 = std::array<I64, 3>;
 
 // Qwen2-VL get_rope_index, plainly: every piece starts at (largest value
 // so far) + 1; text counts up in all three rows, a grid adds (t, h, w)
@@ -42,6 +43,19 @@ std::vector<Pos3> naive_rope_index(const std::vector<I64>& text, const std::vect
   }
   return out;
 }
+
+// The layout the compaction and pipeline tests share: text 3, a 1 x 4 x 4
+// image, text 2, a 2 x 2 x 3 video, text 4 (28 image tokens); `want` from
+// naive_rope_index, `pos` (T x 3), `spans` and `next` from mrope_positions.
+struct TwoImages {
+  std::vector<I64> text{3, 2, 4};
+  std::vector<MRopeGrid> grids{{1, 4, 4}, {2, 2, 3}};
+  std::vector<Pos3> want = naive_rope_index(text, grids);
+  I64 T = static_cast<I64>(want.size());
+  std::vector<I64> pos = std::vector<I64>(static_cast<std::size_t>(T * 3));
+  std::vector<ImageSpan> spans = std::vector<ImageSpan>(2);
+  I64 next = pdrop::mrope_positions<I64>(text, grids, pdrop::TokenView<I64>(pos.data(), T, 3), spans);
+};
 
 TEST(MRope, PositionsMatchGetRopeIndexByHand) {
   std::vector<I64> pos(9 * 3, -1);
@@ -126,13 +140,11 @@ TEST(MRope, PositionsRejectBadInputBeforeWriting) {
 // Positions T x 3 move with the rows, values unchanged; the decode
 // position is the same before and after the drop.
 TEST(MRope, CompactionKeepsOriginalValuesWithTheRows) {
-  const std::vector<I64> text{3, 2, 4};
-  const std::vector<MRopeGrid> grids{{1, 4, 4}, {2, 2, 3}};
-  const auto want = naive_rope_index(text, grids);
-  const I64 T = static_cast<I64>(want.size()), D = 6;
-  std::vector<I64> pos(static_cast<std::size_t>(T * 3));
-  std::vector<ImageSpan> spans(2);
-  const I64 next = pdrop::mrope_positions<I64>(text, grids, pdrop::TokenView<I64>(pos.data(), T, 3), spans);
+  TwoImages layout;
+  const auto& want = layout.want;
+  const auto& spans = layout.spans;
+  const I64 T = layout.T, D = 6, next = layout.next;
+  std::vector<I64>& pos = layout.pos;
   std::mt19937 rng(3);
   auto hidden = pdrop_test::random_vector<float>(static_cast<std::size_t>(T * D), rng);
   std::vector<I64> kept;
@@ -168,73 +180,7 @@ TEST(MRope, CompactionKeepsOriginalValuesWithTheRows) {
 }
 
 // ---- the host's pruned M-RoPE pipeline against a plain re-run ----
-
-// Plain M-RoPE of one head slice at 3-row position p: pair i turns by the
-// angle of axis a(i) (sections in order), float32 as HF.
-void naive_mrope(float* x, I64 d, const Pos3& p, float theta, const std::array<I64, 3>& sec) {
-  for (I64 i = 0; i < d / 2; ++i) {
-    const int axis = i < sec[0] ? 0 : i < sec[0] + sec[1] ? 1 : 2;
-    const float inv = 1.0f / std::pow(theta, static_cast<float>(2 * i) / static_cast<float>(d));
-    const float a = static_cast<float>(p[axis]) * inv;
-    const float x0 = x[i], x1 = x[i + d / 2];
-    x[i] = x0 * std::cos(a) - x1 * std::sin(a);
-    x[i + d / 2] = x1 * std::cos(a) + x0 * std::sin(a);
-  }
-}
-
-Vec naive_norm(const Vec& x, const Vec& w, float eps) {
-  const float ms = x.squaredNorm() / static_cast<float>(x.size());
-  return (x.array() / std::sqrt(ms + eps) * w.array()).matrix();
-}
-
-struct Cache { std::vector<Vec> k, v; };
-
-// q and k of token row x at position p, M-RoPE'd.
-void naive_qk(const Config& c, const pdrop_host::Layer& L, const Vec& x, const Pos3& p,
-              const std::array<I64, 3>& sec, Vec& q, Vec& k, Vec* v = nullptr) {
-  const I64 d = c.head_dim();
-  const Vec h = naive_norm(x, L.attn_norm, c.rms_eps);
-  q = L.wq * h;
-  k = L.wk * h;
-  if (v) *v = L.wv * h;
-  for (I64 hh = 0; hh < c.heads; ++hh) naive_mrope(q.data() + hh * d, d, p, c.rope_theta, sec);
-  for (I64 g = 0; g < c.kv_heads; ++g) naive_mrope(k.data() + g * d, d, p, c.rope_theta, sec);
-}
-
-// One layer over the rows x at positions pos, causal, over the cache.
-void naive_layer(const Config& c, const pdrop_host::Layer& L, std::vector<Vec>& x,
-                 const std::vector<Pos3>& pos, const std::array<I64, 3>& sec, Cache& cache) {
-  const I64 d = c.head_dim(), group = c.heads / c.kv_heads;
-  const std::size_t base = cache.k.size();
-  std::vector<Vec> qs;
-  for (std::size_t t = 0; t < x.size(); ++t) {
-    Vec q, k, v;
-    naive_qk(c, L, x[t], pos[t], sec, q, k, &v);
-    qs.push_back(q);
-    cache.k.push_back(k);
-    cache.v.push_back(v);
-  }
-  for (std::size_t t = 0; t < x.size(); ++t) {
-    Vec attn = Vec::Zero(c.heads * d);
-    const std::size_t visible = base + t + 1;
-    for (I64 hh = 0; hh < c.heads; ++hh) {
-      const I64 g = hh / group;
-      std::vector<double> w(visible);
-      double m = -1e300, sum = 0;
-      for (std::size_t j = 0; j < visible; ++j) {
-        w[j] = qs[t].segment(hh * d, d).dot(cache.k[j].segment(g * d, d)) / std::sqrt(double(d));
-        m = std::max(m, w[j]);
-      }
-      for (double& e : w) sum += (e = std::exp(e - m));
-      for (std::size_t j = 0; j < visible; ++j)
-        attn.segment(hh * d, d) += static_cast<float>(w[j] / sum) * cache.v[j].segment(g * d, d);
-    }
-    x[t] += L.wo * attn;
-    const Vec h = naive_norm(x[t], L.ffn_norm, c.rms_eps);
-    const Vec gate = L.w_gate * h, up = L.w_up * h;
-    x[t] += L.w_down * (gate.array() / (1.0f + (-gate.array()).exp()) * up.array()).matrix();
-  }
-}
+// (the naive layer it re-runs, shared with host_test, is in host_util.hpp)
 
 void run_pipeline_case(pdrop::Budget budget) {
   Config c;
@@ -242,18 +188,15 @@ void run_pipeline_case(pdrop::Budget budget) {
   const pdrop_host::Weights w = pdrop_host::random_weights(c, 23);
   const std::array<I64, 3> sec = pdrop_host::MRope::mrope_section(c.head_dim());
   ASSERT_EQ(sec, (std::array<I64, 3>{2, 3, 3}));
-  const std::vector<I64> text{3, 2, 4};
-  const std::vector<MRopeGrid> grids{{1, 4, 4}, {2, 2, 3}};
-  const auto orig_pos = naive_rope_index(text, grids);
-  const I64 T0 = static_cast<I64>(orig_pos.size()), steps = 3;
-  std::vector<I64> pos3(static_cast<std::size_t>(T0 * 3));
-  std::vector<ImageSpan> spans(2);
-  pdrop::mrope_positions<I64>(text, grids, pdrop::TokenView<I64>(pos3.data(), T0, 3), spans);
+  const TwoImages layout;
+  const auto& orig_pos = layout.want;
+  const auto& pos3 = layout.pos;
+  const auto& spans = layout.spans;
+  const I64 T0 = layout.T, steps = 3;
   const auto schedule = pdrop::Schedule::from_lists(6, {2, 4}, {0.5, 0.25});
   std::mt19937 rng(7);
-  Mat embeds(T0, c.dim), dec(steps, c.dim);
-  for (Eigen::Index i = 0; i < embeds.size(); ++i) embeds.data()[i] = std::normal_distribution<float>()(rng);
-  for (Eigen::Index i = 0; i < dec.size(); ++i) dec.data()[i] = std::normal_distribution<float>()(rng);
+  const Mat embeds = pdrop_host_test::normal_rows(T0, c.dim, rng);
+  const Mat dec = pdrop_host_test::normal_rows(steps, c.dim, rng);
 
   pdrop_host::Session session(w, schedule, steps);
   const auto pre = session.prefill_mrope(embeds, pdrop::TokenView<const I64>(pos3.data(), T0, 3), spans, budget);
@@ -265,8 +208,7 @@ void run_pipeline_case(pdrop::Budget budget) {
   // at their ORIGINAL 3-row positions. At a drop, the last token's
   // attention to the image tokens (double), checked against the host's
   // scores; the host's pick must be the top of those scores.
-  std::vector<Vec> x;
-  for (I64 t = 0; t < T0; ++t) x.push_back(embeds.row(t).transpose());
+  std::vector<Vec> x = pdrop_host_test::rows_of(embeds);
   std::vector<Pos3> pos = orig_pos;
   std::vector<ImageSpan> cur = spans;
   std::vector<Cache> caches(6);
@@ -275,7 +217,8 @@ void run_pipeline_case(pdrop::Budget budget) {
     if (l == 2 || l == 4) {
       const double ratio = l == 2 ? 0.5 : 0.25;
       std::vector<Vec> qs(x.size()), ks(x.size());
-      for (std::size_t t = 0; t < x.size(); ++t) naive_qk(c, w.layers[l], x[t], pos[t], sec, qs[t], ks[t]);
+      for (std::size_t t = 0; t < x.size(); ++t)
+        pdrop_host_test::naive_qkv(c, w.layers[l], x[t], pos[t], sec, qs[t], ks[t]);
       const I64 last = static_cast<I64>(x.size()) - 1;
       const auto ref = pdrop_test::naive_scores(
           c.heads, c.kv_heads, 1, c.head_dim(), {last}, cur,
@@ -327,27 +270,17 @@ void run_pipeline_case(pdrop::Budget budget) {
       cur = ncur;
       ++drop;
     }
-    naive_layer(c, w.layers[l], x, pos, sec, caches[l]);
+    pdrop_host_test::naive_layer(c, w.layers[l], x, pos, sec, caches[l]);
   }
-  ASSERT_EQ(static_cast<I64>(x.size()), pre.out.rows());
-  for (std::size_t t = 0; t < x.size(); ++t) {
-    const Vec want = naive_norm(x[t], w.final_norm, c.rms_eps);
-    EXPECT_LE((pre.out.row(t).transpose() - want).cwiseAbs().maxCoeff(), 1e-4) << "row " << t;
-  }
-  for (I64 l = 0; l < 6; ++l) {
-    const auto& hc = session.caches()[l];
-    ASSERT_EQ(hc.len, static_cast<I64>(caches[l].k.size()) + steps) << "layer " << l;
-    for (std::size_t t = 0; t < caches[l].k.size(); ++t)
-      EXPECT_LE((hc.k.row(t).transpose() - caches[l].k[t]).cwiseAbs().maxCoeff(), 1e-4);
-  }
+  // Prefill rows; the host's caches hold the same keys and values.
+  ASSERT_NO_FATAL_FAILURE(
+      pdrop_host_test::expect_prefill_equals_rerun(w, pre.out, session.caches(), x, caches, steps));
   // Decode at (largest prompt position + 1 + step) in all three axes.
   I64 m = -1;
   for (const Pos3& p : orig_pos) m = std::max({m, p[0], p[1], p[2]});
   for (I64 t = 0; t < steps; ++t) {
-    std::vector<Vec> tok{dec.row(t).transpose()};
-    const I64 p = m + 1 + t;
-    for (I64 l = 0; l < 6; ++l) naive_layer(c, w.layers[l], tok, {{p, p, p}}, sec, caches[l]);
-    const Vec want = naive_norm(tok[0], w.final_norm, c.rms_eps);
+    const Vec want = pdrop_host_test::naive_decode(w, dec.row(t).transpose(), sec, caches,
+                                                   [&](I64) { return m + 1 + t; });
     EXPECT_LE((host_dec[t] - want).cwiseAbs().maxCoeff(), 1e-4) << "step " << t;
   }
 }

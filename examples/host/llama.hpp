@@ -119,24 +119,32 @@ struct RopeTable {
   std::int64_t positions() const { return half ? static_cast<std::int64_t>(cos.size()) / half : 0; }
 };
 
+// The rotation both RoPE flavours share: row r of x holds `heads` heads of
+// dim d = 2 * half; in each, pair i (x[i], x[i + half]) turns by the angle
+// whose cosine and sine are c[i] and s[i] (rotate_half), in place.
+template <class Rows>
+void rotate_pairs(Rows&& x, Eigen::Index r, std::int64_t heads, std::int64_t half,
+                  const float* c, const float* s) {
+  const std::int64_t d = 2 * half;
+  for (std::int64_t h = 0; h < heads; ++h)
+    for (std::int64_t i = 0; i < half; ++i) {
+      float& x0 = x(r, h * d + i);
+      float& x1 = x(r, h * d + i + half);
+      const float a = x0, b = x1;
+      x0 = a * c[i] - b * s[i];
+      x1 = b * c[i] + a * s[i];
+    }
+}
+
 // RoPE in place on rows of `heads` heads of dim d = 2 * table.half: pairs
 // (x[i], x[i + d/2]) of row r rotated by the angles of position pos[r].
 template <class Rows>
 void rope(Rows&& x, const std::int64_t* pos, std::int64_t heads, const RopeTable& table) {
-  const std::int64_t half = table.half, d = 2 * half;
+  const std::int64_t half = table.half;
   for (Eigen::Index r = 0; r < x.rows(); ++r) {
     if (pos[r] < 0 || pos[r] >= table.positions())
       throw pdrop::invalid_argument("rope: position outside the table");
-    const float* c = &table.cos[pos[r] * half];
-    const float* s = &table.sin[pos[r] * half];
-    for (std::int64_t h = 0; h < heads; ++h)
-      for (std::int64_t i = 0; i < half; ++i) {
-        float& x0 = x(r, h * d + i);
-        float& x1 = x(r, h * d + i + half);
-        const float a = x0, b = x1;
-        x0 = a * c[i] - b * s[i];
-        x1 = b * c[i] + a * s[i];
-      }
+    rotate_pairs(x, r, heads, half, &table.cos[pos[r] * half], &table.sin[pos[r] * half]);
   }
 }
 
@@ -175,7 +183,7 @@ struct MRope {
 // Angles in float32 as HF computes them (float(position) * inv_freq).
 template <class Rows>
 void mrope(Rows&& x, const std::int64_t* pos3, std::int64_t heads, const MRope& m) {
-  const std::int64_t half = m.half, d = 2 * half;
+  const std::int64_t half = m.half;
   std::vector<float> c(static_cast<std::size_t>(half)), s(c.size());
   for (Eigen::Index r = 0; r < x.rows(); ++r) {
     for (std::int64_t i = 0; i < half; ++i) {
@@ -183,14 +191,7 @@ void mrope(Rows&& x, const std::int64_t* pos3, std::int64_t heads, const MRope& 
       c[i] = std::cos(a);
       s[i] = std::sin(a);
     }
-    for (std::int64_t h = 0; h < heads; ++h)
-      for (std::int64_t i = 0; i < half; ++i) {
-        float& x0 = x(r, h * d + i);
-        float& x1 = x(r, h * d + i + half);
-        const float a = x0, b = x1;
-        x0 = a * c[i] - b * s[i];
-        x1 = b * c[i] + a * s[i];
-      }
+    rotate_pairs(x, r, heads, half, c.data(), s.data());
   }
 }
 
