@@ -73,6 +73,16 @@ def fmt_bytes(n):
         n /= 1024
 
 
+def ratio_row(label, num, den, suffix=""):
+    """A `| label | num / den |` row of the two-column comparison table."""
+    return f"| {label} | {fmt_ratio(num / den, suffix)} |"
+
+
+def one_and_two_threads(res, bench):
+    """The threads:1 and threads:2 (wall time) results of `bench`, None if absent."""
+    return tuple(res.get(f"{bench}/threads:{n}/real_time") for n in (1, 2))
+
+
 def tables(res, context, torch_runs):
     for name, r in res.items():
         r["_real"] = name.endswith("/real_time")
@@ -135,13 +145,12 @@ def tables(res, context, torch_runs):
     rd = res.get("rank_and_drop/llava_next_7b_fp32")
     fl = res.get("rank_and_drop_floor/llava_next_7b_fp32")
     if rd and fl:
-        lines.append(f"| time / its memory floor (read K once + copy the kept rows) | "
-                     f"{fmt_ratio(time_of(rd) / time_of(fl))} |")
-    t1 = res.get("rank_and_drop_threads/llava_next_7b_fp32/threads:1/real_time")
-    t2 = res.get("rank_and_drop_threads/llava_next_7b_fp32/threads:2/real_time")
+        lines.append(ratio_row("time / its memory floor (read K once + copy the kept rows)",
+                               time_of(rd), time_of(fl)))
+    t1, t2 = one_and_two_threads(res, "rank_and_drop_threads/llava_next_7b_fp32")
     if t1 and t2:
-        lines.append(f"| 2 threads: speed-up over 1 thread (wall time) | "
-                     f"{fmt_ratio(t1['real'] / t2['real'], 'x')} |")
+        lines.append(ratio_row("2 threads: speed-up over 1 thread (wall time)",
+                               t1["real"], t2["real"], "x"))
     if rd and torch_runs:
         by = {}
         for t in torch_runs:
@@ -150,17 +159,17 @@ def tables(res, context, torch_runs):
             torch_cpu = statistics.median(t["cpu_s_median"] for t in ts)
             torch_wall = statistics.median(t["wall_s_median"] for t in ts)
             if threads == 1:
-                lines.append(f"| PyTorch {ts[0]['torch']} ({variant}, 1 thread) time / pdrop "
-                             f"time (1 thread, CPU time) | {fmt_ratio(torch_cpu / rd['cpu'], 'x')} |")
+                lines.append(ratio_row(f"PyTorch {ts[0]['torch']} ({variant}, 1 thread) time / "
+                                       "pdrop time (1 thread, CPU time)",
+                                       torch_cpu, rd["cpu"], "x"))
             elif t2:
-                lines.append(f"| PyTorch {ts[0]['torch']} ({variant}, {threads} threads) / "
-                             f"pdrop (2 threads), wall time | "
-                             f"{fmt_ratio(torch_wall / t2['real'], 'x')} |")
-    st1 = res.get("score_threads/llava_next_7b_fp16/threads:1/real_time")
-    st2 = res.get("score_threads/llava_next_7b_fp16/threads:2/real_time")
+                lines.append(ratio_row(f"PyTorch {ts[0]['torch']} ({variant}, {threads} threads) / "
+                                       "pdrop (2 threads), wall time",
+                                       torch_wall, t2["real"], "x"))
+    st1, st2 = one_and_two_threads(res, "score_threads/llava_next_7b_fp16")
     if st1 and st2:
-        lines.append(f"| `score` llava_next_7b_fp16, 2 threads: speed-up over 1 (wall) | "
-                     f"{fmt_ratio(st1['real'] / st2['real'], 'x')} |")
+        lines.append(ratio_row("`score` llava_next_7b_fp16, 2 threads: speed-up over 1 (wall)",
+                               st1["real"], st2["real"], "x"))
     lines.append("")
 
     # 4. Scaling.

@@ -86,6 +86,7 @@ struct Out {
   std::vector<I64> keep, offsets, lengths;
   std::vector<ImageSpan> spans;
   std::vector<float> scores;
+  I64 rows = -1;  // what rank_and_drop_batch returned
 };
 
 Out sized_out(const std::vector<Seq>& batch) {
@@ -117,7 +118,7 @@ void expect_equals_alone(const std::vector<Seq>& batch, const Out& o, I64 rows) 
       EXPECT_EQ(o.spans[sp + i].length, a.spans[i].length);
     }
     for (std::size_t i = 0; i < a.scores.size(); ++i)
-      EXPECT_EQ(std::memcmp(&o.scores[sc + i], &a.scores[i], sizeof(float)), 0) << "score " << i;
+      EXPECT_TRUE(pdrop_test::same_bits(&o.scores[sc + i], &a.scores[i], 1)) << "score " << i;
     if (batch[b].spans.empty() || batch[b].n_image() == 0) {  // passes through
       std::vector<I64> id(static_cast<std::size_t>(batch[b].tokens));
       std::iota(id.begin(), id.end(), 0);
@@ -130,29 +131,49 @@ void expect_equals_alone(const std::vector<Seq>& batch, const Out& o, I64 rows) 
   for (std::size_t i = static_cast<std::size_t>(rows); i < o.keep.size(); ++i) EXPECT_EQ(o.keep[i], -5);
 }
 
+// rank_and_drop_batch over `seqs` (the drops of `batch`) with every output,
+// into a fresh Out, checked against each sequence alone.
+Out batch_equals_alone(const std::vector<Seq>& batch,
+                       pdrop::span<const SequenceDrop<float, float>> seqs, pdrop::Workspace& ws) {
+  Out o = sized_out(batch);
+  o.rows = pdrop::rank_and_drop_batch<float, float>(seqs, ws, o.keep, o.offsets, o.lengths,
+                                                    o.spans, o.scores);
+  expect_equals_alone(batch, o, o.rows);
+  return o;
+}
+
+// The sequences' drops with sequence b's keys read through k_of(b) (a copy
+// of them in another layout) instead of its own buffer.
+template <class KOf>
+std::vector<SequenceDrop<float, float>> drops_with_keys(const std::vector<Seq>& batch, KOf k_of) {
+  std::vector<SequenceDrop<float, float>> seqs;
+  for (std::size_t b = 0; b < batch.size(); ++b) {
+    auto d = batch[b].drop();
+    d.k = k_of(static_cast<I64>(b));
+    seqs.push_back(d);
+  }
+  return seqs;
+}
+
 TEST(Batch, MixedRaggedBatchEqualsEachSequenceAlone) {
   const auto batch = mixed_batch();
   std::vector<SequenceDrop<float, float>> seqs;
   for (auto& s : batch) seqs.push_back(s.drop());
-  Out o = sized_out(batch);
   pdrop::Workspace ws;
-  const I64 rows = pdrop::rank_and_drop_batch<float, float>(seqs, ws, o.keep, o.offsets, o.lengths,
-                                                            o.spans, o.scores);
-  expect_equals_alone(batch, o, rows);
+  const Out o = batch_equals_alone(batch, seqs, ws);
   // Optional outputs left out: the same keep lists.
   Out o2 = sized_out(batch);
   const I64 rows2 = pdrop::rank_and_drop_batch<float, float>(seqs, ws, o2.keep, o2.offsets);
-  EXPECT_EQ(rows2, rows);
+  EXPECT_EQ(rows2, o.rows);
   EXPECT_EQ(o2.keep, o.keep);
   EXPECT_EQ(o2.offsets, o.offsets);
   // Every sub-batch (a suffix, a single sequence, none) agrees as well.
   for (std::size_t first = 0; first <= batch.size(); ++first) {
     const std::vector<Seq> sub(batch.begin() + static_cast<std::ptrdiff_t>(first), batch.end());
-    Out os = sized_out(sub);
-    const I64 r = pdrop::rank_and_drop_batch<float, float>(
-        pdrop::span<const SequenceDrop<float, float>>(seqs.data() + first, static_cast<I64>(sub.size())),
-        ws, os.keep, os.offsets, os.lengths, os.spans, os.scores);
-    expect_equals_alone(sub, os, r);
+    batch_equals_alone(sub,
+                       pdrop::span<const SequenceDrop<float, float>>(
+                           seqs.data() + first, static_cast<I64>(sub.size())),
+                       ws);
   }
 }
 
@@ -195,17 +216,12 @@ TEST(Batch, PackedUbatchCompactsInOneCall) {
       for (I64 t = 0; t < batch[b].tokens; ++t)
         std::copy_n(batch[b].kv().row(g, t), kD, &k_packed[((off[b] + t) * kHkv + g) * kD]);
   const auto k_all = pdrop::nhd_view<const float>(k_packed.data(), total, kHkv, kD);
-  std::vector<SequenceDrop<float, float>> seqs;
-  for (I64 b = 0; b < B; ++b) {
-    auto d = batch[b].drop();
-    d.k = pdrop::token_slice(k_all, off[b], batch[b].tokens);
-    seqs.push_back(d);
-  }
-  Out o = sized_out(batch);
+  const auto seqs = drops_with_keys(batch, [&](I64 b) {
+    return pdrop::token_slice(k_all, off[b], batch[b].tokens);
+  });
   pdrop::Workspace ws;
-  const I64 rows = pdrop::rank_and_drop_batch<float, float>(seqs, ws, o.keep, o.offsets, o.lengths,
-                                                            o.spans, o.scores);
-  expect_equals_alone(batch, o, rows);
+  Out o = batch_equals_alone(batch, seqs, ws);
+  const I64 rows = o.rows;
 
   // Packed rows, then one compaction of the packed hidden states.
   const std::vector<float> before = hidden;
@@ -238,17 +254,11 @@ TEST(Batch, RightPaddedLayoutWithLengths) {
     for (I64 g = 0; g < kHkv; ++g)
       for (I64 t = 0; t < batch[b].tokens; ++t)
         std::copy_n(batch[b].kv().row(g, t), kD, &k_pad[b * bstride + (t * kHkv + g) * kD]);
-  std::vector<SequenceDrop<float, float>> seqs;
-  for (I64 b = 0; b < B; ++b) {
-    auto d = batch[b].drop();
-    d.k = pdrop::nhd_view<const float>(k_pad.data() + b * bstride, batch[b].tokens, kHkv, kD);
-    seqs.push_back(d);
-  }
-  Out o = sized_out(batch);
+  const auto seqs = drops_with_keys(batch, [&](I64 b) {
+    return pdrop::nhd_view<const float>(k_pad.data() + b * bstride, batch[b].tokens, kHkv, kD);
+  });
   pdrop::Workspace ws;
-  const I64 rows = pdrop::rank_and_drop_batch<float, float>(seqs, ws, o.keep, o.offsets, o.lengths,
-                                                            o.spans, o.scores);
-  expect_equals_alone(batch, o, rows);
+  batch_equals_alone(batch, seqs, ws);
 }
 
 TEST(Batch, ReservedWorkspaceDoesNotGrow) {

@@ -31,11 +31,8 @@
 
 namespace {
 
-using pdrop::HeadView;
-using pdrop::ImageSpan;
-using pdrop::span;
-using pdrop::TokenView;
-using I64 = std::int64_t;
+using namespace pdrop_test::names;
+using pdrop_test::same_bits;
 
 // One rank_and_drop problem, head-major.
 template <class T>
@@ -63,19 +60,29 @@ struct Result {
   }
 };
 
-template <class T>
-Result plain_call(const Inputs<T>& in, pdrop::Workspace& ws) {
+// The Result of a call that returned t_new and wrote these outputs (keep
+// cut to its first t_new entries).
+Result result_of(I64 t_new, const std::vector<float>& scores, std::vector<I64> keep,
+                 const std::vector<ImageSpan>& new_spans) {
+  Result r;
+  r.t_new = t_new;
+  keep.resize(static_cast<std::size_t>(t_new));
+  r.scores = pdrop_test::bytes_of(scores);
+  r.keep = pdrop_test::bytes_of(keep);
+  r.new_spans = pdrop_test::bytes_of(new_spans);
+  return r;
+}
+
+// rank_and_drop on ws with every output; `pf` (none or one) selects the
+// parallel_for overload.
+template <class T, class... PF>
+Result plain_call(const Inputs<T>& in, pdrop::Workspace& ws, PF... pf) {
   std::vector<float> scores(static_cast<std::size_t>(in.n_image()));
   std::vector<I64> keep(static_cast<std::size_t>(in.tokens), -1);
   std::vector<ImageSpan> ns(in.spans.size());
-  Result r;
-  r.t_new = pdrop::rank_and_drop<T, T>(in.qv(), in.pos, in.kv(), in.spans, in.counts, ws, keep, ns,
-                                       scores, in.options);
-  keep.resize(static_cast<std::size_t>(r.t_new));
-  r.scores = pdrop_test::bytes_of(scores);
-  r.keep = pdrop_test::bytes_of(keep);
-  r.new_spans = pdrop_test::bytes_of(ns);
-  return r;
+  const I64 t_new = pdrop::rank_and_drop<T, T>(in.qv(), in.pos, in.kv(), in.spans, in.counts, ws,
+                                               keep, ns, scores, in.options, pf...);
+  return result_of(t_new, scores, std::move(keep), ns);
 }
 
 // rank_and_drop's parallel_for overload, on a fresh workspace (reserved
@@ -84,17 +91,7 @@ template <class T, class PF>
 Result parallel_call(const Inputs<T>& in, PF pf, bool reserved) {
   pdrop::Workspace ws;
   if (reserved) ws.reserve_parallel(in.hq, in.hkv, in.nq, in.tokens, in.d, in.n_image());
-  std::vector<float> scores(static_cast<std::size_t>(in.n_image()));
-  std::vector<I64> keep(static_cast<std::size_t>(in.tokens), -1);
-  std::vector<ImageSpan> ns(in.spans.size());
-  Result r;
-  r.t_new = pdrop::rank_and_drop<T, T>(in.qv(), in.pos, in.kv(), in.spans, in.counts, ws, keep, ns,
-                                       scores, in.options, pf);
-  keep.resize(static_cast<std::size_t>(r.t_new));
-  r.scores = pdrop_test::bytes_of(scores);
-  r.keep = pdrop_test::bytes_of(keep);
-  r.new_spans = pdrop_test::bytes_of(ns);
-  return r;
+  return plain_call(in, ws, pf);
 }
 
 template <class T>
@@ -130,14 +127,9 @@ std::vector<Config<T>> configs() {
                  std::vector<float> scores(static_cast<std::size_t>(in.n_image()));
                  std::vector<I64> keep(static_cast<std::size_t>(in.tokens), -1);
                  std::vector<ImageSpan> spans = in.spans;
-                 Result r;
-                 r.t_new = pdrop::rank_and_drop<T, T>(in.qv(), in.pos, in.kv(), spans, in.counts, ws,
-                                                      keep, spans, scores, in.options);
-                 keep.resize(static_cast<std::size_t>(r.t_new));
-                 r.scores = pdrop_test::bytes_of(scores);
-                 r.keep = pdrop_test::bytes_of(keep);
-                 r.new_spans = pdrop_test::bytes_of(spans);
-                 return r;
+                 const I64 t_new = pdrop::rank_and_drop<T, T>(in.qv(), in.pos, in.kv(), spans, in.counts,
+                                                              ws, keep, spans, scores, in.options);
+                 return result_of(t_new, scores, keep, spans);
                }});
   c.push_back({"optional_outputs_in_separate_calls", [](const Inputs<T>& in) {
                  // keep alone, then the new spans alone, then the scores alone.
@@ -145,18 +137,13 @@ std::vector<Config<T>> configs() {
                  std::vector<I64> keep(static_cast<std::size_t>(in.tokens), -1), scratch(keep);
                  std::vector<ImageSpan> ns(in.spans.size());
                  std::vector<float> scores(static_cast<std::size_t>(in.n_image()));
-                 Result r;
-                 r.t_new = pdrop::rank_and_drop<T, T>(in.qv(), in.pos, in.kv(), in.spans, in.counts, ws,
-                                                      keep, {}, {}, in.options);
+                 const I64 t_new = pdrop::rank_and_drop<T, T>(in.qv(), in.pos, in.kv(), in.spans,
+                                                              in.counts, ws, keep, {}, {}, in.options);
                  pdrop::rank_and_drop<T, T>(in.qv(), in.pos, in.kv(), in.spans, in.counts, ws, scratch,
                                             ns, {}, in.options);
                  pdrop::rank_and_drop<T, T>(in.qv(), in.pos, in.kv(), in.spans, in.counts, ws, scratch,
                                             {}, scores, in.options);
-                 keep.resize(static_cast<std::size_t>(r.t_new));
-                 r.scores = pdrop_test::bytes_of(scores);
-                 r.keep = pdrop_test::bytes_of(keep);
-                 r.new_spans = pdrop_test::bytes_of(ns);
-                 return r;
+                 return result_of(t_new, scores, keep, ns);
                }});
   c.push_back({"score_select_build_composed_by_hand", [](const Inputs<T>& in) {
                  pdrop::Workspace ws;
@@ -171,15 +158,11 @@ std::vector<Config<T>> configs() {
                    for (I64 i : part) kept.push_back(in.spans[s].start + i);
                    off += in.spans[s].length;
                  }
-                 Result r;
-                 r.t_new = in.tokens - in.n_image() + static_cast<I64>(kept.size());
-                 std::vector<I64> keep(static_cast<std::size_t>(r.t_new));
+                 const I64 t_new = in.tokens - in.n_image() + static_cast<I64>(kept.size());
+                 std::vector<I64> keep(static_cast<std::size_t>(t_new));
                  std::vector<ImageSpan> ns(in.spans.size());
                  pdrop::build_keep_list(in.tokens, in.spans, kept, keep, ns);
-                 r.scores = pdrop_test::bytes_of(scores);
-                 r.keep = pdrop_test::bytes_of(keep);
-                 r.new_spans = pdrop_test::bytes_of(ns);
-                 return r;
+                 return result_of(t_new, scores, keep, ns);
                }});
   c.push_back({"token_major_padded_copy", [](const Inputs<T>& in) {
                  // The same values laid out NHD with 3 elements of padding.
@@ -196,16 +179,11 @@ std::vector<Config<T>> configs() {
                  std::vector<float> scores(static_cast<std::size_t>(in.n_image()));
                  std::vector<I64> keep(static_cast<std::size_t>(in.tokens), -1);
                  std::vector<ImageSpan> ns(in.spans.size());
-                 Result r;
-                 r.t_new = pdrop::rank_and_drop<T, T>(
-                     HeadView<const T>(q.data(), in.hq, in.nq, in.d, row, in.hq * row), in.pos,
-                     HeadView<const T>(k.data(), in.hkv, in.tokens, in.d, row, in.hkv * row), in.spans,
-                     in.counts, ws, keep, ns, scores, in.options);
-                 keep.resize(static_cast<std::size_t>(r.t_new));
-                 r.scores = pdrop_test::bytes_of(scores);
-                 r.keep = pdrop_test::bytes_of(keep);
-                 r.new_spans = pdrop_test::bytes_of(ns);
-                 return r;
+                 const I64 t_new = pdrop::rank_and_drop<T, T>(
+                     pdrop_test::padded_view<const T>(q.data(), in.hq, in.nq, in.d, row, true), in.pos,
+                     pdrop_test::padded_view<const T>(k.data(), in.hkv, in.tokens, in.d, row, true),
+                     in.spans, in.counts, ws, keep, ns, scores, in.options);
+                 return result_of(t_new, scores, keep, ns);
                }});
   c.push_back({"four_threads_at_once_own_workspaces", [](const Inputs<T>& in) {
                  // No hidden shared state: concurrent calls agree.
@@ -321,7 +299,8 @@ TEST(Determinism, CompactionInPlaceEqualsOutOfPlace) {
     pdrop::compact_rows<float>(TokenView<const float>(rows.data(), tokens, width, stride), keep,
                                TokenView<float>(out.data(), n, width));
     for (I64 i = 0; i < n; ++i)
-      ASSERT_EQ(std::memcmp(&in_place[i * stride], &out[i * width], width * sizeof(float)), 0)
+      ASSERT_TRUE(same_bits(&in_place[i * stride], &out[i * width],
+                            static_cast<std::size_t>(width)))
           << "rows, trial " << trial << " row " << i;
 
     // Heads: the same buffer seen as HND (2 heads), in place vs into NHD.
@@ -337,7 +316,8 @@ TEST(Determinism, CompactionInPlaceEqualsOutOfPlace) {
       pdrop::compact_heads(src, k2);
       for (I64 h = 0; h < heads; ++h)
         for (I64 i = 0; i < n2; ++i)
-          ASSERT_EQ(std::memcmp(src.row(h, i), &nhd[(i * heads + h) * dim], dim * sizeof(float)), 0)
+          ASSERT_TRUE(same_bits(src.row(h, i), &nhd[(i * heads + h) * dim],
+                                static_cast<std::size_t>(dim)))
               << "heads, trial " << trial;
     }
 

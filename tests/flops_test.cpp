@@ -167,26 +167,25 @@ TEST(Flops, PaperFiguresLlavaNext7b) {
 }
 
 TEST(FlopsPreset, ShapesAndNames) {
-  const auto a = pdrop::model_preset("llava-1.5-7b");
-  EXPECT_STREQ(a.name, "llava-1.5-7b");
-  EXPECT_EQ(a.image_tokens, 576);
-  EXPECT_EQ(a.shape.layers, 32);
-  EXPECT_EQ(a.shape.hidden, 4096);
-  EXPECT_EQ(a.shape.ffn, 11008);
-  EXPECT_EQ(a.shape.heads, 32);
-  EXPECT_EQ(a.shape.kv_heads, 32);
-  EXPECT_EQ(pdrop::resolved_head_dim(a.shape), 128);
-  const auto n = pdrop::model_preset("llava-next-7b");
-  EXPECT_EQ(n.image_tokens, 2880);
-  EXPECT_EQ(n.shape.hidden, 4096);
-  EXPECT_EQ(n.shape.layers, 32);
-  const auto b = pdrop::model_preset("llava-1.5-13b");
-  EXPECT_EQ(b.image_tokens, 576);
-  EXPECT_EQ(b.shape.layers, 40);
-  EXPECT_EQ(b.shape.hidden, 5120);
-  EXPECT_EQ(b.shape.ffn, 13824);
-  EXPECT_EQ(b.shape.heads, 40);
-  EXPECT_EQ(b.shape.kv_heads, 40);
+  // The published shapes: Vicuna-7B under both 7B models, Vicuna-13B.
+  struct Want {
+    const char* name;
+    std::int64_t image_tokens, layers, hidden, ffn, heads, kv_heads, head_dim;
+  };
+  for (const Want& w : {Want{"llava-1.5-7b", 576, 32, 4096, 11008, 32, 32, 128},
+                        Want{"llava-next-7b", 2880, 32, 4096, 11008, 32, 32, 128},
+                        Want{"llava-1.5-13b", 576, 40, 5120, 13824, 40, 40, 128}}) {
+    SCOPED_TRACE(w.name);
+    const auto p = pdrop::model_preset(w.name);
+    EXPECT_STREQ(p.name, w.name);
+    EXPECT_EQ(p.image_tokens, w.image_tokens);
+    EXPECT_EQ(p.shape.layers, w.layers);
+    EXPECT_EQ(p.shape.hidden, w.hidden);
+    EXPECT_EQ(p.shape.ffn, w.ffn);
+    EXPECT_EQ(p.shape.heads, w.heads);
+    EXPECT_EQ(p.shape.kv_heads, w.kv_heads);
+    EXPECT_EQ(pdrop::resolved_head_dim(p.shape), w.head_dim);
+  }
   EXPECT_EQ(pdrop::model_preset_names(),
             (std::vector<std::string>{"llava-1.5-7b", "llava-next-7b", "llava-1.5-13b"}));
   pdrop_test::expect_invalid([] { pdrop::model_preset("llava-7b"); },

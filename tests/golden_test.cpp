@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "pdrop/npy.hpp"
+#include "golden_util.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -15,14 +16,7 @@ namespace {
 namespace fs = std::filesystem;
 namespace npy = pdrop::npy;
 
-std::vector<std::string> score_cases() {
-  std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(PDROP_GOLDEN_DIR))
-    if (e.is_directory() && e.path().filename().string().rfind("score_", 0) == 0)
-      names.push_back(e.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
+std::vector<std::string> score_cases() { return pdrop_test::golden_cases("score_"); }
 
 template <class T>
 pdrop::HeadView<const T> head_view_of(const npy::array& a) {
@@ -69,7 +63,7 @@ void run_case(const fs::path& dir, const npy::array& q, const npy::array& k) {
 }
 
 TEST_P(GoldenScore, MatchesReferenceTokenForToken) {
-  const fs::path dir = fs::path(PDROP_GOLDEN_DIR) / GetParam();
+  const fs::path dir = pdrop_test::golden_case_dir(GetParam());
   const auto q = npy::read((dir / "q.npy").string());
   const auto k = npy::read((dir / "k.npy").string());
   ASSERT_EQ(q.type, k.type);

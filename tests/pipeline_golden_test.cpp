@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "host/pipeline_case.hpp"
+#include "golden_util.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -15,14 +16,7 @@ namespace {
 namespace fs = std::filesystem;
 namespace npy = pdrop::npy;
 
-std::vector<std::string> pipeline_cases() {
-  std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(PDROP_GOLDEN_DIR))
-    if (e.is_directory() && e.path().filename().string().rfind("pipeline_", 0) == 0)
-      names.push_back(e.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
+std::vector<std::string> pipeline_cases() { return pdrop_test::golden_cases("pipeline_"); }
 
 void expect_close(const pdrop_host::Mat& got, const fs::path& file, double tol) {
   const auto want = npy::read(file.string());
@@ -39,7 +33,7 @@ void expect_close(const pdrop_host::Mat& got, const fs::path& file, double tol) 
 class GoldenPipeline : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GoldenPipeline, MatchesReference) {
-  const fs::path dir = fs::path(PDROP_GOLDEN_DIR) / GetParam();
+  const fs::path dir = pdrop_test::golden_case_dir(GetParam());
   const auto pc = pdrop_host::load_pipeline_case(dir);
   const auto out = pdrop_host::run_pipeline_case(pc);
   ASSERT_EQ(out.kept.size(), pc.layer_list.size());

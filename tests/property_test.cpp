@@ -26,11 +26,8 @@
 
 namespace {
 
-using pdrop::HeadView;
-using pdrop::ImageSpan;
-using pdrop::span;
-using pdrop::TokenView;
-using I64 = std::int64_t;
+using namespace pdrop_test::names;
+using pdrop_test::same_bits;
 
 I64 uniform(std::mt19937& rng, I64 lo, I64 hi) {  // [lo, hi]
   return std::uniform_int_distribution<I64>(lo, hi)(rng);
@@ -46,8 +43,6 @@ std::vector<float> random_bits(std::size_t n, std::mt19937& rng) {
   }
   return v;
 }
-
-bool same_bytes(const void* a, const void* b, std::size_t n) { return std::memcmp(a, b, n) == 0; }
 
 // A random schedule: PyramidDrop's, or explicit random lists.
 pdrop::Schedule random_schedule(std::mt19937& rng) {
@@ -152,22 +147,25 @@ TYPED_TEST(PropertyTyped, ScheduleCountsKeepListsAndCompactionThroughAPrefill) {
       pdrop::compact_positions(TokenView<I64>(ids.data(), tokens, 1), kl,
                                pdrop::PositionMode::keep_original);
       pdrop::compact_heads(pdrop::hnd_view(k.data(), hkv, tokens, d, t0), kl);
-      const std::size_t row_bytes = static_cast<std::size_t>(width) * sizeof(float);
+      const auto row_len = static_cast<std::size_t>(width), head_len = static_cast<std::size_t>(d);
       for (I64 i = 0; i < t_new; ++i) {
-        ASSERT_TRUE(same_bytes(&hidden[i * stride], &hidden_before[keep[i] * stride], row_bytes)) << "row " << i;
-        ASSERT_TRUE(same_bytes(&hidden_out[i * width], &hidden_before[keep[i] * stride], row_bytes)) << "row " << i;
+        ASSERT_TRUE(same_bits(&hidden[i * stride], &hidden_before[keep[i] * stride], row_len))
+            << "row " << i;
+        ASSERT_TRUE(same_bits(&hidden_out[i * width], &hidden_before[keep[i] * stride], row_len))
+            << "row " << i;
         ASSERT_EQ(ids[i], ids_before[keep[i]]);
         for (I64 g = 0; g < hkv; ++g)
-          ASSERT_TRUE(same_bytes(&k[(g * t0 + i) * d], &k_before[(g * t0 + keep[i]) * d], d * sizeof(T)))
+          ASSERT_TRUE(same_bits(&k[(g * t0 + i) * d], &k_before[(g * t0 + keep[i]) * d], head_len))
               << "k head " << g << " row " << i;
       }
       // Padding of the hidden rows and K rows past the live ones: untouched.
       for (I64 t = 0; t < tokens; ++t)
-        ASSERT_TRUE(same_bytes(hidden.data() + t * stride + width, hidden_before.data() + t * stride + width,
-                               static_cast<std::size_t>(stride - width) * sizeof(float)));
+        ASSERT_TRUE(same_bits(hidden.data() + t * stride + width,
+                              hidden_before.data() + t * stride + width,
+                              static_cast<std::size_t>(stride - width)));
       for (I64 g = 0; g < hkv; ++g)
-        ASSERT_TRUE(same_bytes(k.data() + (g * t0 + tokens) * d, k_before.data() + (g * t0 + tokens) * d,
-                               static_cast<std::size_t>((t0 - tokens) * d) * sizeof(T)));
+        ASSERT_TRUE(same_bits(k.data() + (g * t0 + tokens) * d, k_before.data() + (g * t0 + tokens) * d,
+                              static_cast<std::size_t>((t0 - tokens) * d)));
       // Text ids stay in their order, and are all there.
       std::vector<I64> text_ids;
       for (I64 i = 0; i < t_new; ++i)
@@ -221,20 +219,15 @@ TYPED_TEST(PropertyTyped, SelectionIsTheTopKOfTheReportedScoresTiesIncluded) {
     };
     const std::vector<T> q = values(static_cast<std::size_t>(hq * nq * row));
     const std::vector<T> k = values(static_cast<std::size_t>(hkv * tokens * row));
-    const HeadView<const T> qv = nhd ? HeadView<const T>(q.data(), hq, nq, d, row, hq * row)
-                                     : HeadView<const T>(q.data(), hq, nq, d, nq * row, row);
-    const HeadView<const T> kv = nhd ? HeadView<const T>(k.data(), hkv, tokens, d, row, hkv * row)
-                                     : HeadView<const T>(k.data(), hkv, tokens, d, tokens * row, row);
+    const auto qv = pdrop_test::padded_view<const T>(q.data(), hq, nq, d, row, nhd);
+    const auto kv = pdrop_test::padded_view<const T>(k.data(), hkv, tokens, d, row, nhd);
     I64 n_image = 0;
     for (const ImageSpan& s : spans) n_image += s.length;
     std::vector<I64> keep(static_cast<std::size_t>(tokens));
     std::vector<float> scores(static_cast<std::size_t>(n_image));
     const I64 t_new = pdrop::rank_and_drop<T, T>(qv, pos, kv, spans, counts, ws, keep, {}, scores);
 
-    const auto ref = pdrop_test::naive_scores(
-        hq, hkv, nq, d, pos, spans,
-        [&](I64 h, I64 i, I64 c) { return pdrop_test::as_double(qv.row(h, i)[c]); },
-        [&](I64 g, I64 t, I64 c) { return pdrop_test::as_double(kv.row(g, t)[c]); });
+    const auto ref = pdrop_test::naive_scores_of(qv, kv, pos, spans);
     for (I64 i = 0; i < n_image; ++i) ASSERT_NEAR(scores[i], ref[i], 3e-5 * ref[i] + 1e-7) << "trial " << trial;
 
     std::vector<I64> kept;

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "golden_util.hpp"
 #include "pdrop/npy.hpp"
 #include "test_util.hpp"
 
@@ -53,33 +54,54 @@ struct Scratch {
 
 std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
-TEST(ReplayScore, EveryGoldenCaseMatches) {
+// Runs `pdrop-replay MODE CASE OUT` on every golden case named MODE_*, in
+// a scratch folder: each must exit 0 with nothing on stderr, then
+// check(case folder, out folder, case name) compares the outputs. A fatal
+// failure stops at that case. Counts the cases run.
+template <class Check>
+void replay_every_case(const std::string& mode, int& cases, Check check) {
   Scratch s;
-  int cases = 0;
-  for (const auto& e : fs::directory_iterator(PDROP_GOLDEN_DIR)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind("score_", 0) != 0) continue;
+  for (const std::string& name : pdrop_test::golden_cases(mode + "_")) {
     ++cases;
     SCOPED_TRACE(name);
-    const fs::path out = s.dir / name;
-    const ToolRun r = replay("score " + q(e.path()) + " " + q(out), s.dir);
+    const fs::path dir = pdrop_test::golden_case_dir(name), out = s.dir / name;
+    const ToolRun r = replay(mode + " " + q(dir) + " " + q(out), s.dir);
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.err, "");
+    check(dir, out, name);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+}
+
+TEST(ReplayScore, EveryGoldenCaseMatches) {
+  int cases = 0;
+  replay_every_case("score", cases, [](const fs::path& dir, const fs::path& out,
+                                       const std::string&) {
     const auto got = npy::read((out / "scores.npy").string());
     EXPECT_EQ(got.type, npy::dtype::f4);
     const auto scores = npy::to_f32(got);
-    const auto want = npy::to_f32(npy::read((e.path() / "scores.npy").string()));
+    const auto want = npy::to_f32(npy::read((dir / "scores.npy").string()));
     ASSERT_EQ(scores.size(), want.size());
     for (std::size_t i = 0; i < want.size(); ++i)
       ASSERT_NEAR(scores[i], want[i], 1e-4 * std::fabs(want[i])) << i;
     const auto kept = npy::read((out / "kept.npy").string());
     EXPECT_EQ(kept.type, npy::dtype::i8);
-    EXPECT_EQ(npy::to_i64(kept), npy::to_i64(npy::read((e.path() / "kept.npy").string())));
-  }
+    EXPECT_EQ(npy::to_i64(kept), npy::to_i64(npy::read((dir / "kept.npy").string())));
+  });
   EXPECT_GE(cases, 7);
 }
 
 void expect_clean_failure(const ToolRun& r, const fs::path& out, const std::string& needle);
+
+// Copies the golden case `name` to scratch/case, writable, so a test can
+// damage one file.
+fs::path copy_case(const fs::path& scratch, const std::string& name) {
+  const fs::path dst = scratch / "case";
+  fs::copy(pdrop_test::golden_case_dir(name), dst);
+  for (const auto& e : fs::directory_iterator(dst))
+    fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
+  return dst;
+}
 
 double max_abs_diff(const fs::path& a, const fs::path& b) {
   const auto x = npy::read(a.string()), y = npy::read(b.string());
@@ -93,66 +115,46 @@ double max_abs_diff(const fs::path& a, const fs::path& b) {
 }
 
 TEST(ReplayPipeline, EveryGoldenCaseMatches) {
-  Scratch s;
   int cases = 0;
-  for (const auto& e : fs::directory_iterator(PDROP_GOLDEN_DIR)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind("pipeline_", 0) != 0) continue;
-    ++cases;
-    SCOPED_TRACE(name);
-    const fs::path out = s.dir / name;
-    const ToolRun r = replay("pipeline " + q(e.path()) + " " + q(out), s.dir);
-    ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_EQ(r.err, "");
+  replay_every_case("pipeline", cases, [](const fs::path& dir, const fs::path& out,
+                                          const std::string& name) {
     int drops = 0;
-    for (; fs::exists(e.path() / ("kept_" + std::to_string(drops) + ".npy")); ++drops) {
+    for (; fs::exists(dir / ("kept_" + std::to_string(drops) + ".npy")); ++drops) {
       const std::string f = "kept_" + std::to_string(drops) + ".npy";
       EXPECT_EQ(npy::to_i64(npy::read((out / f).string())),
-                npy::to_i64(npy::read((e.path() / f).string()))) << f;
+                npy::to_i64(npy::read((dir / f).string()))) << f;
     }
     EXPECT_GE(drops, 1);
     EXPECT_FALSE(fs::exists(out / ("kept_" + std::to_string(drops) + ".npy")));
     EXPECT_EQ(npy::to_i64(npy::read((out / "decode_pos.npy").string())),
-              npy::to_i64(npy::read((e.path() / "decode_pos.npy").string())));
+              npy::to_i64(npy::read((dir / "decode_pos.npy").string())));
     EXPECT_EQ(npy::read((out / "decode_pos.npy").string()).shape,
-              npy::read((e.path() / "decode_pos.npy").string()).shape);
+              npy::read((dir / "decode_pos.npy").string()).shape);
     for (const char* f : {"prefill_out.npy", "decode_out.npy"}) {
-      const double d = max_abs_diff(out / f, e.path() / f);
+      const double d = max_abs_diff(out / f, dir / f);
       EXPECT_LE(d, 2e-3) << f;
-      RecordProperty(name + "." + f + ".max_abs_diff", std::to_string(d));
+      ::testing::Test::RecordProperty(name + "." + f + ".max_abs_diff", std::to_string(d));
     }
-  }
+  });
   EXPECT_GE(cases, 3);
 }
 
 TEST(ReplayPipeline, BadCaseIsOneLineExitOneNothingWritten) {
   Scratch s;
   const fs::path out = s.dir / "out";
-  const fs::path c = s.dir / "case";
-  fs::copy(fs::path(PDROP_GOLDEN_DIR) / "pipeline_odd_counts", c);
-  for (const auto& e : fs::directory_iterator(c))
-    fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
+  const fs::path c = copy_case(s.dir, "pipeline_odd_counts");
   fs::remove(c / "w_up.npy");
   expect_clean_failure(replay("pipeline " + q(c) + " " + q(out), s.dir), out, "w_up.npy");
   // A weight of the wrong shape.
   const std::vector<float> small(6, 0.0f);
   npy::write((c / "w_up.npy").string(), {2, 3}, small.data());
   expect_clean_failure(replay("pipeline " + q(c) + " " + q(out), s.dir), out, "expected shape");
-  fs::copy_file(fs::path(PDROP_GOLDEN_DIR) / "pipeline_odd_counts" / "w_up.npy", c / "w_up.npy",
+  fs::copy_file(pdrop_test::golden_case_dir("pipeline_odd_counts") / "w_up.npy", c / "w_up.npy",
                 fs::copy_options::overwrite_existing);
   // A drop after the last layer: rejected by the schedule.
   const std::vector<std::int64_t> bad_layers{1, 3, 6};
   npy::write((c / "layer_list.npy").string(), {3}, bad_layers.data());
   expect_clean_failure(replay("pipeline " + q(c) + " " + q(out), s.dir), out, "drop_layers[2] (6)");
-}
-
-// Copies score_tiny into the scratch folder so a test can damage one file.
-fs::path copy_tiny(const fs::path& scratch) {
-  const fs::path dst = scratch / "case";
-  fs::copy(fs::path(PDROP_GOLDEN_DIR) / "score_tiny", dst);
-  for (const auto& e : fs::directory_iterator(dst))
-    fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
-  return dst;
 }
 
 void expect_clean_failure(const ToolRun& r, const fs::path& out, const std::string& needle) {
@@ -179,26 +181,26 @@ TEST(ReplayScore, BadInputIsOneLineExitOneNothingWritten) {
   };
   for (const auto& d : damages) {
     Scratch inner;
-    const fs::path c = copy_tiny(inner.dir);
+    const fs::path c = copy_case(inner.dir, "score_tiny");
     std::ofstream(c / d.file, std::ios::binary | std::ios::trunc) << d.bytes;
     expect_clean_failure(replay("score " + q(c) + " " + q(out), inner.dir), out, d.needle);
   }
   {  // a missing file
     Scratch inner;
-    const fs::path c = copy_tiny(inner.dir);
+    const fs::path c = copy_case(inner.dir, "score_tiny");
     fs::remove(c / "keep.npy");
     expect_clean_failure(replay("score " + q(c) + " " + q(out), inner.dir), out, "keep.npy");
   }
   {  // wrong dtype: query positions as float
     Scratch inner;
-    const fs::path c = copy_tiny(inner.dir);
+    const fs::path c = copy_case(inner.dir, "score_tiny");
     const float p = 9.0f;
     npy::write((c / "query_pos.npy").string(), {1}, &p);
     expect_clean_failure(replay("score " + q(c) + " " + q(out), inner.dir), out, "i8");
   }
   {  // keep larger than the image
     Scratch inner;
-    const fs::path c = copy_tiny(inner.dir);
+    const fs::path c = copy_case(inner.dir, "score_tiny");
     const std::int64_t k = 7;
     npy::write((c / "keep.npy").string(), {1}, &k);
     expect_clean_failure(replay("score " + q(c) + " " + q(out), inner.dir), out,
@@ -206,7 +208,7 @@ TEST(ReplayScore, BadInputIsOneLineExitOneNothingWritten) {
   }
   {  // NaN in k
     Scratch inner;
-    const fs::path c = copy_tiny(inner.dir);
+    const fs::path c = copy_case(inner.dir, "score_tiny");
     auto k = npy::read((c / "k.npy").string());
     std::vector<float> v = npy::to_f32(k);
     v[9 * 8] = std::nanf("");

@@ -9,46 +9,12 @@
 
 namespace {
 
-using pdrop::HeadView;
-using pdrop::ImageSpan;
-using pdrop_test::naive_scores;
+using namespace pdrop_test::names;
+using pdrop_test::ScoreCase;
+using pdrop_test::ScoreProblem;
 
-struct Case {
-  std::int64_t hq, hkv, nq, d, tokens;
-  std::vector<ImageSpan> spans;
-  std::vector<std::int64_t> pos;
-};
-
-// Owns q and k for a case, in a chosen layout with padding, and views them.
-template <class T>
-struct Tensors {
-  std::vector<T> q, k;
-  HeadView<const T> qv, kv;
-  Tensors(const Case& c, bool nhd, std::int64_t pad, std::mt19937& rng) {
-    q = pdrop_test::random_vector<T>(static_cast<std::size_t>(c.hq * c.nq * (c.d + pad)), rng, -2, 2);
-    k = pdrop_test::random_vector<T>(static_cast<std::size_t>(c.hkv * c.tokens * (c.d + pad)), rng, -2, 2);
-    const std::int64_t row = c.d + pad;
-    if (nhd) {  // token-major: [t][h][row]
-      qv = HeadView<const T>(q.data(), c.hq, c.nq, c.d, row, c.hq * row);
-      kv = HeadView<const T>(k.data(), c.hkv, c.tokens, c.d, row, c.hkv * row);
-    } else {    // head-major: [h][t][row]
-      qv = HeadView<const T>(q.data(), c.hq, c.nq, c.d, c.nq * row, row);
-      kv = HeadView<const T>(k.data(), c.hkv, c.tokens, c.d, c.tokens * row, row);
-    }
-  }
-  std::vector<double> reference(const Case& c, double scale = 0.0) const {
-    auto q_at = [&](std::int64_t h, std::int64_t i, std::int64_t e) {
-      return pdrop_test::as_double(qv.row(h, i)[e]);
-    };
-    auto k_at = [&](std::int64_t g, std::int64_t t, std::int64_t e) {
-      return pdrop_test::as_double(kv.row(g, t)[e]);
-    };
-    return naive_scores(c.hq, c.hkv, c.nq, c.d, c.pos, c.spans, q_at, k_at, scale);
-  }
-};
-
-std::vector<Case> cases() {
-  std::vector<Case> out;
+std::vector<ScoreCase> cases() {
+  std::vector<ScoreCase> out;
   out.push_back({1, 1, 1, 1, 1, {{0, 1}}, {0}});
   out.push_back({1, 1, 1, 3, 2, {{0, 1}}, {1}});
   out.push_back({2, 1, 1, 7, 3, {{1, 1}}, {2}});
@@ -73,18 +39,17 @@ TYPED_TEST(ScoreTest, MatchesNaiveReferenceAcrossShapesAndLayouts) {
   using T = TypeParam;
   std::mt19937 rng(1234);
   pdrop::Workspace ws;  // one workspace reused over every shape
-  for (const Case& c : cases())
+  for (const ScoreCase& c : cases())
     for (bool nhd : {false, true})
       for (std::int64_t pad : {0, 3}) {
         SCOPED_TRACE(::testing::Message() << "hq " << c.hq << " hkv " << c.hkv << " nq "
                                           << c.nq << " d " << c.d << " T " << c.tokens
                                           << (nhd ? " NHD" : " HND") << " pad " << pad);
-        Tensors<T> x(c, nhd, pad, rng);
-        std::int64_t n = 0;
-        for (auto& s : c.spans) n += s.length;
+        ScoreProblem<T> x(c, rng, nhd, pad);
+        const std::int64_t n = c.image_tokens();
         std::vector<float> scores(static_cast<std::size_t>(n), -1.0f);
         pdrop::score_image_tokens<T, T>(x.qv, c.pos, x.kv, c.spans, ws, scores);
-        const std::vector<double> ref = x.reference(c);
+        const std::vector<double> ref = x.reference();
         for (std::int64_t i = 0; i < n; ++i)
           EXPECT_NEAR(scores[i], ref[i], 2e-5 * ref[i] + 1e-7) << "image token " << i;
       }
@@ -92,9 +57,9 @@ TYPED_TEST(ScoreTest, MatchesNaiveReferenceAcrossShapesAndLayouts) {
 
 TYPED_TEST(ScoreTest, LayoutDoesNotChangeABit) {
   using T = TypeParam;
-  const Case c{8, 2, 2, 24, 50, {{5, 40}}, {49, 44}};
+  const ScoreCase c{8, 2, 2, 24, 50, {{5, 40}}, {49, 44}};
   std::mt19937 rng(7);
-  Tensors<T> hnd(c, false, 0, rng);
+  ScoreProblem<T> hnd(c, rng);
   // The same values laid out token-major with padding.
   const std::int64_t row = c.d + 5;
   std::vector<T> q(c.hq * c.nq * row), k(c.hkv * c.tokens * row);
@@ -104,8 +69,8 @@ TYPED_TEST(ScoreTest, LayoutDoesNotChangeABit) {
   for (std::int64_t g = 0; g < c.hkv; ++g)
     for (std::int64_t t = 0; t < c.tokens; ++t)
       std::copy_n(hnd.kv.row(g, t), c.d, k.begin() + (t * c.hkv + g) * row);
-  HeadView<const T> qn(q.data(), c.hq, c.nq, c.d, row, c.hq * row);
-  HeadView<const T> kn(k.data(), c.hkv, c.tokens, c.d, row, c.hkv * row);
+  const auto qn = pdrop_test::padded_view<const T>(q.data(), c.hq, c.nq, c.d, row, true);
+  const auto kn = pdrop_test::padded_view<const T>(k.data(), c.hkv, c.tokens, c.d, row, true);
   pdrop::Workspace ws;
   std::vector<float> a(40), b(40);
   pdrop::score_image_tokens<T, T>(hnd.qv, c.pos, hnd.kv, c.spans, ws, a);
@@ -116,9 +81,9 @@ TYPED_TEST(ScoreTest, LayoutDoesNotChangeABit) {
 TYPED_TEST(ScoreTest, QueryBeforeImageContributesZero) {
   using T = TypeParam;
   // Every query sits before the image: every score is exactly zero.
-  const Case c{2, 1, 2, 8, 20, {{10, 10}}, {3, 9}};
+  const ScoreCase c{2, 1, 2, 8, 20, {{10, 10}}, {3, 9}};
   std::mt19937 rng(3);
-  Tensors<T> x(c, false, 0, rng);
+  ScoreProblem<T> x(c, rng);
   pdrop::Workspace ws;
   std::vector<float> s(10, -1.0f);
   pdrop::score_image_tokens<T, T>(x.qv, c.pos, x.kv, c.spans, ws, s);
@@ -127,15 +92,15 @@ TYPED_TEST(ScoreTest, QueryBeforeImageContributesZero) {
 
 TYPED_TEST(ScoreTest, ExplicitSoftmaxScale) {
   using T = TypeParam;
-  const Case c{4, 2, 1, 16, 30, {{2, 20}}, {29}};
+  const ScoreCase c{4, 2, 1, 16, 30, {{2, 20}}, {29}};
   std::mt19937 rng(11);
-  Tensors<T> x(c, false, 0, rng);
+  ScoreProblem<T> x(c, rng);
   pdrop::Workspace ws;
   std::vector<float> s(20);
   pdrop::ScoreOptions opt;
   opt.softmax_scale = 0.5f;
   pdrop::score_image_tokens<T, T>(x.qv, c.pos, x.kv, c.spans, ws, s, opt);
-  const auto ref = x.reference(c, 0.5);
+  const auto ref = x.reference(0.5);
   for (std::size_t i = 0; i < s.size(); ++i) EXPECT_NEAR(s[i], ref[i], 2e-5 * ref[i] + 1e-7);
 }
 
@@ -143,9 +108,9 @@ TEST(ScoreRounding, Fp16AndBf16RoundEachProbability) {
   // One head, one query: each score is one probability, so with rounding on
   // it must be exactly representable in the rounded type and within half an
   // ulp of that type of the float32 score.
-  const Case c{1, 1, 1, 32, 300, {{10, 280}}, {299}};
+  const ScoreCase c{1, 1, 1, 32, 300, {{10, 280}}, {299}};
   std::mt19937 rng(5);
-  Tensors<float> x(c, false, 0, rng);
+  ScoreProblem<float> x(c, rng);
   pdrop::Workspace ws;
   std::vector<float> exact(280), r16(280), rb16(280);
   pdrop::score_image_tokens<float, float>(x.qv, c.pos, x.kv, c.spans, ws, exact);
@@ -169,8 +134,8 @@ TEST(ScoreRounding, Fp16AndBf16RoundEachProbability) {
 
 struct ErrorFixture {
   std::mt19937 rng{9};
-  Case c{4, 2, 2, 8, 20, {{4, 10}}, {19, 18}};
-  Tensors<float> x{c, false, 0, rng};
+  ScoreCase c{4, 2, 2, 8, 20, {{4, 10}}, {19, 18}};
+  ScoreProblem<float> x{c, rng};
   std::vector<float> scores = std::vector<float>(10, 42.0f);
   pdrop::Workspace ws;
   std::vector<unsigned char> before = pdrop_test::bytes_of(scores);

@@ -7,7 +7,6 @@
 // rounding bound for the summed partials. Then every rejection path.
 #include <gtest/gtest.h>
 
-#include <cstring>
 #include <limits>
 
 #include "pdrop/tensor_parallel.hpp"
@@ -15,16 +14,12 @@
 
 namespace {
 
+using namespace pdrop_test::names;
 using pdrop::HeadShard;
-using pdrop::HeadView;
-using pdrop::ImageSpan;
-using pdrop::span;
+using pdrop_test::same_bits;
 
-struct TpCase {
-  std::int64_t hq, hkv, nq, d, tokens;
-  std::vector<ImageSpan> spans;
-  std::vector<std::int64_t> pos, counts;
-};
+// Shapes with the keep count of each span.
+using TpCase = pdrop_test::ScoreCase;
 
 std::vector<TpCase> tp_cases() {
   return {
@@ -53,32 +48,27 @@ std::vector<std::vector<std::int64_t>> splits(std::int64_t hkv) {
   return out;
 }
 
-// Owns head-major q and k with padded rows, and views them whole or as the
-// shard of kv heads [g0, g1) with their query heads.
+// Head-major q and k with rows padded by 3 (the non-finite key test below
+// relies on that layout).
 template <class T>
-struct Problem {
-  TpCase c;
-  std::vector<T> q, k;
-  HeadView<const T> qv, kv;
-  std::int64_t n_image = 0;
-  Problem(const TpCase& cs, std::mt19937& rng) : c(cs) {
-    const std::int64_t row = c.d + 3;
-    q = pdrop_test::random_vector<T>(static_cast<std::size_t>(c.hq * c.nq * row), rng, -2, 2);
-    k = pdrop_test::random_vector<T>(static_cast<std::size_t>(c.hkv * c.tokens * row), rng, -2, 2);
-    qv = HeadView<const T>(q.data(), c.hq, c.nq, c.d, c.nq * row, row);
-    kv = HeadView<const T>(k.data(), c.hkv, c.tokens, c.d, c.tokens * row, row);
-    for (const auto& s : c.spans) n_image += s.length;
-  }
-  std::int64_t group() const { return c.hq / c.hkv; }
-  HeadView<const T> q_shard(std::int64_t g0, std::int64_t g1) const {
-    return HeadView<const T>(qv.row(g0 * group(), 0), (g1 - g0) * group(), c.nq, c.d,
-                             qv.head_stride, qv.token_stride);
-  }
-  HeadView<const T> k_shard(std::int64_t g0, std::int64_t g1) const {
-    return HeadView<const T>(kv.row(g0, 0), g1 - g0, c.tokens, c.d, kv.head_stride,
-                             kv.token_stride);
-  }
+struct Problem : pdrop_test::ScoreProblem<T> {
+  std::int64_t n_image;
+  Problem(const TpCase& c, std::mt19937& rng)
+      : pdrop_test::ScoreProblem<T>(c, rng, false, 3), n_image(c.image_tokens()) {}
 };
+
+// The shard of kv heads [g0, g1): those kv heads of k, their query heads of q.
+template <class T>
+HeadView<const T> q_shard(const Problem<T>& p, std::int64_t g0, std::int64_t g1) {
+  const std::int64_t group = p.c.hq / p.c.hkv;
+  return HeadView<const T>(p.qv.row(g0 * group, 0), (g1 - g0) * group, p.c.nq, p.c.d,
+                           p.qv.head_stride, p.qv.token_stride);
+}
+template <class T>
+HeadView<const T> k_shard(const Problem<T>& p, std::int64_t g0, std::int64_t g1) {
+  return HeadView<const T>(p.kv.row(g0, 0), g1 - g0, p.c.tokens, p.c.d, p.kv.head_stride,
+                           p.kv.token_stride);
+}
 
 // Elementwise sum of the ranks' arrays, ranks in the given order (what a sum
 // all-reduce computes, in one of its orders).
@@ -88,11 +78,6 @@ std::vector<float> reduce(const std::vector<std::vector<float>>& parts,
   for (std::size_t r = 1; r < order.size(); ++r)
     for (std::size_t i = 0; i < out.size(); ++i) out[i] += parts[order[r]][i];
   return out;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() &&
-         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 template <class T>
@@ -110,9 +95,7 @@ TYPED_TEST(TensorParallelTest, PerKvHeadSumsGiveBitIdenticalScoresAndKeepList) {
     pdrop::score_image_tokens(p.qv, c.pos, p.kv, c.spans, ws, single);
 
     // Sanity: the single-process scores are the attention (naive, double).
-    auto q_at = [&](std::int64_t h, std::int64_t i, std::int64_t e) { return pdrop_test::as_double(p.qv.row(h, i)[e]); };
-    auto k_at = [&](std::int64_t g, std::int64_t t, std::int64_t e) { return pdrop_test::as_double(p.kv.row(g, t)[e]); };
-    const auto ref = pdrop_test::naive_scores(c.hq, c.hkv, c.nq, c.d, c.pos, c.spans, q_at, k_at);
+    const auto ref = p.reference();
     for (std::int64_t i = 0; i < n; ++i) ASSERT_NEAR(single[i], ref[i], 3e-5 * ref[i] + 1e-7);
 
     std::vector<std::int64_t> keep_single(static_cast<std::size_t>(c.tokens));
@@ -128,8 +111,8 @@ TYPED_TEST(TensorParallelTest, PerKvHeadSumsGiveBitIdenticalScoresAndKeepList) {
       std::vector<std::vector<float>> parts(ranks);
       for (std::size_t r = 0; r < ranks; ++r) {
         parts[r].assign(static_cast<std::size_t>(c.hkv * n), -7.0f);  // all overwritten
-        pdrop::score_partial_by_kv_head(p.q_shard(b[r], b[r + 1]), c.pos,
-                                        p.k_shard(b[r], b[r + 1]), c.spans,
+        pdrop::score_partial_by_kv_head(q_shard(p, b[r], b[r + 1]), c.pos,
+                                        k_shard(p, b[r], b[r + 1]), c.spans,
                                         HeadShard{b[r], c.hkv}, ws, parts[r]);
         // Rows of other ranks' kv heads are zero.
         for (std::int64_t g = 0; g < c.hkv; ++g)
@@ -188,7 +171,7 @@ TYPED_TEST(TensorParallelTest, SummedPartialsWithinRoundingAndExactWhereDocument
       bool tail_single = true;  // every rank after the first holds one kv head
       for (std::size_t r = 0; r < ranks; ++r) {
         parts[r].assign(static_cast<std::size_t>(n), -7.0f);
-        pdrop::score_partial(p.q_shard(b[r], b[r + 1]), c.pos, p.k_shard(b[r], b[r + 1]),
+        pdrop::score_partial(q_shard(p, b[r], b[r + 1]), c.pos, k_shard(p, b[r], b[r + 1]),
                              c.spans, ws, parts[r]);
         if (r > 0 && b[r + 1] - b[r] != 1) tail_single = false;
       }
@@ -270,9 +253,9 @@ TEST(TensorParallel, ReservedWorkspaceDoesNotGrow) {
   ws.reserve_parallel(half_q, half_kv, c.nq, c.tokens, c.d, p.n_image);
   const std::size_t bytes = ws.bytes();
   std::vector<float> sums(static_cast<std::size_t>(c.hkv * p.n_image)), partial(p.n_image);
-  pdrop::score_partial_by_kv_head(p.q_shard(0, half_kv), c.pos, p.k_shard(0, half_kv), c.spans,
+  pdrop::score_partial_by_kv_head(q_shard(p, 0, half_kv), c.pos, k_shard(p, 0, half_kv), c.spans,
                                   HeadShard{0, c.hkv}, ws, sums);
-  pdrop::score_partial(p.q_shard(half_kv, c.hkv), c.pos, p.k_shard(half_kv, c.hkv), c.spans, ws,
+  pdrop::score_partial(q_shard(p, half_kv, c.hkv), c.pos, k_shard(p, half_kv, c.hkv), c.spans, ws,
                        partial);
   std::vector<std::int64_t> keep(static_cast<std::size_t>(c.tokens));
   pdrop::finalize_and_drop(sums, c.hkv, c.hq, c.nq, c.tokens, c.spans, c.counts, ws, keep);
@@ -285,8 +268,8 @@ TEST(TensorParallelErrors, PartialScoringRejectsAndWritesNothing) {
   pdrop::Workspace ws;
   const TpCase c = tp_cases()[0];  // hq 8, hkv 4, one span of 60
   Problem<float> p(c, rng);
-  const auto q2 = p.q_shard(2, 4);
-  const auto k2 = p.k_shard(2, 4);
+  const auto q2 = q_shard(p, 2, 4);
+  const auto k2 = k_shard(p, 2, 4);
   std::vector<float> sums(static_cast<std::size_t>(c.hkv * p.n_image), 5.0f);
   std::vector<float> partial(static_cast<std::size_t>(p.n_image), 5.0f);
   const auto sums_before = pdrop_test::bytes_of(sums);

@@ -15,11 +15,21 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "pdrop/pdrop.hpp"
 
 namespace pdrop_test {
+
+// The names most tests use unqualified: `using namespace pdrop_test::names;`.
+namespace names {
+using pdrop::HeadView;
+using pdrop::ImageSpan;
+using pdrop::span;
+using pdrop::TokenView;
+using I64 = std::int64_t;
+}  // namespace names
 
 using FloatTypes = ::testing::Types<float, pdrop::half, pdrop::bfloat16>;
 
@@ -53,6 +63,19 @@ std::vector<unsigned char> bytes_of(const std::vector<T>& v) {
   std::vector<unsigned char> b(v.size() * sizeof(T));
   if (!v.empty()) std::memcpy(b.data(), v.data(), b.size());
   return b;
+}
+
+// True when the n elements at a and b are equal byte for byte (NaN
+// payloads and the sign of zero included).
+template <class T>
+bool same_bits(const T* a, const T* b, std::size_t n) {
+  return n == 0 || std::memcmp(a, b, n * sizeof(T)) == 0;
+}
+
+// True when a and b have the same size and are equal byte for byte.
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && same_bits(a.data(), b.data(), a.size());
 }
 
 // Naive PyramidDrop score of every image token (spans laid out one after
@@ -91,6 +114,70 @@ std::vector<double> naive_scores(std::int64_t hq, std::int64_t hkv, std::int64_t
   for (double& x : out) x /= static_cast<double>(hq * nq);
   return out;
 }
+
+// naive_scores of the rows behind two views: q (query heads x query rows)
+// and k (kv heads x tokens).
+template <class T, class U>
+std::vector<double> naive_scores_of(const pdrop::HeadView<T>& q, const pdrop::HeadView<U>& k,
+                                    const std::vector<std::int64_t>& pos,
+                                    const std::vector<pdrop::ImageSpan>& spans,
+                                    double scale = 0.0) {
+  auto q_at = [&](std::int64_t h, std::int64_t i, std::int64_t c) {
+    return as_double(q.row(h, i)[c]);
+  };
+  auto k_at = [&](std::int64_t g, std::int64_t t, std::int64_t c) {
+    return as_double(k.row(g, t)[c]);
+  };
+  return naive_scores(q.heads, k.heads, q.tokens, q.dim, pos, spans, q_at, k_at, scale);
+}
+
+// heads x tokens rows of d elements, each row `row` >= d elements apart:
+// head-major ([h][t][row], HND) or token-major ([t][h][row], NHD).
+template <class T>
+pdrop::HeadView<T> padded_view(T* data, std::int64_t heads, std::int64_t tokens, std::int64_t d,
+                               std::int64_t row, bool token_major) {
+  return token_major ? pdrop::HeadView<T>(data, heads, tokens, d, row, heads * row)
+                     : pdrop::HeadView<T>(data, heads, tokens, d, tokens * row, row);
+}
+
+// A scoring problem's shape: query heads, kv heads, query rows, head dim,
+// tokens; its image spans and query positions; and, where a test ranks, the
+// keep count of each span.
+struct ScoreCase {
+  std::int64_t hq, hkv, nq, d, tokens;
+  std::vector<pdrop::ImageSpan> spans;
+  std::vector<std::int64_t> pos;
+  std::vector<std::int64_t> counts = {};
+  std::int64_t image_tokens() const {
+    std::int64_t n = 0;
+    for (const auto& s : spans) n += s.length;
+    return n;
+  }
+};
+
+// Random q (hq x nq rows) and k (hkv x tokens rows) for a case, uniform in
+// [-2, 2), q drawn first, in rows of d + pad elements laid out head-major or
+// token-major (padded_view); qv and kv view them (so it is not copyable).
+template <class T>
+struct ScoreProblem {
+  ScoreCase c;
+  std::vector<T> q, k;
+  pdrop::HeadView<const T> qv, kv;
+  ScoreProblem(ScoreCase cs, std::mt19937& rng, bool token_major = false, std::int64_t pad = 0)
+      : c(std::move(cs)) {
+    const std::int64_t row = c.d + pad;
+    q = random_vector<T>(static_cast<std::size_t>(c.hq * c.nq * row), rng, -2, 2);
+    k = random_vector<T>(static_cast<std::size_t>(c.hkv * c.tokens * row), rng, -2, 2);
+    qv = padded_view<const T>(q.data(), c.hq, c.nq, c.d, row, token_major);
+    kv = padded_view<const T>(k.data(), c.hkv, c.tokens, c.d, row, token_major);
+  }
+  ScoreProblem(const ScoreProblem&) = delete;  // a copy's views would see the original
+  ScoreProblem& operator=(const ScoreProblem&) = delete;
+  // The naive scores of q and k (scale 0: 1 / sqrt(d)).
+  std::vector<double> reference(double scale = 0.0) const {
+    return naive_scores_of(qv, kv, c.pos, c.spans, scale);
+  }
+};
 
 // Naive top-k: sort every index by (score descending, index ascending), take
 // k, sort ascending.
