@@ -119,6 +119,24 @@ TYPED_TEST(DartTest, MatchesPlainReferenceOverShapesAndLayouts) {
   }
 }
 
+TEST(Dart, DefaultPivotNormIsL2) {
+  // Key rows (3, 0), (2, 2), (0, 1): the L2 norms rank token 0 first
+  // (3 > 2.83), the L1 norms token 1 (4 > 3). One pivot, keep 1.
+  const std::vector<float> k{3, 0, 2, 2, 0, 1};
+  auto key_row = [&](std::int64_t t) { return std::vector<double>{k[2 * t], k[2 * t + 1]}; };
+  const std::vector<ImageSpan> spans{{0, 3}};
+  const std::vector<std::int64_t> counts{1};
+  const auto l2 = naive_dart(key_row, key_row, spans[0], 1, 1, PivotNorm::l2);
+  ASSERT_NE(l2, naive_dart(key_row, key_row, spans[0], 1, 1, PivotNorm::l1));
+  pdrop::Workspace ws;
+  std::vector<std::int64_t> kept(1, -1);
+  pdrop::DartOptions opt;
+  opt.pivots = 1;
+  pdrop::dart_select<float>(pdrop::hnd_view<const float>(k.data(), 1, 3, 2), spans, counts, ws,
+                            kept, opt);
+  EXPECT_EQ(kept, l2);
+}
+
 TEST(Dart, HandExampleOppositeThenOrthogonalWithTieToLowerIndex) {
   // Token 0 has the largest key norm: the pivot. Features in 2-D: the
   // opposite vector (token 2, cos -1) goes first, then tokens 3 and 4 tie at
@@ -164,7 +182,7 @@ TEST(Dart, DuplicatedAndScaledRowsBreakTiesByIndex) {
     pdrop::dart_select<float, float>(pdrop::hnd_view<const float>(k.data(), 1, tokens, 2),
                                      pdrop::TokenView<const float>(f.data(), tokens, width),
                                      spans, counts, ws, kept, opt);
-    EXPECT_EQ(kept, naive_dart(key_row, feat_row, spans[0], keep, 3, PivotNorm::l1)) << keep;
+    EXPECT_EQ(kept, naive_dart(key_row, feat_row, spans[0], keep, 3, PivotNorm::l2)) << keep;
   }
 }
 

@@ -373,4 +373,101 @@ TEST(TensorParallelErrors, FinalizeRejectsAndWritesNothing) {
             pdrop_test::naive_keep_list(9, spans, kept));
 }
 
+// The parallel_for overloads of both partial scorers give the serial
+// overloads' bits, with SerialFor and with 2 and 3 real threads.
+TYPED_TEST(TensorParallelTest, ParallelOverloadsGiveTheSerialBits) {
+  using T = TypeParam;
+  std::mt19937 rng(707);
+  pdrop::Workspace ws;
+  for (const TpCase& c : tp_cases()) {
+    const Problem<T> p(c, rng);
+    const std::int64_t n = p.n_image;
+    for (const auto& b : splits(c.hkv)) {
+      for (std::size_t r = 0; r + 1 < b.size(); ++r) {
+        SCOPED_TRACE(::testing::Message() << "hq " << c.hq << " hkv " << c.hkv << " shard ["
+                                          << b[r] << ", " << b[r + 1] << ")");
+        const auto qs = p.q_shard(b[r], b[r + 1]);
+        const auto ks = p.k_shard(b[r], b[r + 1]);
+        const HeadShard shard{b[r], c.hkv};
+        std::vector<float> sums(static_cast<std::size_t>(c.hkv * n), -1.0f), partial(n, -1.0f);
+        pdrop::score_partial_by_kv_head(qs, c.pos, ks, c.spans, shard, ws, sums);
+        pdrop::score_partial(qs, c.pos, ks, c.spans, ws, partial);
+        const auto run = [&](auto pf) {
+          std::vector<float> sums_p(sums.size(), -2.0f), partial_p(partial.size(), -2.0f);
+          pdrop::score_partial_by_kv_head(qs, c.pos, ks, c.spans, shard, ws, sums_p, {}, pf);
+          pdrop::score_partial(qs, c.pos, ks, c.spans, ws, partial_p, {}, pf);
+          EXPECT_TRUE(same_bits(sums_p, sums));
+          EXPECT_TRUE(same_bits(partial_p, partial));
+        };
+        run(pdrop::SerialFor{});
+        run(pdrop_test::ThreadFor{2});
+        run(pdrop_test::ThreadFor{3});
+      }
+    }
+  }
+}
+
+// finalize_and_drop_global on all-reduced per-kv-head sums is
+// rank_and_drop_global on the unsharded tensors, bit for bit: keep list,
+// new spans and scores, for budgets from nothing to everything.
+TYPED_TEST(TensorParallelTest, GlobalBudgetIsBitIdenticalToRankAndDropGlobal) {
+  using T = TypeParam;
+  std::mt19937 rng(808);
+  pdrop::Workspace ws;
+  for (const TpCase& c : tp_cases()) {
+    const Problem<T> p(c, rng);
+    const std::int64_t n = p.n_image;
+    const auto b = splits(c.hkv).back();  // the most ranks
+    std::vector<std::vector<float>> parts(b.size() - 1);
+    for (std::size_t r = 0; r + 1 < b.size(); ++r) {
+      parts[r].assign(static_cast<std::size_t>(c.hkv * n), -1.0f);
+      pdrop::score_partial_by_kv_head(p.q_shard(b[r], b[r + 1]), c.pos, p.k_shard(b[r], b[r + 1]),
+                                      c.spans, HeadShard{b[r], c.hkv}, ws, parts[r]);
+    }
+    std::vector<std::size_t> order(parts.size());
+    for (std::size_t r = 0; r < order.size(); ++r) order[r] = order.size() - 1 - r;
+    const auto sums = reduce(parts, order);
+    for (std::int64_t n_keep : {std::int64_t{0}, std::int64_t{1}, n / 3, n - 1, n}) {
+      if (n_keep < 0) continue;
+      SCOPED_TRACE(::testing::Message() << "hq " << c.hq << " hkv " << c.hkv << " n_keep " << n_keep);
+      std::vector<std::int64_t> keep(static_cast<std::size_t>(c.tokens), -1), keep_ref = keep;
+      std::vector<ImageSpan> spans_new(c.spans.size()), spans_ref(c.spans.size());
+      std::vector<float> scores(static_cast<std::size_t>(n)), scores_ref(scores.size());
+      const std::int64_t t_new = pdrop::finalize_and_drop_global(
+          sums, c.hkv, c.hq, c.nq, c.tokens, c.spans, n_keep, ws, keep, spans_new, scores);
+      const std::int64_t t_ref = pdrop::rank_and_drop_global(
+          p.qv, c.pos, p.kv, c.spans, n_keep, ws, keep_ref, spans_ref, scores_ref);
+      EXPECT_EQ(t_new, c.tokens - n + n_keep);
+      EXPECT_EQ(t_new, t_ref);
+      EXPECT_EQ(keep, keep_ref);
+      EXPECT_TRUE(same_bits(scores, scores_ref));
+      for (std::size_t s = 0; s < c.spans.size(); ++s) {
+        EXPECT_EQ(spans_new[s].start, spans_ref[s].start);
+        EXPECT_EQ(spans_new[s].length, spans_ref[s].length);
+      }
+    }
+  }
+}
+
+TEST(TensorParallelErrors, FinalizeGlobalRejectsAndWritesNothing) {
+  using pdrop_test::expect_invalid;
+  const std::vector<ImageSpan> spans{{2, 3}, {6, 2}};  // 5 image tokens of 9
+  const std::vector<float> sums{0.1f, 0.2f, 0.3f, 0.4f, 0.5f};
+  pdrop::Workspace ws;
+  std::vector<std::int64_t> keep(9, -3);
+  const auto keep_before = pdrop_test::bytes_of(keep);
+  const auto drop = [&](std::int64_t n_keep, std::int64_t keep_size) {
+    pdrop::finalize_and_drop_global(sums, 1, 8, 1, 9, spans, n_keep, ws,
+                                    span<std::int64_t>(keep.data(), keep_size));
+  };
+  expect_invalid([&] { drop(6, 9); }, "n_keep (6) must be in [0, image tokens over all spans = 5]");
+  expect_invalid([&] { drop(-1, 9); }, "n_keep (-1) must be in [0");
+  expect_invalid([&] { drop(3, 6); }, "keep.size (6) must be >= the new length 7");
+  EXPECT_EQ(pdrop_test::bytes_of(keep), keep_before);
+  // The valid call keeps the best 3 of the union (0.3, 0.4, 0.5: tokens 4, 6, 7).
+  ASSERT_EQ(pdrop::finalize_and_drop_global(sums, 1, 8, 1, 9, spans, 3, ws, keep), 7);
+  EXPECT_EQ(std::vector<std::int64_t>(keep.begin(), keep.begin() + 7),
+            pdrop_test::naive_keep_list(9, spans, {4, 6, 7}));
+}
+
 }  // namespace

@@ -9,7 +9,8 @@
 //   1. Pivots: the p = min(pivots, k) image tokens with the largest key norm.
 //      A key row is the token's K rows of every head side by side
 //      (concatenated over heads, as DART's code reshapes (H, T, d) to
-//      (T, H*d)); the norm is L1 by default, as in DART's code, or L2.
+//      (T, H*d)); the norm is L2 by default, as the paper describes it, or
+//      L1 (PivotNorm::l1), as DART's released code computes it.
 //   2. The other k - p tokens are spread over the pivots: pivot r (in
 //      pivot order: largest norm first) gets (k-p)/p tokens, plus one for
 //      the first (k-p) % p pivots. In pivot order, each pivot takes its
@@ -60,7 +61,7 @@ enum class PivotNorm { l1, l2 };
 
 struct DartOptions {
   std::int64_t pivots = 8;               // image pivots per span, >= 1
-  PivotNorm pivot_norm = PivotNorm::l1;  // DART's code: L1
+  PivotNorm pivot_norm = PivotNorm::l2;  // l1: as DART's released code
 };
 
 namespace detail {

@@ -118,18 +118,14 @@ struct DropPlan {
   std::int64_t t_new = 0;    // the new sequence length
 };
 
-// Every input of a drop (q, query_pos, k, spans, options as
-// score_image_tokens; counts: spans.size per-span counts or, for
-// Budget::global, one count over all spans).
-inline DropPlan validate_drop_inputs(const char* fn, HeadView<const void> q,
-                                     std::size_t q_elem,
-                                     span<const std::int64_t> query_pos,
-                                     HeadView<const void> k, std::size_t k_elem,
-                                     span<const ImageSpan> spans, Budget budget,
-                                     span<const std::int64_t> counts,
-                                     const ScoreOptions& options) {
+// The keep counts of a drop over `spans` (n_image tokens in all) of a
+// sequence of `tokens`: spans.size per-span counts or, for Budget::global,
+// one count over all spans.
+inline DropPlan plan_drop(const char* fn, span<const ImageSpan> spans, std::int64_t n_image,
+                          std::int64_t tokens, Budget budget,
+                          span<const std::int64_t> counts) {
   DropPlan p;
-  p.n_image = validate_score_inputs(fn, q, q_elem, query_pos, k, k_elem, spans, options);
+  p.n_image = n_image;
   if (budget == Budget::global) {
     if (counts.size != 1 || counts.data == nullptr)
       fail<shape_error>(fn, "a global budget needs one count (got ", counts.size,
@@ -141,8 +137,22 @@ inline DropPlan validate_drop_inputs(const char* fn, HeadView<const void> q,
   } else {
     p.n_kept = check_keep_counts(fn, spans, counts);
   }
-  p.t_new = k.tokens - p.n_image + p.n_kept;
+  p.t_new = tokens - p.n_image + p.n_kept;
   return p;
+}
+
+// Every input of a drop (q, query_pos, k, spans, options as
+// score_image_tokens; counts as plan_drop).
+inline DropPlan validate_drop_inputs(const char* fn, HeadView<const void> q,
+                                     std::size_t q_elem,
+                                     span<const std::int64_t> query_pos,
+                                     HeadView<const void> k, std::size_t k_elem,
+                                     span<const ImageSpan> spans, Budget budget,
+                                     span<const std::int64_t> counts,
+                                     const ScoreOptions& options) {
+  const std::int64_t n_image =
+      validate_score_inputs(fn, q, q_elem, query_pos, k, k_elem, spans, options);
+  return plan_drop(fn, spans, n_image, k.tokens, budget, counts);
 }
 
 // The outputs of one drop: keep holds at least plan.t_new entries,
@@ -195,6 +205,22 @@ inline void select_kept(span<const float> scores, span<const ImageSpan> spans,
   }
 }
 
+// The second half of a validated drop, once `scores` (the workspace's)
+// holds every image token's score: selects, copies the scores out if
+// asked, writes the keep list and the new spans. Returns plan.t_new.
+inline std::int64_t finish_drop(const DropPlan& p, std::int64_t tokens,
+                                span<const ImageSpan> spans, Budget budget,
+                                span<const std::int64_t> counts, span<const float> scores,
+                                Workspace& ws, span<std::int64_t> keep,
+                                span<ImageSpan> maybe_new_spans, span<float> maybe_scores) {
+  std::int64_t* kept = ws.indices(static_cast<std::size_t>(p.n_kept));
+  select_kept(scores, spans, budget, counts, ws, kept);
+  if (maybe_scores.size > 0) std::copy(scores.begin(), scores.end(), maybe_scores.data);
+  build_keep_list(tokens, spans, span<const std::int64_t>(kept, p.n_kept),
+                  span<std::int64_t>(keep.data, p.t_new), maybe_new_spans);
+  return p.t_new;
+}
+
 // One drop, validated in full before any output is written; `score(scores)`
 // fills the workspace's scores (the serial or the parallel scorer).
 template <class Tq, class Tk, class Score>
@@ -214,12 +240,8 @@ std::int64_t rank_and_drop_impl(const char* fn, HeadView<const Tq> q,
   // scoring (which may still reject non-finite q/k) has succeeded.
   const span<float> scores(ws.scores(static_cast<std::size_t>(p.n_image)), p.n_image);
   score(scores);
-  std::int64_t* kept = ws.indices(static_cast<std::size_t>(p.n_kept));
-  select_kept(scores, spans, budget, counts, ws, kept);
-  if (maybe_scores.size > 0) std::copy(scores.begin(), scores.end(), maybe_scores.data);
-  build_keep_list(k.tokens, spans, span<const std::int64_t>(kept, p.n_kept),
-                  span<std::int64_t>(keep.data, p.t_new), maybe_new_spans);
-  return p.t_new;
+  return finish_drop(p, k.tokens, spans, budget, counts, scores, ws, keep, maybe_new_spans,
+                     maybe_scores);
 }
 
 }  // namespace detail

@@ -32,6 +32,7 @@
 #include <type_traits>
 
 #include "pdrop/detail/check.hpp"
+#include "pdrop/detail/logits_gemm.hpp"
 #include "pdrop/detail/simd.hpp"
 #include "pdrop/errors.hpp"
 #include "pdrop/view.hpp"
@@ -58,6 +59,26 @@ struct ScoreOptions {
   float softmax_scale = 0.0f;  // 0: 1/sqrt(dim); else finite and > 0
   ProbRounding round_probs = ProbRounding::none;
 };
+
+// Runs fn(i) for i = 0 .. n-1 in order on the calling thread: the
+// parallel_for of the single-threaded path.
+struct SerialFor {
+  template <class F>
+  void operator()(std::int64_t n, F&& fn) const {
+    for (std::int64_t i = 0; i < n; ++i) fn(i);
+  }
+};
+
+#if defined(_OPENMP)
+// A parallel_for over OpenMP's threads (built with -fopenmp).
+struct OpenMPFor {
+  template <class F>
+  void operator()(std::int64_t n, F&& fn) const {
+#pragma omp parallel for schedule(static)
+    for (std::int64_t i = 0; i < n; ++i) fn(i);
+  }
+};
+#endif
 
 namespace detail {
 
@@ -170,110 +191,6 @@ inline float round_prob(float p, ProbRounding r) {
     case ProbRounding::none: break;
   }
   return p;
-}
-
-// ---- logits: a blocked GEMM of a kv-head group's query rows against K ----
-//
-// out[qi * ld + ri] = scale * (q_qi . k_ri) for NR consecutive K rows and NQ
-// query rows (float, dim contiguous, rows `dim` apart), NR * NQ <= 8. Each
-// 8-wide chunk of a K row is loaded (and converted from fp16/bf16) once into
-// a register and multiplied into all NQ accumulators. Lane j of an
-// accumulator sums the dimensions j, j+8, ...; the eight lanes of up to
-// eight accumulators reduce together by one fixed tree (f8_sum8), then the
-// last dim % 8 dimensions add in order: a logit does not depend on the tile
-// it was computed in.
-template <int NR, int NQ, class Tk>
-inline void logit_tile(const Tk* k, std::int64_t k_stride, const float* q,
-                       std::int64_t dim, float scale, float* out, std::int64_t ld) {
-  static_assert(NR * NQ <= 8, "at most 8 accumulators");
-  f8 acc[8];
-  unroll<8>([&](auto a) { acc[a] = f8_zero(); });
-  const std::int64_t d8 = dim - dim % 8;
-  for (std::int64_t c = 0; c < d8; c += 8) {
-    f8 kv[NR];
-    unroll<NR>([&](auto ri) { kv[ri] = f8_load(k + ri * k_stride + c); });
-    unroll<NQ>([&](auto qi) {
-      const f8 qv = f8_load(q + qi * dim + c);
-      unroll<NR>([&](auto ri) { acc[ri * NQ + qi] = f8_fma(kv[ri], qv, acc[ri * NQ + qi]); });
-    });
-  }
-  alignas(32) float sums[8];
-  f8_store(sums, f8_sum8(acc));
-  for (int ri = 0; ri < NR; ++ri)
-    for (int qi = 0; qi < NQ; ++qi) {
-      float s = sums[ri * NQ + qi];
-      for (std::int64_t c = d8; c < dim; ++c)
-        s += q[qi * dim + c] * to_float(k + ri * k_stride + c);
-      out[qi * ld + ri] = s * scale;
-    }
-}
-
-// Accumulators of a tile. Eight: enough independent FMA chains, and (for a
-// single query row) eight K rows in flight, which the memory system needs
-// to stream at full speed (measured: the portable form spills a little
-// with 16 SSE registers and is still faster than with four).
-inline constexpr int kTileAccs = 8;
-
-// Query rows per tile next to NR K rows.
-template <int NR>
-inline constexpr int kTileQ = kTileAccs / NR;
-
-// nq (1 .. kTileQ<NR>) query rows known at run time.
-template <int NR, class Tk>
-inline void logit_tile_q(std::int64_t nq, const Tk* k, std::int64_t k_stride,
-                         const float* q, std::int64_t dim, float scale, float* out,
-                         std::int64_t ld) {
-  constexpr int QB = kTileQ<NR>;
-  if constexpr (QB >= 8)
-    if (nq >= 8) return logit_tile<NR, 8>(k, k_stride, q, dim, scale, out, ld);
-  if constexpr (QB >= 7)
-    if (nq == 7) return logit_tile<NR, 7>(k, k_stride, q, dim, scale, out, ld);
-  if constexpr (QB >= 6)
-    if (nq == 6) return logit_tile<NR, 6>(k, k_stride, q, dim, scale, out, ld);
-  if constexpr (QB >= 5)
-    if (nq == 5) return logit_tile<NR, 5>(k, k_stride, q, dim, scale, out, ld);
-  if constexpr (QB >= 4)
-    if (nq >= 4) return logit_tile<NR, 4>(k, k_stride, q, dim, scale, out, ld);
-  if constexpr (QB >= 3)
-    if (nq == 3) return logit_tile<NR, 3>(k, k_stride, q, dim, scale, out, ld);
-  if constexpr (QB >= 2)
-    if (nq == 2) return logit_tile<NR, 2>(k, k_stride, q, dim, scale, out, ld);
-  logit_tile<NR, 1>(k, k_stride, q, dim, scale, out, ld);
-}
-
-// logits[r * ld + t] = scale * (qf_r . k_t) for r < rows, t < keys. One pass
-// over K: a tile of NR rows is read from memory once and used, from L1, by
-// every block of query rows.
-template <int NR, class Tk>
-inline void group_logits_nr(const float* qf, std::int64_t rows, std::int64_t dim,
-                            const Tk* k, std::int64_t k_stride, std::int64_t keys,
-                            float scale, float* logits, std::int64_t ld) {
-  constexpr int QB = kTileQ<NR>;
-  std::int64_t t = 0;
-  for (; t + NR <= keys; t += NR)
-    for (std::int64_t r = 0; r < rows; r += QB)
-      logit_tile_q<NR>(std::min<std::int64_t>(QB, rows - r), k + t * k_stride, k_stride,
-                       qf + r * dim, dim, scale, logits + r * ld + t, ld);
-  for (; t < keys; ++t)
-    for (std::int64_t r = 0; r < rows; r += QB)
-      logit_tile_q<1>(std::min<std::int64_t>(QB, rows - r), k + t * k_stride, k_stride,
-                      qf + r * dim, dim, scale, logits + r * ld + t, ld);
-}
-
-template <class Tk>
-inline void group_logits(const float* qf, std::int64_t rows, std::int64_t dim,
-                         const Tk* k, std::int64_t k_stride, std::int64_t keys,
-                         float scale, float* logits, std::int64_t ld) {
-  // Eight accumulators in flight: 8 K rows x 1 query row, 4 x 2, 2 x 3..4,
-  // or 1 K row x blocks of up to 8 query rows.
-  if (rows == 1)
-    group_logits_nr<8>(qf, rows, dim, k, k_stride, keys, scale, logits, ld);
-  else if (rows == 2)
-    group_logits_nr<4>(qf, rows, dim, k, k_stride, keys, scale, logits, ld);
-  else if (rows <= 4)
-    group_logits_nr<2>(qf, rows, dim, k, k_stride, keys, scale, logits, ld);
-  else
-    group_logits_nr<1>(qf, rows, dim, k, k_stride, keys, scale, logits, ld);
 }
 
 // ---- softmax of one logits row, fused with the image-token accumulation ----
@@ -417,27 +334,82 @@ inline float* aligned_scratch(Workspace& ws, std::int64_t floats) {
   return p + ((64 - addr % 64) % 64) / sizeof(float);
 }
 
+// Group g's partial sums (n_image floats each) left in the workspace by
+// score_group_slots: first + g * stride.
+struct GroupSums {
+  const float* first;
+  std::int64_t stride;
+  const float* group(std::int64_t g) const { return first + g * stride; }
+};
+
+// Scores every kv-head group of the job into its own workspace slot
+// (Workspace::score_floats(..., groups), what reserve_parallel sizes), the
+// groups spread over parallel_for. On a non-finite logit throws the first
+// group's fault, groups in order, having written only the workspace.
+template <class Tq, class Tk, class ParallelFor>
+GroupSums score_group_slots(const char* fn, const ScoreJob<Tq, Tk>& job, Workspace& ws,
+                            ParallelFor&& parallel_for) {
+  const std::int64_t rows = job.rows, d = job.q.dim, n = job.n_image;
+  const std::int64_t groups = job.k.heads;
+  const std::int64_t slot = Workspace::score_slot_floats(rows, job.keys, d, n);
+  const std::int64_t logits_at = pad16(rows * d), part_at = logits_at + pad16(rows * job.keys);
+  float* base = aligned_scratch(ws, Workspace::score_floats(rows, job.keys, d, n, groups));
+  base += pad16(n);  // the single-threaded running sums, unused here
+  std::int64_t* faults = ws.faults(static_cast<std::size_t>(2 * groups));
+  parallel_for(groups, [&](std::int64_t g) noexcept {
+    float* qf = base + g * slot;
+    std::fill(qf + part_at, qf + part_at + n, 0.0f);
+    const ScoreFault f = score_group(job, g, qf, qf + logits_at, qf + part_at);
+    faults[2 * g] = f.row;
+    faults[2 * g + 1] = f.key;
+  });
+  for (std::int64_t g = 0; g < groups; ++g)
+    if (faults[2 * g] >= 0)
+      fail_non_finite(fn, job, g, ScoreFault{faults[2 * g], faults[2 * g + 1]},
+                      base + g * slot + logits_at);
+  return GroupSums{base + part_at, slot};
+}
+
+// The same on the calling thread in one slot (Workspace::score_floats(...)
+// without slots): each group's sums are added to the running sums as it
+// finishes. Returns them: (0 + p_0) + p_1 + ... + p_{G-1}, n_image floats.
+template <class Tq, class Tk>
+const float* score_groups_summed(const char* fn, const ScoreJob<Tq, Tk>& job,
+                                 Workspace& ws) {
+  const std::int64_t rows = job.rows, d = job.q.dim, n = job.n_image;
+  float* acc = aligned_scratch(ws, Workspace::score_floats(rows, job.keys, d, n));
+  float* qf = acc + pad16(n);
+  float* logits = qf + pad16(rows * d);
+  float* part = logits + pad16(rows * job.keys);
+  std::fill(acc, acc + n, 0.0f);
+  for (std::int64_t g = 0; g < job.k.heads; ++g) {
+    std::fill(part, part + n, 0.0f);
+    const ScoreFault f = score_group(job, g, qf, logits, part);
+    if (f.row >= 0) fail_non_finite(fn, job, g, f, logits);
+    for (std::int64_t i = 0; i < n; ++i) acc[i] += part[i];
+  }
+  return acc;
+}
+
+// out[i] = (0 + sums.group(0)[i] + ... + sums.group(groups - 1)[i]) * factor
+// for i in [0, n): score_groups_summed's additions in its order, so the
+// same bits; chunks of tokens spread over parallel_for. out may be group
+// 0's row (each i is read in full before it is written).
+template <class ParallelFor>
+void sum_groups(GroupSums sums, std::int64_t groups, std::int64_t n, float factor,
+                float* out, ParallelFor&& parallel_for) {
+  constexpr std::int64_t chunk = 1024;
+  parallel_for((n + chunk - 1) / chunk, [&](std::int64_t c) noexcept {
+    const std::int64_t lo = c * chunk, hi = std::min(n, lo + chunk);
+    for (std::int64_t i = lo; i < hi; ++i) {
+      float a = 0.0f;
+      for (std::int64_t g = 0; g < groups; ++g) a += sums.group(g)[i];
+      out[i] = a * factor;
+    }
+  });
+}
+
 }  // namespace detail
-
-// Runs fn(i) for i = 0 .. n-1 in order on the calling thread: the
-// parallel_for of the single-threaded path.
-struct SerialFor {
-  template <class F>
-  void operator()(std::int64_t n, F&& fn) const {
-    for (std::int64_t i = 0; i < n; ++i) fn(i);
-  }
-};
-
-#if defined(_OPENMP)
-// A parallel_for over OpenMP's threads (built with -fopenmp).
-struct OpenMPFor {
-  template <class F>
-  void operator()(std::int64_t n, F&& fn) const {
-#pragma omp parallel for schedule(static)
-    for (std::int64_t i = 0; i < n; ++i) fn(i);
-  }
-};
-#endif
 
 // Scores every image token of `spans` by the attention of the query rows.
 //
@@ -470,24 +442,9 @@ void score_image_tokens(HeadView<const Tq> q, span<const std::int64_t> query_pos
                 "q and k must be float, pdrop::half or pdrop::bfloat16");
   constexpr const char* fn = "pdrop::score_image_tokens";
   const auto job = detail::score_job(fn, q, query_pos, k, spans, scores, options);
-  const std::int64_t rows = job.rows, d = q.dim, n_image = job.n_image;
-
-  float* acc = detail::aligned_scratch(
-      ws, Workspace::score_floats(rows, job.keys, d, n_image));
-  float* qf = acc + detail::pad16(n_image);
-  float* logits = qf + detail::pad16(rows * d);
-  float* part = logits + detail::pad16(rows * job.keys);
-  std::fill(acc, acc + n_image, 0.0f);
-  for (std::int64_t g = 0; g < k.heads; ++g) {
-    // A group's rows sum into `part` first, then into acc, groups in order:
-    // exactly the operations of the parallel overload.
-    std::fill(part, part + n_image, 0.0f);
-    const detail::ScoreFault f = detail::score_group(job, g, qf, logits, part);
-    if (f.row >= 0) detail::fail_non_finite(fn, job, g, f, logits);
-    for (std::int64_t i = 0; i < n_image; ++i) acc[i] += part[i];
-  }
+  const float* acc = detail::score_groups_summed(fn, job, ws);
   const float inv = 1.0f / static_cast<float>(q.heads * q.tokens);
-  for (std::int64_t i = 0; i < n_image; ++i) scores[i] = acc[i] * inv;
+  for (std::int64_t i = 0; i < job.n_image; ++i) scores[i] = acc[i] * inv;
 }
 
 // The same, with the kv-head groups spread over threads by the caller's
@@ -508,41 +465,9 @@ void score_image_tokens(HeadView<const Tq> q, span<const std::int64_t> query_pos
                 "q and k must be float, pdrop::half or pdrop::bfloat16");
   constexpr const char* fn = "pdrop::score_image_tokens";
   const auto job = detail::score_job(fn, q, query_pos, k, spans, scores, options);
-  const std::int64_t rows = job.rows, d = q.dim, n_image = job.n_image;
-  const std::int64_t groups = k.heads;
-  const std::int64_t slot = Workspace::score_slot_floats(rows, job.keys, d, n_image);
-
-  float* base = detail::aligned_scratch(
-      ws, Workspace::score_floats(rows, job.keys, d, n_image, groups));
-  base += detail::pad16(n_image);  // the single-threaded acc, unused here
-  std::int64_t* faults = ws.faults(static_cast<std::size_t>(2 * groups));
-  const auto group_slot = [&](std::int64_t g) { return base + g * slot; };
-  parallel_for(groups, [&](std::int64_t g) noexcept {
-    float* qf = group_slot(g);
-    float* logits = qf + detail::pad16(rows * d);
-    float* part = logits + detail::pad16(rows * job.keys);
-    std::fill(part, part + n_image, 0.0f);
-    const detail::ScoreFault f = detail::score_group(job, g, qf, logits, part);
-    faults[2 * g] = f.row;
-    faults[2 * g + 1] = f.key;
-  });
-  for (std::int64_t g = 0; g < groups; ++g)
-    if (faults[2 * g] >= 0)
-      detail::fail_non_finite(fn, job, g, detail::ScoreFault{faults[2 * g], faults[2 * g + 1]},
-                              group_slot(g) + detail::pad16(rows * d));
-  // scores[i] = (0 + part_0[i] + part_1[i] + ...) * inv, groups in order;
-  // chunks of image tokens in parallel.
-  const float inv = 1.0f / static_cast<float>(q.heads * q.tokens);
-  constexpr std::int64_t chunk = 1024;
-  const std::int64_t part_offset = detail::pad16(rows * d) + detail::pad16(rows * job.keys);
-  parallel_for((n_image + chunk - 1) / chunk, [&](std::int64_t c) noexcept {
-    const std::int64_t lo = c * chunk, hi = std::min(n_image, lo + chunk);
-    for (std::int64_t i = lo; i < hi; ++i) {
-      float a = 0.0f;
-      for (std::int64_t g = 0; g < groups; ++g) a += group_slot(g)[part_offset + i];
-      scores[i] = a * inv;
-    }
-  });
+  const detail::GroupSums sums = detail::score_group_slots(fn, job, ws, parallel_for);
+  detail::sum_groups(sums, k.heads, job.n_image, 1.0f / static_cast<float>(q.heads * q.tokens),
+                     scores.data, parallel_for);
 }
 
 }  // namespace pdrop

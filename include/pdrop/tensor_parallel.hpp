@@ -10,7 +10,8 @@
 //   2. the engine:  MPI_Allreduce(MPI_IN_PLACE, sums, Hkv * N, MPI_FLOAT,
 //                       MPI_SUM, comm)   (or NCCL, or any sum all-reduce)
 //   3. every rank:  finalize_and_drop(sums, Hkv, Hq, nq, T, spans, counts,
-//                       ws, keep)        // or finalize_scores + select_top_k
+//                       ws, keep)        // or finalize_and_drop_global, or
+//                                        // finalize_scores + select_top_k
 //
 // Exactness. score_image_tokens sums the kv-head groups in order,
 // ((0 + p_0) + p_1) + ... + p_{G-1}, then multiplies by 1 / (Hq * nq).
@@ -48,6 +49,7 @@
 #include "pdrop/compact.hpp"
 #include "pdrop/detail/check.hpp"
 #include "pdrop/errors.hpp"
+#include "pdrop/rank_drop.hpp"
 #include "pdrop/score.hpp"
 #include "pdrop/select.hpp"
 #include "pdrop/view.hpp"
@@ -93,43 +95,77 @@ inline void validate_sums(const char* fn, span<const float> sums, std::int64_t r
                         ") must be finite and >= 0: a sum of probabilities");
 }
 
-// scores[i] = (0 + sums[i] + sums[n + i] + ... + sums[(rows-1) n + i]) *
-// (1 / (q_heads * queries)): the operations score_image_tokens does on its
-// per-group sums, in the same order. scores may be sums' first row.
-inline void finish_scores(const float* sums, std::int64_t rows, std::int64_t q_heads,
-                          std::int64_t queries, std::int64_t n, float* scores) {
-  const float inv = 1.0f / static_cast<float>(q_heads * queries);
-  for (std::int64_t i = 0; i < n; ++i) {
-    float a = 0.0f;
-    for (std::int64_t g = 0; g < rows; ++g) a += sums[g * n + i];
-    scores[i] = a * inv;
-  }
+// Validates a shard's scoring inputs; returns the image tokens N.
+template <class Tq, class Tk>
+std::int64_t validate_partial(const char* fn, HeadView<const Tq> q,
+                              span<const std::int64_t> query_pos, HeadView<const Tk> k,
+                              span<const ImageSpan> spans, const ScoreOptions& options) {
+  static_assert(is_float_type_v<Tq> && is_float_type_v<Tk>,
+                "q and k must be float, pdrop::half or pdrop::bfloat16");
+  return validate_score_inputs(fn, erase(q), sizeof(Tq), query_pos, erase(k), sizeof(Tk),
+                               spans, options);
 }
 
-// Scores every local kv-head group into its own workspace slot (the layout
-// of score_image_tokens' parallel overload; Workspace::reserve_parallel
-// sizes it); throws on the first non-finite logit, groups in order, having
-// written only the workspace. Returns the first group's partial sums; group
-// g's are `stride` floats further.
-template <class Tq, class Tk>
-const float* score_groups(const char* fn, const ScoreJob<Tq, Tk>& job, Workspace& ws,
-                          std::int64_t& stride) {
-  const std::int64_t rows = job.rows, d = job.q.dim, n = job.n_image;
-  const std::int64_t groups = job.k.heads;
-  const std::int64_t slot = Workspace::score_slot_floats(rows, job.keys, d, n);
-  float* base = aligned_scratch(ws, Workspace::score_floats(rows, job.keys, d, n, groups));
-  base += pad16(n);
-  const std::int64_t part_offset = pad16(rows * d) + pad16(rows * job.keys);
-  for (std::int64_t g = 0; g < groups; ++g) {
-    float* qf = base + g * slot;
-    float* logits = qf + pad16(rows * d);
-    float* part = qf + part_offset;
-    std::fill(part, part + n, 0.0f);
-    const ScoreFault f = score_group(job, g, qf, logits, part);
-    if (f.row >= 0) fail_non_finite(fn, job, g, f, logits);
-  }
-  stride = slot;
-  return base + part_offset;
+// score_partial_by_kv_head, with the groups over parallel_for.
+template <class Tq, class Tk, class ParallelFor>
+void partial_by_kv_head(HeadView<const Tq> q, span<const std::int64_t> query_pos,
+                        HeadView<const Tk> k, span<const ImageSpan> spans, HeadShard shard,
+                        Workspace& ws, span<float> sums, const ScoreOptions& options,
+                        ParallelFor&& parallel_for) {
+  constexpr const char* fn = "pdrop::score_partial_by_kv_head";
+  const std::int64_t n = validate_partial(fn, q, query_pos, k, spans, options);
+  if (shard.kv_heads < 1 || shard.kv_begin < 0 || shard.kv_begin > shard.kv_heads ||
+      k.heads > shard.kv_heads - shard.kv_begin)
+    fail<shape_error>(fn, "shard (kv_begin ", shard.kv_begin, ", kv_heads ", shard.kv_heads,
+                      ") must hold k.heads (", k.heads,
+                      ") kv heads: 0 <= kv_begin and kv_begin + k.heads <= kv_heads");
+  const std::int64_t want = checked_mul(fn, "sums", shard.kv_heads, n);
+  if (sums.size != want)
+    fail<shape_error>(fn, "sums.size (", sums.size, ") must equal shard.kv_heads (",
+                      shard.kv_heads, ") x image tokens (", n, ") = ", want);
+  if (want > 0 && sums.data == nullptr)
+    fail<shape_error>(fn, "sums.data is null with ", want, " entries");
+
+  const auto job = make_score_job(q, query_pos, k, spans, options, n);
+  const GroupSums parts = score_group_slots(fn, job, ws, parallel_for);
+  std::fill(sums.begin(), sums.end(), 0.0f);
+  for (std::int64_t j = 0; j < k.heads; ++j)
+    std::copy(parts.group(j), parts.group(j) + n, sums.data + (shard.kv_begin + j) * n);
+}
+
+// score_partial, with the groups over parallel_for.
+template <class Tq, class Tk, class ParallelFor>
+void partial(HeadView<const Tq> q, span<const std::int64_t> query_pos, HeadView<const Tk> k,
+             span<const ImageSpan> spans, Workspace& ws, span<float> out,
+             const ScoreOptions& options, ParallelFor&& parallel_for) {
+  constexpr const char* fn = "pdrop::score_partial";
+  const std::int64_t n = validate_partial(fn, q, query_pos, k, spans, options);
+  if (out.size != n)
+    fail<shape_error>(fn, "partial.size (", out.size,
+                      ") must equal the image tokens over all spans (", n, ")");
+  if (n > 0 && out.data == nullptr)
+    fail<shape_error>(fn, "partial.data is null with ", n, " entries");
+  const auto job = make_score_job(q, query_pos, k, spans, options, n);
+  const GroupSums parts = score_group_slots(fn, job, ws, parallel_for);
+  sum_groups(parts, k.heads, n, 1.0f, out.data, parallel_for);  // x * 1 == x
+}
+
+// finalize_and_drop (Budget::per_span) and finalize_and_drop_global: all
+// validated before anything is written, then rank_and_drop's second half.
+inline std::int64_t finalize_and_drop_impl(
+    const char* fn, span<const float> sums, std::int64_t rows, std::int64_t q_heads,
+    std::int64_t queries, std::int64_t tokens, span<const ImageSpan> spans, Budget budget,
+    span<const std::int64_t> counts, Workspace& ws, span<std::int64_t> keep,
+    span<ImageSpan> maybe_new_spans, span<float> maybe_scores) {
+  const std::int64_t n_image = validate_spans(fn, spans, tokens);
+  validate_sums(fn, sums, rows, q_heads, queries, n_image);
+  const DropPlan p = plan_drop(fn, spans, n_image, tokens, budget, counts);
+  validate_drop_outputs(fn, p, tokens, spans, keep, maybe_new_spans, maybe_scores);
+  const span<float> scores(ws.scores(static_cast<std::size_t>(n_image)), n_image);
+  sum_groups(GroupSums{sums.data, n_image}, rows, n_image,
+             1.0f / static_cast<float>(q_heads * queries), scores.data, SerialFor{});
+  return finish_drop(p, tokens, spans, budget, counts, scores, ws, keep, maybe_new_spans,
+                     maybe_scores);
 }
 
 }  // namespace detail
@@ -157,39 +193,26 @@ void score_partial_by_kv_head(HeadView<const Tq> q, span<const std::int64_t> que
                               HeadView<const Tk> k, span<const ImageSpan> spans,
                               HeadShard shard, Workspace& ws, span<float> sums,
                               const ScoreOptions& options = {}) {
-  static_assert(is_float_type_v<Tq> && is_float_type_v<Tk>,
-                "q and k must be float, pdrop::half or pdrop::bfloat16");
-  constexpr const char* fn = "pdrop::score_partial_by_kv_head";
-  const std::int64_t n = detail::validate_score_inputs(
-      fn, detail::erase(q), sizeof(Tq), query_pos, detail::erase(k), sizeof(Tk), spans,
-      options);
-  if (shard.kv_heads < 1 || shard.kv_begin < 0 || shard.kv_begin > shard.kv_heads ||
-      k.heads > shard.kv_heads - shard.kv_begin)
-    detail::fail<shape_error>(fn, "shard (kv_begin ", shard.kv_begin, ", kv_heads ",
-                              shard.kv_heads, ") must hold k.heads (", k.heads,
-                              ") kv heads: 0 <= kv_begin and kv_begin + k.heads <= "
-                              "kv_heads");
-  const std::int64_t want = detail::checked_mul(fn, "sums", shard.kv_heads, n);
-  if (sums.size != want)
-    detail::fail<shape_error>(fn, "sums.size (", sums.size, ") must equal shard.kv_heads (",
-                              shard.kv_heads, ") x image tokens (", n, ") = ", want);
-  if (want > 0 && sums.data == nullptr)
-    detail::fail<shape_error>(fn, "sums.data is null with ", want, " entries");
+  detail::partial_by_kv_head(q, query_pos, k, spans, shard, ws, sums, options, SerialFor{});
+}
 
-  const auto job = detail::make_score_job(q, query_pos, k, spans, options, n);
-  std::int64_t stride = 0;
-  const float* parts = detail::score_groups(fn, job, ws, stride);
-  std::fill(sums.begin(), sums.end(), 0.0f);
-  for (std::int64_t j = 0; j < k.heads; ++j)
-    std::copy(parts + j * stride, parts + j * stride + n,
-              sums.data + (shard.kv_begin + j) * n);
+// The same with the local kv heads spread over the caller's parallel_for
+// (as score_image_tokens' parallel overload): the same bits.
+template <class Tq, class Tk, class ParallelFor>
+void score_partial_by_kv_head(HeadView<const Tq> q, span<const std::int64_t> query_pos,
+                              HeadView<const Tk> k, span<const ImageSpan> spans,
+                              HeadShard shard, Workspace& ws, span<float> sums,
+                              const ScoreOptions& options, ParallelFor&& parallel_for) {
+  detail::partial_by_kv_head(q, query_pos, k, spans, shard, ws, sums, options,
+                             parallel_for);
 }
 
 // Partial scores of one rank, summed over its kv heads: the smaller
 // all-reduce (N floats), exact only in the cases the header comment lists.
 //
 //   q, query_pos, k, spans, ws, options  as score_image_tokens, q and k the
-//              rank's shard (Workspace::reserve(q.heads, k.heads, ...)).
+//              rank's shard (Workspace::reserve_parallel(q.heads, k.heads,
+//              ...) makes the call allocation-free).
 //   partial    out, N: for every image token, 0 + p_0 + p_1 + ... over the
 //              local kv heads in order, p_j the sum over kv head j's query
 //              heads and query rows of its attention probability (not
@@ -200,34 +223,17 @@ template <class Tq, class Tk>
 void score_partial(HeadView<const Tq> q, span<const std::int64_t> query_pos,
                    HeadView<const Tk> k, span<const ImageSpan> spans, Workspace& ws,
                    span<float> partial, const ScoreOptions& options = {}) {
-  static_assert(is_float_type_v<Tq> && is_float_type_v<Tk>,
-                "q and k must be float, pdrop::half or pdrop::bfloat16");
-  constexpr const char* fn = "pdrop::score_partial";
-  const std::int64_t n = detail::validate_score_inputs(
-      fn, detail::erase(q), sizeof(Tq), query_pos, detail::erase(k), sizeof(Tk), spans,
-      options);
-  if (partial.size != n)
-    detail::fail<shape_error>(fn, "partial.size (", partial.size,
-                              ") must equal the image tokens over all spans (", n, ")");
-  if (n > 0 && partial.data == nullptr)
-    detail::fail<shape_error>(fn, "partial.data is null with ", n, " entries");
+  detail::partial(q, query_pos, k, spans, ws, partial, options, SerialFor{});
+}
 
-  const auto job = detail::make_score_job(q, query_pos, k, spans, options, n);
-  const std::int64_t rows = job.rows, d = q.dim;
-  // score_image_tokens' single-threaded layout and order: acc, then one
-  // group at a time into part, added to acc.
-  float* acc = detail::aligned_scratch(ws, Workspace::score_floats(rows, job.keys, d, n));
-  float* qf = acc + detail::pad16(n);
-  float* logits = qf + detail::pad16(rows * d);
-  float* part = logits + detail::pad16(rows * job.keys);
-  std::fill(acc, acc + n, 0.0f);
-  for (std::int64_t g = 0; g < k.heads; ++g) {
-    std::fill(part, part + n, 0.0f);
-    const detail::ScoreFault f = detail::score_group(job, g, qf, logits, part);
-    if (f.row >= 0) detail::fail_non_finite(fn, job, g, f, logits);
-    for (std::int64_t i = 0; i < n; ++i) acc[i] += part[i];
-  }
-  std::copy(acc, acc + n, partial.data);
+// The same with the local kv heads spread over the caller's parallel_for:
+// the same bits.
+template <class Tq, class Tk, class ParallelFor>
+void score_partial(HeadView<const Tq> q, span<const std::int64_t> query_pos,
+                   HeadView<const Tk> k, span<const ImageSpan> spans, Workspace& ws,
+                   span<float> partial, const ScoreOptions& options,
+                   ParallelFor&& parallel_for) {
+  detail::partial(q, query_pos, k, spans, ws, partial, options, parallel_for);
 }
 
 // Scores from all-reduced partial sums.
@@ -253,7 +259,9 @@ inline void finalize_scores(span<const float> sums, std::int64_t rows, std::int6
       detail::bytes_overlap(scores.data, bytes(scores.size), sums.data, bytes(sums.size)))
     detail::fail<shape_error>(fn, "scores must be disjoint from sums or start where "
                               "sums starts (in place)");
-  detail::finish_scores(sums.data, rows, q_heads, queries, scores.size, scores.data);
+  detail::sum_groups(detail::GroupSums{sums.data, scores.size}, rows, scores.size,
+                     1.0f / static_cast<float>(q_heads * queries), scores.data,
+                     SerialFor{});
 }
 
 // rank_and_drop's second half on all-reduced partial sums: finalizes the
@@ -274,40 +282,26 @@ inline std::int64_t finalize_and_drop(span<const float> sums, std::int64_t rows,
                                       span<std::int64_t> keep,
                                       span<ImageSpan> maybe_new_spans = {},
                                       span<float> maybe_scores = {}) {
-  constexpr const char* fn = "pdrop::finalize_and_drop";
-  const std::int64_t n_image = detail::validate_spans(fn, spans, tokens);
-  detail::validate_sums(fn, sums, rows, q_heads, queries, n_image);
-  const std::int64_t n_kept = detail::check_keep_counts(fn, spans, keep_counts);
-  const std::int64_t t_new = tokens - n_image + n_kept;
-  if (keep.size < t_new)
-    detail::fail<shape_error>(fn, "keep.size (", keep.size, ") must be >= the new length ",
-                              t_new, " (tokens ", tokens, " - image ", n_image,
-                              " + kept ", n_kept, ")");
-  if (t_new > 0 && keep.data == nullptr)
-    detail::fail<shape_error>(fn, "keep.data is null with ", keep.size, " entries");
-  detail::check_new_spans(fn, spans, maybe_new_spans);
-  if (maybe_scores.size != 0 && maybe_scores.size != n_image)
-    detail::fail<shape_error>(fn, "maybe_scores.size (", maybe_scores.size,
-                              ") must be 0 or the image tokens (", n_image, ")");
-  if (maybe_scores.size > 0 && maybe_scores.data == nullptr)
-    detail::fail<shape_error>(fn, "maybe_scores.data is null with ", maybe_scores.size,
-                              " entries");
+  return detail::finalize_and_drop_impl("pdrop::finalize_and_drop", sums, rows, q_heads,
+                                        queries, tokens, spans, Budget::per_span,
+                                        keep_counts, ws, keep, maybe_new_spans,
+                                        maybe_scores);
+}
 
-  float* scores = ws.scores(static_cast<std::size_t>(n_image));
-  detail::finish_scores(sums.data, rows, q_heads, queries, n_image, scores);
-  std::int64_t* kept = ws.indices(static_cast<std::size_t>(n_kept));
-  for (std::int64_t i = 0, offset = 0, out = 0; i < spans.size; ++i) {
-    const span<std::int64_t> part(kept + out, keep_counts[i]);
-    select_top_k(span<const float>(scores + offset, spans[i].length), keep_counts[i], ws,
-                 part);
-    for (std::int64_t& x : part) x += spans[i].start;
-    offset += spans[i].length;
-    out += keep_counts[i];
-  }
-  if (maybe_scores.size > 0) std::copy(scores, scores + n_image, maybe_scores.data);
-  build_keep_list(tokens, spans, span<const std::int64_t>(kept, n_kept),
-                  span<std::int64_t>(keep.data, t_new), maybe_new_spans);
-  return t_new;
+// The same with one budget over all spans together, as rank_and_drop_global
+// (n_keep in [0, N], e.g. global_budget(original spans, ratio)): with the
+// per-kv-head sums, bit-identical to rank_and_drop_global.
+inline std::int64_t finalize_and_drop_global(span<const float> sums, std::int64_t rows,
+                                             std::int64_t q_heads, std::int64_t queries,
+                                             std::int64_t tokens, span<const ImageSpan> spans,
+                                             std::int64_t n_keep, Workspace& ws,
+                                             span<std::int64_t> keep,
+                                             span<ImageSpan> maybe_new_spans = {},
+                                             span<float> maybe_scores = {}) {
+  return detail::finalize_and_drop_impl(
+      "pdrop::finalize_and_drop_global", sums, rows, q_heads, queries, tokens, spans,
+      Budget::global, span<const std::int64_t>(&n_keep, 1), ws, keep, maybe_new_spans,
+      maybe_scores);
 }
 
 }  // namespace pdrop
