@@ -386,8 +386,8 @@ TYPED_TEST(TensorParallelTest, ParallelOverloadsGiveTheSerialBits) {
       for (std::size_t r = 0; r + 1 < b.size(); ++r) {
         SCOPED_TRACE(::testing::Message() << "hq " << c.hq << " hkv " << c.hkv << " shard ["
                                           << b[r] << ", " << b[r + 1] << ")");
-        const auto qs = p.q_shard(b[r], b[r + 1]);
-        const auto ks = p.k_shard(b[r], b[r + 1]);
+        const auto qs = q_shard(p, b[r], b[r + 1]);
+        const auto ks = k_shard(p, b[r], b[r + 1]);
         const HeadShard shard{b[r], c.hkv};
         std::vector<float> sums(static_cast<std::size_t>(c.hkv * n), -1.0f), partial(n, -1.0f);
         pdrop::score_partial_by_kv_head(qs, c.pos, ks, c.spans, shard, ws, sums);
@@ -421,7 +421,7 @@ TYPED_TEST(TensorParallelTest, GlobalBudgetIsBitIdenticalToRankAndDropGlobal) {
     std::vector<std::vector<float>> parts(b.size() - 1);
     for (std::size_t r = 0; r + 1 < b.size(); ++r) {
       parts[r].assign(static_cast<std::size_t>(c.hkv * n), -1.0f);
-      pdrop::score_partial_by_kv_head(p.q_shard(b[r], b[r + 1]), c.pos, p.k_shard(b[r], b[r + 1]),
+      pdrop::score_partial_by_kv_head(q_shard(p, b[r], b[r + 1]), c.pos, k_shard(p, b[r], b[r + 1]),
                                       c.spans, HeadShard{b[r], c.hkv}, ws, parts[r]);
     }
     std::vector<std::size_t> order(parts.size());
