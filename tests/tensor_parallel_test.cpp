@@ -303,7 +303,16 @@ TEST(TensorParallelErrors, PartialScoringRejectsAndWritesNothing) {
       std::numeric_limits<float>::infinity();
   expect_invalid([&] { by_head({2, 4}, sums); }, "non-finite value: the logit of query head 2");
   expect_invalid([&] { pdrop::score_partial(q2, c.pos, k2, c.spans, ws, partial); },
-                 "non-finite value");
+                 "non-finite value: the logit of query head 2");
+  // The parallel overloads report the same group, whatever the threads.
+  for (int threads : {1, 2, 3}) {
+    const pdrop_test::ThreadFor pf{threads};
+    expect_invalid([&] {
+      pdrop::score_partial_by_kv_head(q2, c.pos, k2, c.spans, {2, 4}, ws, sums, {}, pf);
+    }, "non-finite value: the logit of query head 2");
+    expect_invalid([&] { pdrop::score_partial(q2, c.pos, k2, c.spans, ws, partial, {}, pf); },
+                   "non-finite value: the logit of query head 2");
+  }
   EXPECT_EQ(pdrop_test::bytes_of(sums), sums_before);
   EXPECT_EQ(pdrop_test::bytes_of(partial), partial_before);
 }
@@ -402,6 +411,20 @@ TYPED_TEST(TensorParallelTest, ParallelOverloadsGiveTheSerialBits) {
         run(pdrop::SerialFor{});
         run(pdrop_test::ThreadFor{2});
         run(pdrop_test::ThreadFor{3});
+        // And the two scorers agree with each other (different code paths:
+        // one running sum, one slot per kv head): partial is the in-order
+        // fold of the shard's rows of sums; the other rows are zero.
+        for (std::int64_t i = 0; i < n; ++i) {
+          float a = 0.0f;
+          for (std::int64_t g = b[r]; g < b[r + 1]; ++g) a += sums[static_cast<std::size_t>(g * n + i)];
+          ASSERT_TRUE(same_bits(&a, &partial[static_cast<std::size_t>(i)], 1)) << "token " << i;
+        }
+        for (std::int64_t g = 0; g < c.hkv; ++g) {
+          if (g >= b[r] && g < b[r + 1]) continue;
+          for (std::int64_t i = 0; i < n; ++i) {
+            ASSERT_EQ(sums[static_cast<std::size_t>(g * n + i)], 0.0f);
+          }
+        }
       }
     }
   }
@@ -460,10 +483,27 @@ TEST(TensorParallelErrors, FinalizeGlobalRejectsAndWritesNothing) {
     pdrop::finalize_and_drop_global(sums, 1, 8, 1, 9, spans, n_keep, ws,
                                     span<std::int64_t>(keep.data(), keep_size));
   };
-  expect_invalid([&] { drop(6, 9); }, "n_keep (6) must be in [0, image tokens over all spans = 5]");
+  expect_invalid([&] { drop(6, 9); },
+                 "pdrop::finalize_and_drop_global: n_keep (6) must be in [0, image tokens over all spans = 5]");
   expect_invalid([&] { drop(-1, 9); }, "n_keep (-1) must be in [0");
   expect_invalid([&] { drop(3, 6); }, "keep.size (6) must be >= the new length 7");
+  std::vector<ImageSpan> new_spans(2, ImageSpan{-1, -1});
+  std::vector<float> ranked(5, -2.0f);
+  const auto ranked_before = pdrop_test::bytes_of(ranked);
+  expect_invalid([&] {
+    pdrop::finalize_and_drop_global(sums, 2, 8, 1, 9, spans, 3, ws, keep, new_spans, ranked);
+  }, "sums.size (5) must equal rows (2) x image tokens (5) = 10");
+  expect_invalid([&] {
+    pdrop::finalize_and_drop_global(sums, 1, 8, 1, 9, spans, 3, ws, keep, new_spans,
+                                    span<float>(ranked.data(), 4));
+  }, "maybe_scores.size (4) must be 0 or the image tokens (5)");
+  expect_invalid([&] {
+    pdrop::finalize_and_drop_global(sums, 1, 8, 1, 7, spans, 3, ws, keep, new_spans, ranked);
+  }, "spans[1] (start 6, length 2) must lie inside [0, tokens = 7)");
   EXPECT_EQ(pdrop_test::bytes_of(keep), keep_before);
+  EXPECT_EQ(pdrop_test::bytes_of(ranked), ranked_before);
+  EXPECT_EQ(new_spans[0].start, -1);
+  EXPECT_EQ(new_spans[1].length, -1);
   // The valid call keeps the best 3 of the union (0.3, 0.4, 0.5: tokens 4, 6, 7).
   ASSERT_EQ(pdrop::finalize_and_drop_global(sums, 1, 8, 1, 9, spans, 3, ws, keep), 7);
   EXPECT_EQ(std::vector<std::int64_t>(keep.begin(), keep.begin() + 7),

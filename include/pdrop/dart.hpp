@@ -33,7 +33,9 @@
 // pivot floor(budget / pivots) tokens, so it keeps slightly fewer or more
 // than asked; pdrop takes image pivots only and keeps exactly k, so a
 // Schedule's token counts hold. The authors iterate a Python set of pivots;
-// pdrop fixes the order (largest norm first).
+// pdrop fixes the order (largest norm first). Their code ranks pivots by
+// the L1 norm; pdrop defaults to the L2 norm the paper names
+// (PivotNorm::l1 reproduces the code).
 //
 // Cost per span: one pass over the n key rows, one over the candidates'
 // feature rows, each converted once and compared with every pivot from L1

@@ -111,7 +111,7 @@ inline std::int64_t global_budget(span<const ImageSpan> spans, double ratio) {
 
 namespace detail {
 
-// Sizes of one drop that validate_drop accepted.
+// Sizes of one drop that plan_drop accepted.
 struct DropPlan {
   std::int64_t n_image = 0;  // image tokens over all spans
   std::int64_t n_kept = 0;   // image tokens kept

@@ -391,20 +391,21 @@ const float* score_groups_summed(const char* fn, const ScoreJob<Tq, Tk>& job,
   return acc;
 }
 
-// out[i] = (0 + sums.group(0)[i] + ... + sums.group(groups - 1)[i]) * factor
-// for i in [0, n): score_groups_summed's additions in its order, so the
-// same bits; chunks of tokens spread over parallel_for. out may be group
-// 0's row (each i is read in full before it is written).
+// out[i] = (0 + sums.group(0)[i] + ... + sums.group(groups - 1)[i]), times
+// *maybe_factor unless it is null, for i in [0, n): score_groups_summed's
+// additions in its order, so the same bits; chunks of tokens spread over
+// parallel_for. out may be group 0's row (each i is read in full before it
+// is written).
 template <class ParallelFor>
-void sum_groups(GroupSums sums, std::int64_t groups, std::int64_t n, float factor,
-                float* out, ParallelFor&& parallel_for) {
+void sum_groups(GroupSums sums, std::int64_t groups, std::int64_t n,
+                const float* maybe_factor, float* out, ParallelFor&& parallel_for) {
   constexpr std::int64_t chunk = 1024;
   parallel_for((n + chunk - 1) / chunk, [&](std::int64_t c) noexcept {
     const std::int64_t lo = c * chunk, hi = std::min(n, lo + chunk);
     for (std::int64_t i = lo; i < hi; ++i) {
       float a = 0.0f;
       for (std::int64_t g = 0; g < groups; ++g) a += sums.group(g)[i];
-      out[i] = a * factor;
+      out[i] = maybe_factor != nullptr ? a * *maybe_factor : a;
     }
   });
 }
@@ -431,8 +432,9 @@ void sum_groups(GroupSums sums, std::int64_t groups, std::int64_t n, float facto
 //
 // Kernel: per kv-head group, its query rows x K as a blocked GEMM that reads
 // every K row once for all of them (fp16/bf16 converted in registers), then
-// one softmax pass per row fused with the image-token sums. Scratch: the
-// group's query rows and one logits row per query row of the group.
+// one softmax pass per row fused with the image-token sums (the GEMM is in
+// detail/logits_gemm.hpp). Scratch: the group's query rows and one logits
+// row per query row of the group.
 template <class Tq, class Tk>
 void score_image_tokens(HeadView<const Tq> q, span<const std::int64_t> query_pos,
                         HeadView<const Tk> k, span<const ImageSpan> spans,
@@ -466,8 +468,8 @@ void score_image_tokens(HeadView<const Tq> q, span<const std::int64_t> query_pos
   constexpr const char* fn = "pdrop::score_image_tokens";
   const auto job = detail::score_job(fn, q, query_pos, k, spans, scores, options);
   const detail::GroupSums sums = detail::score_group_slots(fn, job, ws, parallel_for);
-  detail::sum_groups(sums, k.heads, job.n_image, 1.0f / static_cast<float>(q.heads * q.tokens),
-                     scores.data, parallel_for);
+  const float inv = 1.0f / static_cast<float>(q.heads * q.tokens);
+  detail::sum_groups(sums, k.heads, job.n_image, &inv, scores.data, parallel_for);
 }
 
 }  // namespace pdrop

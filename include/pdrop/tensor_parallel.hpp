@@ -37,21 +37,24 @@
 //    all-reduce delivers the same bits to every rank (MPI recommends it and
 //    Open MPI's and NCCL's algorithms do; a reduce + broadcast guarantees it).
 //
-// finalize_scores and finalize_and_drop take either form: `rows` = Hkv for
-// the per-kv-head sums, 1 for score_partial's.
+// finalize_scores, finalize_and_drop and finalize_and_drop_global take
+// either form: `rows` = Hkv for the per-kv-head sums, 1 for score_partial's.
+// Both partial scorers have a parallel_for overload (as score_image_tokens)
+// with the same bits. Workspace: reserve_parallel for the per-kv-head sums
+// and the parallel overloads, reserve for serial score_partial and the
+// finalize functions.
 #ifndef PDROP_TENSOR_PARALLEL_HPP
 #define PDROP_TENSOR_PARALLEL_HPP
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
-#include "pdrop/compact.hpp"
 #include "pdrop/detail/check.hpp"
 #include "pdrop/errors.hpp"
 #include "pdrop/rank_drop.hpp"
 #include "pdrop/score.hpp"
-#include "pdrop/select.hpp"
 #include "pdrop/view.hpp"
 #include "pdrop/workspace.hpp"
 
@@ -146,8 +149,14 @@ void partial(HeadView<const Tq> q, span<const std::int64_t> query_pos, HeadView<
   if (n > 0 && out.data == nullptr)
     fail<shape_error>(fn, "partial.data is null with ", n, " entries");
   const auto job = make_score_job(q, query_pos, k, spans, options, n);
-  const GroupSums parts = score_group_slots(fn, job, ws, parallel_for);
-  sum_groups(parts, k.heads, n, 1.0f, out.data, parallel_for);  // x * 1 == x
+  if constexpr (std::is_same_v<std::decay_t<ParallelFor>, SerialFor>) {
+    // One slot, as score_image_tokens: what Workspace::reserve sizes.
+    const float* acc = score_groups_summed(fn, job, ws);
+    std::copy(acc, acc + n, out.data);
+  } else {
+    const GroupSums parts = score_group_slots(fn, job, ws, parallel_for);
+    sum_groups(parts, k.heads, n, nullptr, out.data, parallel_for);
+  }
 }
 
 // finalize_and_drop (Budget::per_span) and finalize_and_drop_global: all
@@ -162,8 +171,8 @@ inline std::int64_t finalize_and_drop_impl(
   const DropPlan p = plan_drop(fn, spans, n_image, tokens, budget, counts);
   validate_drop_outputs(fn, p, tokens, spans, keep, maybe_new_spans, maybe_scores);
   const span<float> scores(ws.scores(static_cast<std::size_t>(n_image)), n_image);
-  sum_groups(GroupSums{sums.data, n_image}, rows, n_image,
-             1.0f / static_cast<float>(q_heads * queries), scores.data, SerialFor{});
+  const float inv = 1.0f / static_cast<float>(q_heads * queries);
+  sum_groups(GroupSums{sums.data, n_image}, rows, n_image, &inv, scores.data, SerialFor{});
   return finish_drop(p, tokens, spans, budget, counts, scores, ws, keep, maybe_new_spans,
                      maybe_scores);
 }
@@ -211,8 +220,8 @@ void score_partial_by_kv_head(HeadView<const Tq> q, span<const std::int64_t> que
 // all-reduce (N floats), exact only in the cases the header comment lists.
 //
 //   q, query_pos, k, spans, ws, options  as score_image_tokens, q and k the
-//              rank's shard (Workspace::reserve_parallel(q.heads, k.heads,
-//              ...) makes the call allocation-free).
+//              rank's shard (Workspace::reserve(q.heads, k.heads, ...) makes
+//              the call allocation-free).
 //   partial    out, N: for every image token, 0 + p_0 + p_1 + ... over the
 //              local kv heads in order, p_j the sum over kv head j's query
 //              heads and query rows of its attention probability (not
@@ -227,7 +236,8 @@ void score_partial(HeadView<const Tq> q, span<const std::int64_t> query_pos,
 }
 
 // The same with the local kv heads spread over the caller's parallel_for:
-// the same bits.
+// the same bits (Workspace::reserve_parallel(q.heads, k.heads, ...) makes
+// the call allocation-free).
 template <class Tq, class Tk, class ParallelFor>
 void score_partial(HeadView<const Tq> q, span<const std::int64_t> query_pos,
                    HeadView<const Tk> k, span<const ImageSpan> spans, Workspace& ws,
@@ -259,9 +269,9 @@ inline void finalize_scores(span<const float> sums, std::int64_t rows, std::int6
       detail::bytes_overlap(scores.data, bytes(scores.size), sums.data, bytes(sums.size)))
     detail::fail<shape_error>(fn, "scores must be disjoint from sums or start where "
                               "sums starts (in place)");
-  detail::sum_groups(detail::GroupSums{sums.data, scores.size}, rows, scores.size,
-                     1.0f / static_cast<float>(q_heads * queries), scores.data,
-                     SerialFor{});
+  const float inv = 1.0f / static_cast<float>(q_heads * queries);
+  detail::sum_groups(detail::GroupSums{sums.data, scores.size}, rows, scores.size, &inv,
+                     scores.data, SerialFor{});
 }
 
 // rank_and_drop's second half on all-reduced partial sums: finalizes the

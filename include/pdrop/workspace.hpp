@@ -37,8 +37,9 @@ class Workspace {
     reserve_select(image_tokens);
   }
 
-  // As reserve, for the overloads that take a parallel_for: every kv-head
-  // group gets its own slice (kv_heads slices of one group's scratch).
+  // As reserve, for the overloads that take a parallel_for and for
+  // score_partial_by_kv_head: every kv-head group gets its own slice
+  // (kv_heads slices of one group's scratch).
   void reserve_parallel(std::int64_t q_heads, std::int64_t kv_heads,
                         std::int64_t queries, std::int64_t tokens, std::int64_t dim,
                         std::int64_t image_tokens) {
@@ -55,7 +56,7 @@ class Workspace {
     return score_floats(rows, tokens, dim, image_tokens, 1);
   }
   // ... with `slots` kv-head groups in flight at once (the parallel_for
-  // overload uses one per kv head): 64 bytes of alignment slack, the
+  // overloads and score_partial_by_kv_head use one per kv head): 64 bytes of alignment slack, the
   // running sums, and per slot the group's query rows as float, one logits
   // row per query row and the group's partial sums.
   static std::int64_t score_floats(std::int64_t rows, std::int64_t tokens,

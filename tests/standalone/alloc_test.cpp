@@ -2,8 +2,8 @@
 // operator new / delete are replaced by counting versions, and each call
 // after reserve() must leave the count at zero, for every element type,
 // GQA and multi-query shapes, shapes smaller than reserved, the
-// parallel_for overload (serial and on two threads) and selection's
-// worst cases. Also here, because they need a thread pool started before
+// parallel_for overloads (serial and on two threads), the tensor-parallel
+// partial scorers and finalize functions, and selection's worst cases. Also here, because they need a thread pool started before
 // the count is armed: the parallel overload gives bit-identical scores to
 // the single-threaded one, whatever the thread count, and so do copies of
 // the inputs at other alignments.
@@ -202,6 +202,7 @@ TYPED_TEST(AllocTyped, ScoreAndRankAndDropAllocateNothingAfterReserve) {
     std::vector<std::int64_t> counts, keep(static_cast<std::size_t>(s.tokens));
     for (auto& sp : s.spans) counts.push_back(sp.length / 3);
     std::vector<ImageSpan> new_spans(s.spans.size());
+    std::vector<float> partial(scores.size());
     pdrop::ScoreOptions rounded;
     rounded.round_probs = pdrop::ProbRounding::fp16;
     EXPECT_EQ(allocations_in([&] {
@@ -209,6 +210,14 @@ TYPED_TEST(AllocTyped, ScoreAndRankAndDropAllocateNothingAfterReserve) {
                 pdrop::score_image_tokens<T, T>(in.qv, s.pos, in.kv, s.spans, ws, scores, rounded);
                 pdrop::rank_and_drop<T, T>(in.qv, s.pos, in.kv, s.spans, counts, ws, keep,
                                            new_spans, scores);
+                // Tensor parallel: the summed partial scores, then both
+                // finalize forms (on one rank: the partials are the sums).
+                pdrop::score_partial<T, T>(in.qv, s.pos, in.kv, s.spans, ws, partial);
+                pdrop::finalize_scores(partial, 1, s.hq, s.nq, scores);
+                pdrop::finalize_and_drop(partial, 1, s.hq, s.nq, s.tokens, s.spans, counts, ws,
+                                         keep, new_spans, scores);
+                pdrop::finalize_and_drop_global(partial, 1, s.hq, s.nq, s.tokens, s.spans,
+                                                s.image() / 2, ws, keep, new_spans, scores);
               }),
               0);
   }
@@ -224,11 +233,18 @@ TYPED_TEST(AllocTyped, ParallelOverloadAllocatesNothingAfterReserveParallel) {
   for (const Shape& s : shapes()) {
     Inputs<T> in(s, 2);
     std::vector<float> scores(static_cast<std::size_t>(s.image()));
+    std::vector<float> sums(static_cast<std::size_t>(s.hkv * s.image()));
+    const pdrop::HeadShard all{0, s.hkv};
     EXPECT_EQ(allocations_in([&] {
                 pdrop::score_image_tokens<T, T>(in.qv, s.pos, in.kv, s.spans, ws, scores, {},
                                                 pdrop::SerialFor{});
                 pdrop::score_image_tokens<T, T>(in.qv, s.pos, in.kv, s.spans, ws, scores, {},
                                                 two);
+                pdrop::score_partial_by_kv_head<T, T>(in.qv, s.pos, in.kv, s.spans, all, ws,
+                                                      sums);
+                pdrop::score_partial_by_kv_head<T, T>(in.qv, s.pos, in.kv, s.spans, all, ws,
+                                                      sums, {}, two);
+                pdrop::score_partial<T, T>(in.qv, s.pos, in.kv, s.spans, ws, scores, {}, two);
               }),
               0);
   }

@@ -4,6 +4,7 @@
 #ifndef PDROP_DETAIL_LOGITS_GEMM_HPP
 #define PDROP_DETAIL_LOGITS_GEMM_HPP
 
+#include <algorithm>
 #include <cstdint>
 
 #include "pdrop/detail/simd.hpp"
