@@ -163,7 +163,7 @@ std::int64_t rank_and_drop_batch_impl(span<const SequenceDrop<Tq, Tk>> seqs, Wor
     fail<shape_error>(fn, "seqs.data is null with ", seqs.size, " entries");
   const std::int64_t batch = seqs.size;
   // Every sequence's inputs; totals of the batch.
-  std::int64_t n_image = 0, n_kept = 0, rows = 0, n_spans = 0;
+  std::int64_t n_image = 0, rows = 0, n_spans = 0;
   for (std::int64_t b = 0; b < batch; ++b) {
     const SequenceDrop<Tq, Tk>& s = seqs[b];
     const DropPlan p = for_sequence(fn, b, [&] {
@@ -171,7 +171,6 @@ std::int64_t rank_and_drop_batch_impl(span<const SequenceDrop<Tq, Tk>> seqs, Wor
                                   sizeof(Tk), s.spans, s.budget, s.keep_counts, options);
     });
     n_image = checked_add(fn, "image tokens of the batch", n_image, p.n_image);
-    n_kept += p.n_kept;
     rows = checked_add(fn, "rows of the batch", rows, p.t_new);
     n_spans += s.spans.size;
   }
@@ -223,7 +222,8 @@ std::int64_t rank_and_drop_batch_impl(span<const SequenceDrop<Tq, Tk>> seqs, Wor
   }
 
   // Scores of every sequence into the workspace (a non-finite q or k still
-  // throws here, before any output is written), then the selections.
+  // throws here, before any output is written), then sequence by sequence
+  // rank_and_drop's second half into its part of the outputs.
   float* scores = ws.scores(static_cast<std::size_t>(n_image));
   for (std::int64_t b = 0, off = 0; b < batch; ++b) {
     const SequenceDrop<Tq, Tk>& s = seqs[b];
@@ -232,36 +232,24 @@ std::int64_t rank_and_drop_batch_impl(span<const SequenceDrop<Tq, Tk>> seqs, Wor
     if (n > 0) for_sequence(fn, b, [&] { score(s, span<float>(scores + off, n)); });
     off += n;
   }
-  std::int64_t* kept = ws.indices(static_cast<std::size_t>(n_kept));
-  for (std::int64_t b = 0, off = 0, out = 0; b < batch; ++b) {
-    const SequenceDrop<Tq, Tk>& s = seqs[b];
-    std::int64_t n = 0, k = 0;
-    for (std::int64_t i = 0; i < s.spans.size; ++i) n += s.spans[i].length;
-    for (std::int64_t i = 0; i < s.keep_counts.size; ++i) k += s.keep_counts[i];
-    select_kept(span<const float>(scores + off, n), s.spans, s.budget, s.keep_counts, ws,
-                kept + out);
-    off += n;
-    out += k;
-  }
-
-  // Outputs.
-  if (maybe_scores.size > 0) std::copy(scores, scores + n_image, maybe_scores.data);
   keep_offsets[0] = 0;
-  for (std::int64_t b = 0, sp = 0, out = 0; b < batch; ++b) {
+  for (std::int64_t b = 0, sp = 0, off = 0; b < batch; ++b) {
     const SequenceDrop<Tq, Tk>& s = seqs[b];
-    std::int64_t n = 0, k = 0;
-    for (std::int64_t i = 0; i < s.spans.size; ++i) n += s.spans[i].length;
-    for (std::int64_t i = 0; i < s.keep_counts.size; ++i) k += s.keep_counts[i];
-    const std::int64_t t_new = s.k.tokens - n + k;
-    build_keep_list(s.k.tokens, s.spans, span<const std::int64_t>(kept + out, k),
-                    span<std::int64_t>(keep.data + keep_offsets[b], t_new),
-                    maybe_new_spans.size > 0 ? span<ImageSpan>(maybe_new_spans.data + sp,
-                                                               s.spans.size)
-                                             : span<ImageSpan>());
-    keep_offsets[b + 1] = keep_offsets[b] + t_new;
-    if (maybe_new_lengths.size > 0) maybe_new_lengths[b] = t_new;
+    std::int64_t n = 0;
+    for (const ImageSpan& x : s.spans) n += x.length;
+    const DropPlan p = plan_drop(fn, s.spans, n, s.k.tokens, s.budget, s.keep_counts);
+    finish_drop(p, s.k.tokens, s.spans, s.budget, s.keep_counts,
+                span<const float>(scores + off, n), ws,
+                span<std::int64_t>(keep.data + keep_offsets[b], p.t_new),
+                maybe_new_spans.size > 0 ? span<ImageSpan>(maybe_new_spans.data + sp,
+                                                           s.spans.size)
+                                         : span<ImageSpan>(),
+                maybe_scores.size > 0 ? span<float>(maybe_scores.data + off, n)
+                                      : span<float>());
+    keep_offsets[b + 1] = keep_offsets[b] + p.t_new;
+    if (maybe_new_lengths.size > 0) maybe_new_lengths[b] = p.t_new;
     sp += s.spans.size;
-    out += k;
+    off += n;
   }
   return rows;
 }

@@ -74,17 +74,6 @@ struct SplitMix64 {
 
 namespace detail {
 
-// spans sorted, disjoint, inside [0, tokens) (tokens < 0: no upper bound);
-// keep_counts one per span in [0, length]. Returns the kept total; the
-// image tokens through n_image.
-inline std::int64_t validate_spans_counts(const char* fn, std::int64_t tokens,
-                                          span<const ImageSpan> spans,
-                                          span<const std::int64_t> keep_counts,
-                                          std::int64_t& n_image) {
-  n_image = check_spans(fn, spans, tokens, "tokens");
-  return check_keep_counts(fn, spans, keep_counts);
-}
-
 // Selection sampling per span, one SplitMix64 stream per span seeded by the
 // span's draw from SplitMix64(seed): out receives the kept positions.
 inline void random_core(span<const ImageSpan> spans, span<const std::int64_t> keep_counts,
@@ -118,8 +107,8 @@ inline void random_core(span<const ImageSpan> spans, span<const std::int64_t> ke
 inline void random_select(span<const ImageSpan> spans, span<const std::int64_t> keep_counts,
                           std::uint64_t seed, span<std::int64_t> kept) {
   constexpr const char* fn = "pdrop::random_select";
-  std::int64_t n_image = 0;
-  const std::int64_t total = detail::validate_spans_counts(fn, -1, spans, keep_counts, n_image);
+  detail::check_spans(fn, spans, -1, "tokens");
+  const std::int64_t total = detail::check_keep_counts(fn, spans, keep_counts);
   detail::check_kept(fn, spans, keep_counts, total, kept);
   detail::random_core(spans, keep_counts, seed, kept.data);
 }
@@ -211,9 +200,11 @@ std::int64_t drop_by_strategy(Strategy strategy, std::int64_t tokens,
     return rank_and_drop(in.q, in.query_pos, in.k, spans, keep_counts, ws, keep,
                          maybe_new_spans, {}, in.score);
 
-  std::int64_t n_image = 0, max_span = 0;
-  const std::int64_t total =
-      detail::validate_spans_counts(fn, tokens, spans, keep_counts, n_image);
+  const detail::DropPlan plan =
+      detail::plan_drop(fn, spans, detail::check_spans(fn, spans, tokens, "tokens"), tokens,
+                        Budget::per_span, keep_counts);
+  const std::int64_t total = plan.n_kept;
+  std::int64_t max_span = 0;
   if (strategy == Strategy::vtw)
     for (std::int64_t i = 0; i < keep_counts.size; ++i)
       if (keep_counts[i] != 0)
@@ -224,14 +215,7 @@ std::int64_t drop_by_strategy(Strategy strategy, std::int64_t tokens,
     detail::validate_dart(fn, detail::erase(in.k), sizeof(Tk), in.features.data,
                           in.features.tokens, in.features.features, in.features.row_stride,
                           sizeof(Tf), spans, keep_counts, in.dart, max_span);
-  const std::int64_t t_new = tokens - n_image + total;
-  if (keep.size < t_new)
-    detail::fail<shape_error>(fn, "keep.size (", keep.size, ") must be >= the new length ",
-                              t_new, " (tokens ", tokens, " - image ", n_image, " + kept ",
-                              total, ")");
-  if (t_new > 0 && keep.data == nullptr)
-    detail::fail<shape_error>(fn, "keep.data is null with ", keep.size, " entries");
-  detail::check_new_spans(fn, spans, maybe_new_spans);
+  detail::validate_drop_outputs(fn, plan, tokens, spans, keep, maybe_new_spans, {});
 
   const std::int64_t* kept = nullptr;
   if (strategy == Strategy::random) {
@@ -247,8 +231,8 @@ std::int64_t drop_by_strategy(Strategy strategy, std::int64_t tokens,
                                    in.dart, ws);
   }
   build_keep_list(tokens, spans, span<const std::int64_t>(kept, total),
-                  span<std::int64_t>(keep.data, t_new), maybe_new_spans);
-  return t_new;
+                  span<std::int64_t>(keep.data, plan.t_new), maybe_new_spans);
+  return plan.t_new;
 }
 
 }  // namespace pdrop

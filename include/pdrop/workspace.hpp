@@ -56,9 +56,10 @@ class Workspace {
     return score_floats(rows, tokens, dim, image_tokens, 1);
   }
   // ... with `slots` kv-head groups in flight at once (the parallel_for
-  // overloads and score_partial_by_kv_head use one per kv head): 64 bytes of alignment slack, the
-  // running sums, and per slot the group's query rows as float, one logits
-  // row per query row and the group's partial sums.
+  // overloads and score_partial_by_kv_head use one per kv head): 64 bytes
+  // of alignment slack, the running sums, and per slot the group's query
+  // rows as float, one logits row per query row and the group's partial
+  // sums.
   static std::int64_t score_floats(std::int64_t rows, std::int64_t tokens,
                                    std::int64_t dim, std::int64_t image_tokens,
                                    std::int64_t slots) {
