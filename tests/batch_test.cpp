@@ -184,15 +184,8 @@ TEST(Batch, ParallelOverloadIsBitIdentical) {
   Out a = sized_out(batch), b = sized_out(batch);
   pdrop::Workspace ws, ws2;
   pdrop::rank_and_drop_batch<float, float>(seqs, ws, a.keep, a.offsets, a.lengths, a.spans, a.scores);
-  auto two_threads = [](I64 n, auto&& fn) {
-    std::thread t([&] {
-      for (I64 i = 1; i < n; i += 2) fn(i);
-    });
-    for (I64 i = 0; i < n; i += 2) fn(i);
-    t.join();
-  };
   pdrop::rank_and_drop_batch<float, float>(seqs, ws2, b.keep, b.offsets, b.lengths, b.spans, b.scores,
-                                           {}, two_threads);
+                                           {}, pdrop_test::ThreadFor{2});
   EXPECT_EQ(a.keep, b.keep);
   EXPECT_EQ(a.offsets, b.offsets);
   EXPECT_EQ(pdrop_test::bytes_of(a.spans), pdrop_test::bytes_of(b.spans));

@@ -18,7 +18,6 @@ using pdrop_host::Mat;
 using pdrop_host::Vec;
 using pdrop_host::Weights;
 using pdrop_host_test::Cache;
-using pdrop_host_test::Pos3;
 
 TEST(Host, DecodeAfterPrunedPrefillEqualsStageByStageRerun) {
   Config c;

@@ -26,11 +26,7 @@ struct Problem {
   }
   pdrop::HeadView<const float> qv() const { return pdrop::hnd_view<const float>(q.data(), hq, nq, d); }
   pdrop::HeadView<const float> kv() const { return pdrop::hnd_view<const float>(k.data(), hkv, tokens, d); }
-  std::vector<double> naive() const {
-    auto q_at = [&](I64 h, I64 i, I64 e) { return double(q[(h * nq + i) * d + e]); };
-    auto k_at = [&](I64 g, I64 t, I64 e) { return double(k[(g * tokens + t) * d + e]); };
-    return pdrop_test::naive_scores(hq, hkv, nq, d, pos, spans, q_at, k_at);
-  }
+  std::vector<double> naive() const { return pdrop_test::naive_scores_of(qv(), kv(), pos, spans); }
 };
 
 Problem make_problem(std::mt19937& rng, I64 hq, I64 hkv, I64 nq, I64 d, I64 tokens,

@@ -224,9 +224,7 @@ TEST(Strategies, TrainingQueriesScoreAndLabelsCompactWithRows) {
   pdrop::Workspace ws;
   std::vector<float> scores(20);
   pdrop::score_image_tokens<float, float>(qv, qpos, kv, spans, ws, scores);
-  auto q_at = [&](std::int64_t h, std::int64_t i, std::int64_t e) { return double(q[(h * nq + i) * d + e]); };
-  auto k_at = [&](std::int64_t g, std::int64_t t, std::int64_t e) { return double(k[(g * tokens + t) * d + e]); };
-  const auto ref = pdrop_test::naive_scores(hq, hkv, nq, d, qpos, spans, q_at, k_at);
+  const auto ref = pdrop_test::naive_scores_of(qv, kv, qpos, spans);
   for (std::size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(scores[i], ref[i], 2e-5 * ref[i] + 1e-7);
 
   // Keep 7: the keep list, then hidden rows and labels (width 1) compacted
@@ -278,9 +276,7 @@ TEST(Strategies, FastVScheduleDropsByLastTokenAttentionKeepingPositions) {
     std::vector<std::int64_t> keep(tokens, -1);
     const std::int64_t t_new = pdrop::drop_by_strategy(s.strategy(), tokens, in, spans, counts, ws, keep);
 
-    auto q_at = [&](std::int64_t h, std::int64_t, std::int64_t e) { return double(q[h * d + e]); };
-    auto k_at = [&](std::int64_t g, std::int64_t t, std::int64_t e) { return double(k[(g * tokens + t) * d + e]); };
-    const auto ref = pdrop_test::naive_scores(hq, hkv, 1, d, last, spans, q_at, k_at);
+    const auto ref = pdrop_test::naive_scores_of(in.q, in.k, last, spans);
     std::vector<float> ref_f(ref.begin(), ref.end());
     std::vector<std::int64_t> kept;
     for (auto i : pdrop_test::naive_top_k(ref_f, counts[0])) kept.push_back(pre + i);

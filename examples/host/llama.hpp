@@ -97,6 +97,14 @@ void rms_norm(const In& x, const Vec& w, float eps, Out&& out) {
   }
 }
 
+// theta^(-2i/d) for i < d/2, in float32 as HF computes it.
+inline std::vector<float> rope_inv_freq(std::int64_t d, float theta) {
+  std::vector<float> inv_freq(static_cast<std::size_t>(d / 2));
+  for (std::int64_t i = 0; i < d / 2; ++i)
+    inv_freq[i] = 1.0f / std::pow(theta, static_cast<float>(2 * i) / static_cast<float>(d));
+  return inv_freq;
+}
+
 // HF rotate_half RoPE tables: cos/sin of pos * theta^(-2i/d) for i < d/2,
 // angles in float32 as HF computes them, one row per position.
 struct RopeTable {
@@ -104,9 +112,7 @@ struct RopeTable {
   std::vector<float> cos, sin;  // (positions, half)
 
   RopeTable(std::int64_t d, float theta, std::int64_t positions) : half(d / 2) {
-    std::vector<float> inv_freq(static_cast<std::size_t>(half));
-    for (std::int64_t i = 0; i < half; ++i)
-      inv_freq[i] = 1.0f / std::pow(theta, static_cast<float>(2 * i) / static_cast<float>(d));
+    const std::vector<float> inv_freq = rope_inv_freq(d, theta);
     cos.resize(static_cast<std::size_t>(positions * half));
     sin.resize(cos.size());
     for (std::int64_t p = 0; p < positions; ++p)
@@ -166,12 +172,10 @@ struct MRope {
     return {d / 2 - 2 * hw, hw, hw};
   }
   MRope(std::int64_t d, float theta, std::array<std::int64_t, 3> sec)
-      : half(d / 2), section(sec), inv_freq(static_cast<std::size_t>(d / 2)) {
+      : half(d / 2), section(sec), inv_freq(rope_inv_freq(d, theta)) {
     if (d % 2 != 0 || sec[0] < 0 || sec[1] < 0 || sec[2] < 0 ||
         sec[0] + sec[1] + sec[2] != d / 2)
       throw pdrop::invalid_argument("MRope: the sections must be >= 0 and sum to d/2");
-    for (std::int64_t i = 0; i < half; ++i)
-      inv_freq[i] = 1.0f / std::pow(theta, static_cast<float>(2 * i) / static_cast<float>(d));
   }
   std::int64_t axis(std::int64_t i) const {
     return i < section[0] ? 0 : i < section[0] + section[1] ? 1 : 2;
