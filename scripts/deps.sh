@@ -1,28 +1,48 @@
 #!/usr/bin/env bash
-# Installs the Debian packages pdrop's build, tests and benchmarks need, when
-# they are missing. Eigen is the library's only dependency; the rest is for
-# building and testing (DLPack and OpenMPI for the optional DLPack views and
-# the two-rank tensor-parallel test). Needs root (or sudo) only when
-# something is missing.
+# Installs what pdrop's build, tests, benchmarks and reference need, when it
+# is missing:
+#   1. Debian packages. Eigen is the library's only dependency; the rest is
+#      for building and testing (DLPack and OpenMPI for the optional DLPack
+#      views and the two-rank tensor-parallel test; python3-venv for 2.).
+#   2. The Python reference's packages (reference/requirements.txt, exact
+#      pins: transformers, torch, ...) in a virtual environment, .venv/ at
+#      the top of the tree (git ignores it; PDROP_VENV names another folder).
+#      It is rebuilt when the requirements file changes.
+# Needs root (or sudo) only when a Debian package is missing.
+# PDROP_DEPS_PYTHON=0 skips 2.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 packages=(cmake g++ clang libeigen3-dev libgtest-dev libgmock-dev libbenchmark-dev
-          libdlpack-dev libopenmpi-dev openmpi-bin)
+          libdlpack-dev libopenmpi-dev openmpi-bin python3 python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-echo "deps.sh: installing ${missing[*]}"
-if [ "$(id -u)" -eq 0 ]; then
-  sudo=()
-elif command -v sudo >/dev/null 2>&1; then
-  sudo=(sudo)
-else
-  echo "deps.sh: missing ${missing[*]}; run as root: apt-get install -y ${missing[*]}" >&2
-  exit 1
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps.sh: installing ${missing[*]}"
+  if [ "$(id -u)" -eq 0 ]; then
+    sudo=()
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+  else
+    echo "deps.sh: missing ${missing[*]}; run as root: apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+[ "${PDROP_DEPS_PYTHON:-1}" = 0 ] && exit 0
+venv=${PDROP_VENV:-.venv}
+req=reference/requirements.txt
+stamp="$venv/.pdrop-requirements"
+if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && cmp -s "$req" "$stamp"; then
+  exit 0
+fi
+echo "deps.sh: installing $req into $venv"
+rm -rf "$venv"
+python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
+cp "$req" "$stamp"

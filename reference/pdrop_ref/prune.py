@@ -1,0 +1,418 @@
+"""Visual-token pruning inside a transformers language model, written plainly.
+
+The model's own modules do all the model math: each decoder layer is called
+as the model calls it (hidden states, a causal mask, the model's rotary
+embedding for the current positions, the model's DynamicCache), the q/k that
+scoring needs come from the layer's own norm, projections and RoPE function
+(`apply_rotary_pos_emb`, or `apply_multimodal_rotary_pos_emb` with the
+config's mrope_section). What is written here is only the pruning rule:
+
+  pyramid  PyramidDrop (arXiv 2410.17247): before 0-based layer l (a drop
+           "after layer l", 1-based), score image tokens by the attention of
+           the last prompt token, computed from layer l's own q/k on the
+           current hidden states; keep the top int(N0 * ratio).
+  fastv    FastV (arXiv 2403.06764): the same score, from the q/k of the
+           layer that just ran (0-based l-1, on its input), one drop.
+  vtw      VTW (arXiv 2405.05803): every image token withdrawn.
+  dart     DART (arXiv 2502.11494), as pdrop defines it (pdrop/dart.hpp):
+           pivots by key norm of layer l-1's keys, least-similar tokens by
+           cosine on the final-norm hidden states.
+
+Score of image token i: mean over query heads h and query rows of
+softmax_j(q_h . k_g(h),j * d^-1/2)[i] (g(h) = h // (Hq / Hkv), as repeat_kv),
+float32 softmax; with rounding='fp16' each probability is rounded to float16
+before the mean (as the authors' code casts back to the model dtype).
+Selection: the largest scores, ties to the lower token index, kept tokens in
+their original order. Budgets: per span int(n_i * ratio) of the ORIGINAL
+span lengths, or one global int(sum n_i * ratio).
+
+Positions after a drop: re-indexed 0..T'-1 for pyramid with 1-row RoPE (the
+authors' behaviour); the kept tokens' original positions otherwise (M-RoPE
+rows, FastV, VTW, DART). Decode: a layer whose prompt was re-indexed
+continues at its own cache length; with original positions a new token
+takes T0 + t (1 row), or max(prompt positions) + 1 + t in every M-RoPE row
+(the model's rope_deltas rule, from the whole prompt before any drop).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+STRATEGIES = ("pyramid", "fastv", "vtw", "dart")
+
+
+class MarginError(RuntimeError):
+    """Scores at a keep boundary too close to replay token for token."""
+
+
+@dataclass
+class Plan:
+    layer_list: list[int]            # drop after these 1-based layers, ascending
+    ratios: list[float]              # kept fraction of N0 after each drop
+    strategy: str = "pyramid"
+    budget: str = "per_span"         # per_span | global
+    rounding: str = "none"           # none | fp16
+    dart_pivots: int = 8
+
+    def validate(self, layers: int) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy '{self.strategy}' (expected one of {', '.join(STRATEGIES)})")
+        if self.budget not in ("per_span", "global"):
+            raise ValueError(f"unknown budget '{self.budget}' (expected per_span or global)")
+        if self.rounding not in ("none", "fp16"):
+            raise ValueError(f"unknown rounding '{self.rounding}' (expected none or fp16)")
+        if len(self.layer_list) != len(self.ratios) or not self.layer_list:
+            raise ValueError(f"layer_list {self.layer_list} and ratios {self.ratios} must be "
+                             "non-empty and of one length")
+        prev = 0
+        for l in self.layer_list:
+            if not prev < l < layers:
+                raise ValueError(f"drop after layer {l}: layers must ascend in [1, {layers - 1}] "
+                                 f"(the model has {layers} layers; a drop after the last one "
+                                 "changes nothing)")
+            prev = l
+        prev_r = 1.0
+        for r in self.ratios:
+            if not 0.0 <= r <= prev_r:
+                raise ValueError(f"ratio {r} must be in [0, {prev_r}] (non-increasing)")
+            prev_r = r
+        if self.strategy != "pyramid" and len(self.layer_list) != 1:
+            raise ValueError(f"{self.strategy} drops once; got layer_list {self.layer_list}")
+        if self.strategy == "vtw" and self.ratios != [0.0]:
+            raise ValueError("vtw withdraws every image token: ratios must be [0.0]")
+
+    def position_mode(self, rows: int) -> str:
+        return "reindex" if self.strategy == "pyramid" and rows == 1 else "original"
+
+
+class LM:
+    """The text model inside a transformers causal LM or VLM."""
+
+    def __init__(self, model):
+        inner = model.model
+        self.text = inner.language_model if hasattr(inner, "language_model") else inner
+        self.layers = self.text.layers
+        self.norm = self.text.norm
+        self.rotary = self.text.rotary_emb
+        self.embed = self.text.embed_tokens
+        self.lm_head = model.lm_head
+        self.cfg = self.text.config
+        attn = self.layers[0].self_attn
+        self.module = sys.modules[type(attn).__module__]
+        rs = getattr(self.cfg, "rope_scaling", None) or {}
+        self.mrope_section = list(rs["mrope_section"]) if "mrope_section" in rs else None
+        self.rows = 3 if self.mrope_section else 1
+        self.head_dim = attn.head_dim
+        self.heads = self.cfg.num_attention_heads
+        self.kv_heads = self.cfg.num_key_value_heads
+
+    def pos_emb(self, x, pos: torch.Tensor):
+        """cos/sin for positions pos (rows, T)."""
+        return self.rotary(x, pos if self.rows == 1 else pos[:, None, :])
+
+    def qk(self, layer, hidden, pos):
+        """Post-RoPE q (Hq, T, d) and k (Hkv, T, d) of `layer` on `hidden`
+        (1, T, D) at positions pos: the layer's own norm, projections and
+        rotary function."""
+        attn = layer.self_attn
+        T = hidden.shape[1]
+        h = layer.input_layernorm(hidden)
+        q = attn.q_proj(h).view(1, T, -1, self.head_dim).transpose(1, 2)
+        k = attn.k_proj(h).view(1, T, -1, self.head_dim).transpose(1, 2)
+        cos, sin = self.pos_emb(hidden, pos)
+        if self.mrope_section:
+            q, k = self.module.apply_multimodal_rotary_pos_emb(q, k, cos, sin, self.mrope_section)
+        else:
+            q, k = self.module.apply_rotary_pos_emb(q, k, cos, sin)
+        return q[0], k[0]
+
+    def run_layer(self, layer, hidden, pos, cache, mask):
+        T = hidden.shape[1]
+        start = cache.get_seq_length(layer.self_attn.layer_idx)
+        out = layer(hidden, attention_mask=mask, position_ids=None, past_key_values=cache,
+                    use_cache=True, cache_position=torch.arange(start, start + T),
+                    position_embeddings=self.pos_emb(hidden, pos))
+        return out[0] if isinstance(out, tuple) else out
+
+
+def causal_mask(T: int) -> torch.Tensor:
+    m = torch.full((T, T), torch.finfo(torch.float32).min).triu(1)
+    return m[None, None]
+
+
+def attention_scores(q, query_pos, k, spans, rounding="none", perturb=None):
+    """Score of every image token (spans laid end to end): q (Hq, nq, d)
+    post-RoPE query rows at positions query_pos, k (Hkv, T, d). perturb, if
+    given, multiplies each probability by it (a robustness probe)."""
+    hq, nq, d = q.shape
+    kk = k.repeat_interleave(hq // k.shape[0], dim=0)            # repeat_kv
+    logits = torch.einsum("hnd,htd->hnt", q.double(), kk.double()) * d ** -0.5
+    t = torch.arange(k.shape[1])
+    for n, p in enumerate(query_pos):
+        logits[:, n, t > p] = float("-inf")
+    probs = torch.softmax(logits.float(), dim=-1)                 # float32 softmax
+    if perturb is not None:
+        probs = probs * perturb
+    if rounding == "fp16":
+        probs = probs.half()
+    score = probs.double().sum(dim=(0, 1)) / (hq * nq)
+    idx = torch.cat([torch.arange(s, s + n) for s, n in spans]) if spans else torch.zeros(0, dtype=torch.long)
+    return score[idx].float()
+
+
+def budgets(spans0, ratio, budget):
+    if budget == "global":
+        return [int(sum(n for _, n in spans0) * ratio)]
+    return [int(n * ratio) for _, n in spans0]
+
+
+def select(scores: torch.Tensor, lengths, counts, budget, check=True):
+    """Kept indices into the image scores (spans end to end), ascending.
+    With check, raises MarginError when the k-th and (k+1)-th scores of a
+    selection are within 2e-5 of each other (relative), which float32
+    differences between implementations could reorder."""
+    s = scores.double()
+    groups = [(0, sum(lengths), counts[0])] if budget == "global" else []
+    if budget != "global":
+        off = 0
+        for n, c in zip(lengths, counts):
+            groups.append((off, n, c))
+            off += n
+    kept = []
+    for off, n, c in groups:
+        part = s[off:off + n]
+        order = torch.sort(-part, stable=True).indices                # ties: lower index
+        if check and 0 < c < n:
+            a, b = part[order[c - 1]].item(), part[order[c]].item()
+            if a != b and (a - b) < 2e-5 * abs(a):
+                raise MarginError(f"scores {a!r} and {b!r} at the keep boundary ({c} of {n}) "
+                                  "differ by less than 2e-5 (relative)")
+        kept.extend(sorted((order[:c] + off).tolist()))
+    return sorted(kept)
+
+
+def dart_select(keys, feats, spans, counts, pivots):
+    """DART as pdrop/dart.hpp states it, per span: pivots are the min(pivots,
+    k) tokens of largest L2 key norm (keys (T, Hkv*d), ties to the lower
+    index); the other k - p are shared out in pivot order ((k-p)//p each,
+    one more for the first (k-p)%p), each pivot taking, among the tokens not
+    yet kept, those of lowest cosine similarity to it on feats (T, D), ties
+    to the lower index. Returns absolute kept positions, ascending."""
+    kept_all = []
+    for (s, n), k in zip(spans, counts):
+        if k == 0:
+            continue
+        norms = keys[s:s + n].double().norm(dim=-1)
+        p = min(pivots, k)
+        piv = torch.sort(-norms, stable=True).indices[:p].tolist()
+        taken = set(piv)
+        f = feats[s:s + n].double()
+        fn = f.norm(dim=-1)
+        extra = k - p
+        for r, pv in enumerate(piv):
+            share = extra // p + (1 if r < extra % p else 0)
+            denom = fn * fn[pv]
+            cos = torch.where(denom > 0, (f @ f[pv]) / torch.where(denom > 0, denom, 1), 0.0)
+            order = torch.sort(cos, stable=True).indices.tolist()
+            got = 0
+            for i in order:
+                if got == share:
+                    break
+                if i not in taken:
+                    taken.add(i)
+                    got += 1
+        kept_all.extend(s + i for i in sorted(taken))
+    return kept_all
+
+
+@dataclass
+class DropRecord:
+    after_layer: int
+    ratio: float
+    q: np.ndarray          # (Hq, 1, d) query rows, post-RoPE (empty for vtw / dart)
+    query_pos: np.ndarray  # (1,)
+    k: np.ndarray          # (Hkv, T, d) keys the strategy read, post-RoPE
+    spans: np.ndarray      # (S, 2) image spans at the drop
+    counts: np.ndarray     # (S,) per span, or (1,) global
+    scores: np.ndarray     # (n,) f4 (empty for vtw / dart)
+    kept: np.ndarray       # kept image tokens, positions at the drop, ascending
+    positions: np.ndarray  # (rows, T') positions after the drop
+    features: np.ndarray | None = None  # dart: (T, D) final-norm rows
+
+
+@dataclass
+class Record:
+    positions: np.ndarray              # (rows, T0) prompt positions
+    spans: np.ndarray                  # (S, 2)
+    drops: list[DropRecord] = field(default_factory=list)
+    prefill_out: np.ndarray | None = None   # (T_final, D) final-norm rows
+    cache_len: np.ndarray | None = None     # (L,) each layer's cache after prefill
+    decode_tokens: np.ndarray | None = None
+    decode_embeds: np.ndarray | None = None  # (steps, D)
+    decode_out: np.ndarray | None = None     # (steps, D)
+    decode_pos: np.ndarray | None = None     # (steps, L, rows)
+
+
+def image_spans(input_ids: torch.Tensor, token_ids) -> list[tuple[int, int]]:
+    """Maximal runs of the image / video placeholder ids, as (start, length)."""
+    ids = input_ids.flatten().tolist()
+    spans, i = [], 0
+    while i < len(ids):
+        if ids[i] in token_ids:
+            j = i
+            while j < len(ids) and ids[j] in token_ids:
+                j += 1
+            spans.append((i, j - i))
+            i = j
+        else:
+            i += 1
+    return spans
+
+
+@torch.no_grad()
+def lm_inputs(model, inputs):
+    """The language model's inputs_embeds (1, T, D) and positions (rows, T)
+    as the model computes them for `inputs` (its own vision tower, projector,
+    merging and rope-index code), and its own dense final-norm output."""
+    lm = LM(model)
+    got = {}
+
+    def pre(_m, args, kwargs):
+        got["embeds"] = kwargs.get("inputs_embeds")
+        got["pos"] = kwargs.get("position_ids")
+
+    def post(_m, args, kwargs, out):
+        got["last"] = out.last_hidden_state
+
+    h1 = lm.text.register_forward_pre_hook(pre, with_kwargs=True)
+    h2 = lm.text.register_forward_hook(post, with_kwargs=True)
+    try:
+        if "input_ids" in inputs and not any(k.startswith("pixel") for k in inputs):
+            embeds = lm.embed(inputs["input_ids"])
+            model(inputs_embeds=embeds, use_cache=False)
+        else:
+            model(**inputs, use_cache=False)
+    finally:
+        h1.remove()
+        h2.remove()
+    embeds = got["embeds"]
+    T = embeds.shape[1]
+    if lm.rows == 1:
+        pos = torch.arange(T)[None]
+    else:
+        pos = got["pos"]
+        if pos.shape[0] == 4:  # text positions prepended (packed form)
+            pos = pos[1:]
+        pos = pos[:, 0, :]
+    return lm, embeds.detach().clone(), pos.clone(), got["last"].detach().clone()
+
+
+@torch.no_grad()
+def run(lm: LM, embeds, pos, spans, plan: Plan | None, steps: int, check=True) -> Record:
+    """Prefill (1, T0, D) embeds at positions (rows, T0) with the plan's drops
+    (None: dense), then `steps` greedy decode steps."""
+    from transformers import DynamicCache
+    L = len(lm.layers)
+    if plan is not None:
+        plan.validate(L)
+    drops = dict(zip(plan.layer_list, plan.ratios)) if plan else {}
+    mode = plan.position_mode(lm.rows) if plan else "reindex"
+    rec = Record(positions=pos.numpy().copy(), spans=np.array(spans, dtype=np.int64).reshape(-1, 2))
+    spans0 = [tuple(s) for s in spans]
+    cur = [tuple(s) for s in spans]
+    T0 = embeds.shape[1]
+    next_pos = int(pos.max()) + 1
+    hidden = embeds
+    cache = DynamicCache()
+    prev_in = None
+    for l in range(L):
+        if l in drops:
+            ratio = drops[l]
+            T = hidden.shape[1]
+            counts = budgets(spans0, ratio, plan.budget)
+            lengths = [n for _, n in cur]
+            q_rows = np.zeros((lm.heads, 0, lm.head_dim), np.float32)
+            qpos = np.zeros(0, np.int64)
+            scores = np.zeros(0, np.float32)
+            feats = None
+            if plan.strategy in ("pyramid", "fastv"):
+                src, src_h, src_pos = ((lm.layers[l], hidden, pos) if plan.strategy == "pyramid"
+                                       else (lm.layers[l - 1], *prev_in))
+                q, k = lm.qk(src, src_h, src_pos)
+                qp = [T - 1]
+                qsel = q[:, qp, :]
+                sc = attention_scores(qsel, qp, k, cur, plan.rounding)
+                rel = select(sc, lengths, counts, plan.budget, check)
+                if check:  # the same tokens under 3e-6 relative noise on every probability
+                    g = torch.Generator().manual_seed(1234 + l)
+                    for _ in range(6):
+                        noise = 1 + 3e-6 * (torch.randint(0, 2, (lm.heads, 1, T), generator=g) * 2 - 1)
+                        if select(attention_scores(qsel, qp, k, cur, plan.rounding, noise), lengths,
+                                  counts, plan.budget, False) != rel:
+                            raise MarginError(f"drop after layer {l}: the kept tokens change under "
+                                              "3e-6 relative noise on the probabilities")
+                flat = [s + i for s, n in cur for i in range(n)]
+                kept = [flat[i] for i in rel]
+                q_rows, qpos, scores = qsel.numpy(), np.array(qp, np.int64), sc.numpy()
+            elif plan.strategy == "vtw":
+                k = torch.zeros(lm.kv_heads, 0, lm.head_dim)
+                kept = []
+            else:  # dart
+                _, k = lm.qk(lm.layers[l - 1], *prev_in)
+                feats = lm.norm(hidden)[0]
+                keys = k.transpose(0, 1).reshape(T, -1)
+                kept = dart_select(keys, feats, cur, counts, plan.dart_pivots)
+                feats = feats.numpy()
+            kept_set = set(kept)
+            image = {s + i for s, n in cur for i in range(n)}
+            keep = [t for t in range(T) if t not in image or t in kept_set]
+            new_spans, off = [], 0
+            for s, n in cur:
+                nk = sum(1 for t in range(s, s + n) if t in kept_set)
+                start = sum(1 for t in keep if t < s)
+                new_spans.append((start, nk))
+            rec_spans = np.array(cur, dtype=np.int64).reshape(-1, 2)
+            hidden = hidden[:, keep]
+            pos = torch.arange(len(keep))[None] if mode == "reindex" else pos[:, keep]
+            cur = new_spans
+            rec.drops.append(DropRecord(
+                after_layer=l, ratio=ratio, q=q_rows, query_pos=qpos,
+                k=k.numpy() if plan.strategy != "vtw" else np.zeros((lm.kv_heads, 0, lm.head_dim), np.float32),
+                spans=rec_spans, counts=np.array(counts, np.int64), scores=scores,
+                kept=np.array(kept, np.int64), positions=pos.numpy().copy(), features=feats))
+        prev_in = (hidden, pos)
+        hidden = lm.run_layer(lm.layers[l], hidden, pos, cache, causal_mask(hidden.shape[1]))
+    out = lm.norm(hidden)
+    rec.prefill_out = out[0].numpy().copy()
+    rec.cache_len = np.array([cache.get_seq_length(l) for l in range(L)], np.int64)
+
+    tokens, d_embeds, d_out, d_pos = [], [], [], []
+    logits = lm.lm_head(out[:, -1:])
+    for t in range(steps):
+        tok = int(logits[0, -1].argmax())
+        x = lm.embed(torch.tensor([[tok]]))
+        tokens.append(tok)
+        d_embeds.append(x[0, 0].numpy().copy())
+        used = []
+        for l, layer in enumerate(lm.layers):
+            if lm.rows == 3:
+                p = next_pos + t
+            elif mode == "reindex":
+                p = cache.get_seq_length(l)
+            else:
+                p = T0 + t
+            used.append([p] * lm.rows)
+            x = lm.run_layer(layer, x, torch.full((lm.rows, 1), p), cache, None)
+        o = lm.norm(x)
+        logits = lm.lm_head(o)
+        d_out.append(o[0, 0].numpy().copy())
+        d_pos.append(used)
+    D = embeds.shape[2]
+    rec.decode_tokens = np.array(tokens, np.int64)
+    rec.decode_embeds = np.array(d_embeds, np.float32).reshape(steps, D)
+    rec.decode_out = np.array(d_out, np.float32).reshape(steps, D)
+    rec.decode_pos = np.array(d_pos, np.int64).reshape(steps, L, lm.rows)
+    return rec
