@@ -1,20 +1,34 @@
 // pdrop-replay: replays tensors dumped from a PyTorch model through pdrop,
-// the way an integrator checks a C++ port against the reference.
+// the way an integrator checks a C++ port against the reference. Cases come
+// from reference/make_golden.py (tests/golden) or reference/dump.py (your
+// own checkpoint); their layout is docs/golden.md.
 //
-//   pdrop-replay score CASE_DIR OUT_DIR
-//     reads  q.npy (Hq, nq, d) f2/f4/f8, query_pos.npy (nq,) i8,
-//            k.npy (Hkv, T, d) f2/f4/f8, image_span.npy (2,) or (S, 2) i8,
-//            keep.npy (1,) or (S,) i8
-//     writes OUT_DIR/scores.npy (n,) f4 and OUT_DIR/kept.npy (keep,) i8
-//            (absolute positions, ascending)
+//   pdrop-replay score DROP_DIR OUT_DIR
+//     one drop: reads q.npy (Hq, nq, d) f2/f4/f8, query_pos.npy (nq,) i8,
+//     k.npy (Hkv, T, d) f2/f4/f8, image_span.npy (2,) or (S, 2) i8, keep.npy
+//     (S,) i8 per span, or (1,) with a global budget; options.npy, when
+//     present, selects the strategy (PyramidDrop / FastV score; DART also
+//     reads features.npy (T, D); VTW reads nothing), the budget and the
+//     probability rounding.
+//     writes OUT_DIR/kept.npy (kept image tokens, positions at the drop,
+//     ascending) and, for a scoring strategy, OUT_DIR/scores.npy (n,) f4.
 //
 //   pdrop-replay pipeline CASE_DIR OUT_DIR
-//     reads  a tiny LLaMA's weights, prompt embeddings, image span, schedule
-//            and decode embeddings (../shared/golden/README.md, pipeline_*)
-//     runs   the reference host (examples/host): prefill with PyramidDrop
-//            through pdrop, then one decode step per decode embedding
-//     writes kept_<j>.npy (i8) per drop, prefill_out.npy and decode_out.npy
-//            (f4, final-norm rows), decode_pos.npy (steps, layers) i8
+//     a whole case: the language model's weights (CASE_DIR/weights or
+//     CASE_DIR/../weights), prompt embeddings, positions (1 or 3 rows),
+//     image spans, schedule and decode inputs, run by the reference host
+//     (examples/host): prefill with the schedule through pdrop, then one
+//     decode step per decode embedding.
+//     writes kept_<j>.npy and positions_<j>.npy (rows, T') per drop,
+//     prefill_out.npy and decode_out.npy (f4, final-norm rows), cache_len.npy
+//     (L,) and decode_pos.npy (steps, L, rows) i8.
+//
+//   pdrop-replay check CASE_DIR
+//     runs `pipeline` and `score` on every drop_<j>/ and compares with the
+//     case's own files: kept tokens, positions, cache lengths and decode
+//     positions exactly, scores within 2e-5 relative (2^-10 with fp16
+//     rounding), outputs within 1e-4. Prints one line per comparison and
+//     a verdict; exits 0 when all match, 2 when any differs.
 //
 // On bad input it prints one line to stderr, exits 1 and writes nothing:
 // everything is read and computed first, outputs go to temporary files that
@@ -24,6 +38,8 @@
 
 #include "host/pipeline_case.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -35,18 +51,21 @@ namespace {
 namespace fs = std::filesystem;
 namespace npy = pdrop::npy;
 
+constexpr const char* kUsage =
+    "usage: pdrop-replay score DROP_DIR OUT_DIR | pipeline CASE_DIR OUT_DIR | check CASE_DIR";
+
 [[noreturn]] void usage_error(const std::string& what) {
-  throw pdrop::invalid_argument(what + " (usage: pdrop-replay score|pipeline CASE_DIR OUT_DIR)");
+  throw pdrop::invalid_argument(what + " (" + kUsage + ")");
 }
 
 npy::array read_in(const fs::path& dir, const char* name) {
   return npy::read((dir / name).string());
 }
 
-void expect_rank(const npy::array& a, const char* name, std::size_t rank) {
+void expect_rank(const npy::array& a, const fs::path& file, std::size_t rank) {
   if (a.shape.size() != rank)
     throw pdrop::invalid_argument(pdrop::detail::concat(
-        name, ": expected ", rank, " dimensions, got ", a.shape.size()));
+        file.string(), ": expected ", rank, " dimensions, got ", a.shape.size()));
 }
 
 // Float tensor in the type it was stored in: half stays half (the kernel
@@ -71,13 +90,13 @@ std::vector<std::int64_t> read_i64(const fs::path& dir, const char* name) {
   return npy::to_i64(a);
 }
 
-FloatTensor read_float(const fs::path& dir, const char* name) {
+FloatTensor read_float(const fs::path& dir, const char* name, std::size_t rank) {
   FloatTensor t{read_in(dir, name), {}};
   if (t.raw.type == npy::dtype::i8)
     throw pdrop::invalid_argument(pdrop::detail::concat(
         (dir / name).string(), ": expected a float array (f2, f4 or f8), got i8"));
-  if (t.raw.type == npy::dtype::f8) t.narrowed = npy::to_f32(t.raw);
-  expect_rank(t.raw, name, 3);
+  if (t.raw.type != npy::dtype::f4) t.narrowed = npy::to_f32(t.raw);
+  expect_rank(t.raw, dir / name, rank);
   return t;
 }
 
@@ -100,33 +119,45 @@ struct Outputs {
   }
 };
 
+// ---- score: one drop ------------------------------------------------------
+
+struct DropResult {
+  std::vector<float> scores;       // empty for VTW / DART
+  std::vector<std::int64_t> kept;  // kept image tokens, ascending
+  pdrop::ProbRounding rounding = pdrop::ProbRounding::none;
+  bool scored = false;             // PyramidDrop / FastV
+};
+
 template <class Tq, class Tk>
-void score_case(const FloatTensor& q, const std::vector<std::int64_t>& pos,
-                const FloatTensor& k, const std::vector<pdrop::ImageSpan>& spans,
-                const std::vector<std::int64_t>& counts, std::vector<float>& scores,
-                std::vector<std::int64_t>& kept) {
+void score_case(const FloatTensor& q, const std::vector<std::int64_t>& pos, const FloatTensor& k,
+                const std::vector<pdrop::ImageSpan>& spans, const std::vector<std::int64_t>& counts,
+                bool global, const pdrop::ScoreOptions& so, DropResult& r) {
   const auto qv = pdrop::hnd_view<const Tq>(q.data<Tq>(), q.raw.shape[0], q.raw.shape[1],
                                             q.raw.shape[2]);
   const auto kv = pdrop::hnd_view<const Tk>(k.data<Tk>(), k.raw.shape[0], k.raw.shape[1],
                                             k.raw.shape[2]);
   std::int64_t n_image = 0;
   for (const auto& s : spans) n_image += std::max<std::int64_t>(s.length, 0);
-  scores.assign(static_cast<std::size_t>(n_image), 0.0f);
+  r.scores.assign(static_cast<std::size_t>(n_image), 0.0f);
   std::vector<std::int64_t> keep(static_cast<std::size_t>(kv.tokens));
   std::vector<pdrop::ImageSpan> new_spans(spans.size());
   pdrop::Workspace ws;
-  pdrop::rank_and_drop<Tq, Tk>(qv, pos, kv, spans, counts, ws, keep, new_spans, scores);
-  kept.clear();
+  if (global) {
+    if (counts.size() != 1)
+      throw pdrop::invalid_argument(pdrop::detail::concat(
+          "keep.npy: a global budget is one count, got ", counts.size()));
+    pdrop::rank_and_drop_global<Tq, Tk>(qv, pos, kv, spans, counts[0], ws, keep, new_spans,
+                                        r.scores, so);
+  } else {
+    pdrop::rank_and_drop<Tq, Tk>(qv, pos, kv, spans, counts, ws, keep, new_spans, r.scores, so);
+  }
   for (const auto& s : new_spans)
-    kept.insert(kept.end(), keep.begin() + s.start, keep.begin() + s.end());
+    r.kept.insert(r.kept.end(), keep.begin() + s.start, keep.begin() + s.end());
 }
 
-void run_score(const fs::path& in, const fs::path& out) {
+DropResult run_drop(const fs::path& in) {
   if (!fs::is_directory(in))
-    throw pdrop::invalid_argument("CASE_DIR " + in.string() + " is not a directory");
-  const FloatTensor q = read_float(in, "q.npy");
-  const FloatTensor k = read_float(in, "k.npy");
-  const auto pos = read_i64(in, "query_pos.npy");
+    throw pdrop::invalid_argument("DROP_DIR " + in.string() + " is not a directory");
   const npy::array span_arr = read_in(in, "image_span.npy");
   const auto span_flat = read_i64(in, "image_span.npy");
   const auto counts = read_i64(in, "keep.npy");
@@ -137,58 +168,224 @@ void run_score(const fs::path& in, const fs::path& out) {
   std::vector<pdrop::ImageSpan> spans;
   for (std::size_t i = 0; i < span_flat.size(); i += 2)
     spans.push_back({span_flat[i], span_flat[i + 1]});
-  if (counts.size() != spans.size())
+  // options.npy: [strategy, budget, rounding, position mode, DART pivots].
+  std::vector<std::int64_t> opt{0, 0, 0, 0, 8};
+  if (fs::exists(in / "options.npy")) opt = read_i64(in, "options.npy");
+  if (opt.size() != 5 || opt[0] < 0 || opt[0] > 3 || opt[1] < 0 || opt[1] > 1 || opt[2] < 0 ||
+      opt[2] > 2 || opt[4] < 1)
+    throw pdrop::invalid_argument(pdrop::detail::concat(
+        (in / "options.npy").string(),
+        ": expected [strategy 0-3, budget 0-1, rounding 0-2, positions, pivots >= 1]"));
+  const auto strategy = static_cast<pdrop::Strategy>(opt[0]);
+  const bool global = opt[1] == 1;
+  if (!global && counts.size() != spans.size())
     throw pdrop::invalid_argument(pdrop::detail::concat(
         "keep.npy: expected one count per image span (", spans.size(), "), got ",
         counts.size()));
+  DropResult r;
+  r.rounding = static_cast<pdrop::ProbRounding>(opt[2]);
+  if (strategy == pdrop::Strategy::pyramid_drop || strategy == pdrop::Strategy::fastv) {
+    const FloatTensor q = read_float(in, "q.npy", 3);
+    const FloatTensor k = read_float(in, "k.npy", 3);
+    const auto pos = read_i64(in, "query_pos.npy");
+    pdrop::ScoreOptions so;
+    so.round_probs = r.rounding;
+    r.scored = true;
+    if (q.is_half() && k.is_half())
+      score_case<pdrop::half, pdrop::half>(q, pos, k, spans, counts, global, so, r);
+    else if (q.is_half())
+      score_case<pdrop::half, float>(q, pos, k, spans, counts, global, so, r);
+    else if (k.is_half())
+      score_case<float, pdrop::half>(q, pos, k, spans, counts, global, so, r);
+    else
+      score_case<float, float>(q, pos, k, spans, counts, global, so, r);
+    return r;
+  }
+  if (global)
+    throw pdrop::invalid_argument(std::string("options.npy: a global budget needs a scoring "
+                                              "strategy, not ") + pdrop::strategy_name(strategy));
+  pdrop::DropInputs<float, float, float> din;
+  FloatTensor k, feats;
+  std::int64_t tokens = spans.empty() ? 0 : spans.back().end();
+  if (strategy == pdrop::Strategy::dart) {
+    k = read_float(in, "k.npy", 3);
+    feats = read_float(in, "features.npy", 2);
+    din.k = pdrop::hnd_view<const float>(k.data<float>(), k.raw.shape[0], k.raw.shape[1],
+                                         k.raw.shape[2]);
+    din.features = pdrop::TokenView<const float>(feats.data<float>(), feats.raw.shape[0],
+                                                 feats.raw.shape[1]);
+    din.dart.pivots = opt[4];
+    din.dart.pivot_norm = pdrop::PivotNorm::l2;
+    tokens = din.k.tokens;
+  }
+  std::vector<std::int64_t> keep(static_cast<std::size_t>(std::max<std::int64_t>(tokens, 0)));
+  std::vector<pdrop::ImageSpan> new_spans(spans.size());
+  pdrop::Workspace ws;
+  pdrop::drop_by_strategy(strategy, tokens, din, spans, counts, ws, keep, new_spans);
+  for (const auto& s : new_spans)
+    r.kept.insert(r.kept.end(), keep.begin() + s.start, keep.begin() + s.end());
+  return r;
+}
 
-  std::vector<float> scores;
-  std::vector<std::int64_t> kept;
-  if (q.is_half() && k.is_half())
-    score_case<pdrop::half, pdrop::half>(q, pos, k, spans, counts, scores, kept);
-  else if (q.is_half())
-    score_case<pdrop::half, float>(q, pos, k, spans, counts, scores, kept);
-  else if (k.is_half())
-    score_case<float, pdrop::half>(q, pos, k, spans, counts, scores, kept);
-  else
-    score_case<float, float>(q, pos, k, spans, counts, scores, kept);
-
+void write_drop(const DropResult& r, const fs::path& out) {
   fs::create_directories(out);
   Outputs files{out, {}};
-  files.add("scores.npy", [&](const std::string& p) {
-    npy::write(p, {static_cast<std::int64_t>(scores.size())}, scores.data());
-  });
+  if (r.scored)
+    files.add("scores.npy", [&](const std::string& p) {
+      npy::write(p, {static_cast<std::int64_t>(r.scores.size())}, r.scores.data());
+    });
   files.add("kept.npy", [&](const std::string& p) {
-    npy::write(p, {static_cast<std::int64_t>(kept.size())}, kept.data());
+    npy::write(p, {static_cast<std::int64_t>(r.kept.size())}, r.kept.data());
   });
   files.commit();
 }
 
-void run_pipeline(const fs::path& in, const fs::path& out) {
-  const pdrop_host::PipelineCase pc = pdrop_host::load_pipeline_case(in);
-  const pdrop_host::PipelineOutputs res = pdrop_host::run_pipeline_case(pc);
+// ---- pipeline: a whole case -------------------------------------------------
+
+// Token-major positions (T, rows) as the (rows, T) array the cases store.
+std::vector<std::int64_t> rows_first(const std::vector<std::int64_t>& p, std::int64_t rows) {
+  const std::size_t T = p.size() / static_cast<std::size_t>(rows);
+  std::vector<std::int64_t> out(p.size());
+  for (std::size_t t = 0; t < T; ++t)
+    for (std::int64_t r = 0; r < rows; ++r) out[r * T + t] = p[t * rows + r];
+  return out;
+}
+
+void write_pipeline(const pdrop_host::PipelineCase& pc, const pdrop_host::PipelineOutputs& res,
+                    const fs::path& out) {
+  const std::int64_t rows = pc.rows, L = pc.weights.cfg.layers, steps = pc.decode_embeds.rows();
   fs::create_directories(out);
   Outputs files{out, {}};
-  for (std::size_t j = 0; j < res.kept.size(); ++j)
+  for (std::size_t j = 0; j < res.kept.size(); ++j) {
     files.add("kept_" + std::to_string(j) + ".npy", [&](const std::string& p) {
       npy::write(p, {static_cast<std::int64_t>(res.kept[j].size())}, res.kept[j].data());
     });
+    files.add("positions_" + std::to_string(j) + ".npy", [&](const std::string& p) {
+      const auto a = rows_first(res.positions[j], rows);
+      npy::write(p, {rows, static_cast<std::int64_t>(a.size()) / rows}, a.data());
+    });
+  }
   files.add("prefill_out.npy", [&](const std::string& p) {
     npy::write(p, {res.prefill_out.rows(), res.prefill_out.cols()}, res.prefill_out.data());
+  });
+  files.add("cache_len.npy", [&](const std::string& p) {
+    npy::write(p, {L}, res.cache_len.data());
   });
   files.add("decode_out.npy", [&](const std::string& p) {
     npy::write(p, {res.decode_out.rows(), res.decode_out.cols()}, res.decode_out.data());
   });
   files.add("decode_pos.npy", [&](const std::string& p) {
-    npy::write(p, {pc.decode_embeds.rows(), pc.weights.cfg.layers}, res.decode_pos.data());
+    npy::write(p, {steps, L, rows}, res.decode_pos.data());
   });
   files.commit();
 }
 
+std::string list(const std::vector<std::size_t>& v) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
+void run_pipeline(const fs::path& in, const fs::path& out) {
+  const pdrop_host::PipelineCase pc = pdrop_host::load_pipeline_case(in);
+  const pdrop_host::PipelineOutputs res = pdrop_host::run_pipeline_case(pc);
+  write_pipeline(pc, res, out);
+  std::vector<std::size_t> kept;
+  for (const auto& k : res.kept) kept.push_back(k.size());
+  std::printf("pdrop-replay: %s: %lld tokens, %zu drops keeping %s image tokens, %lld decode "
+              "steps -> %s\n",
+              in.string().c_str(), static_cast<long long>(pc.embeds.rows()), res.kept.size(),
+              list(kept).c_str(), static_cast<long long>(pc.decode_embeds.rows()),
+              out.string().c_str());
+}
+
+// ---- check: a case against its own expected files ---------------------------
+
+struct Checker {
+  int failures = 0;
+  void report(bool ok, const std::string& what, const std::string& detail) {
+    std::printf("  %-4s %s%s%s\n", ok ? "ok" : "FAIL", what.c_str(), detail.empty() ? "" : ": ",
+                detail.c_str());
+    if (!ok) ++failures;
+  }
+  void exact(const std::vector<std::int64_t>& got, const std::vector<std::int64_t>& want,
+             const std::string& what) {
+    std::size_t first = 0;
+    while (first < std::min(got.size(), want.size()) && got[first] == want[first]) ++first;
+    const bool ok = got == want;
+    report(ok, what,
+           ok ? std::to_string(got.size()) + " values equal"
+              : got.size() != want.size()
+                    ? pdrop::detail::concat(got.size(), " values, expected ", want.size())
+                    : pdrop::detail::concat("first difference at ", first, ": ", got[first],
+                                            ", expected ", want[first]));
+  }
+  void close(const float* got, std::size_t n, const std::vector<float>& want, double tol,
+             bool relative, const std::string& what) {
+    if (n != want.size()) {
+      report(false, what, pdrop::detail::concat(n, " values, expected ", want.size()));
+      return;
+    }
+    double worst = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      double d = std::fabs(static_cast<double>(got[i]) - want[i]);
+      if (relative) d /= std::max(1e-30, std::fabs(static_cast<double>(want[i])));
+      worst = std::max(worst, d);
+    }
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "largest %s difference %.2g (limit %.2g)",
+                  relative ? "relative" : "absolute", worst, tol);
+    report(worst <= tol, what, buf);
+  }
+};
+
+std::vector<float> read_f32(const fs::path& file) { return npy::to_f32(npy::read(file.string())); }
+std::vector<std::int64_t> read_i64_file(const fs::path& file) {
+  return npy::to_i64(npy::read(file.string()));
+}
+
+int run_check(const fs::path& in) {
+  const pdrop_host::PipelineCase pc = pdrop_host::load_pipeline_case(in);
+  // Everything is read and run before anything is printed.
+  std::vector<DropResult> drops;
+  for (std::size_t j = 0; fs::exists(in / ("drop_" + std::to_string(j))); ++j)
+    drops.push_back(run_drop(in / ("drop_" + std::to_string(j))));
+  const pdrop_host::PipelineOutputs res = pdrop_host::run_pipeline_case(pc);
+  std::printf("pdrop-replay check %s\n", in.string().c_str());
+  Checker c;
+  if (drops.size() != pc.layer_list.size())
+    c.report(false, "drop folders",
+             pdrop::detail::concat(drops.size(), " drop_<j>/, ", pc.layer_list.size(), " drops"));
+  for (std::size_t j = 0; j < drops.size(); ++j) {
+    const fs::path d = in / ("drop_" + std::to_string(j));
+    const std::string tag = "drop " + std::to_string(j) + " ";
+    const auto want_kept = read_i64_file(d / "kept.npy");
+    c.exact(drops[j].kept, want_kept, tag + "kept (score)");
+    if (fs::exists(d / "scores.npy"))
+      c.close(drops[j].scores.data(), drops[j].scores.size(), read_f32(d / "scores.npy"),
+              drops[j].rounding == pdrop::ProbRounding::none ? 2e-5 : 1.0 / 1024, true,
+              tag + "scores");
+    if (j < res.kept.size()) {
+      c.exact(res.kept[j], want_kept, tag + "kept (pipeline)");
+      c.exact(rows_first(res.positions[j], pc.rows), read_i64_file(d / "positions.npy"),
+              tag + "positions");
+    }
+  }
+  c.exact(res.cache_len, read_i64_file(in / "cache_len.npy"), "cache lengths");
+  c.exact(res.decode_pos, read_i64_file(in / "decode_pos.npy"), "decode positions");
+  c.close(res.prefill_out.data(), static_cast<std::size_t>(res.prefill_out.size()),
+          read_f32(in / "prefill_out.npy"), 1e-4, false, "prefill output");
+  c.close(res.decode_out.data(), static_cast<std::size_t>(res.decode_out.size()),
+          read_f32(in / "decode_out.npy"), 1e-4, false, "decode output");
+  std::printf("%s: %d difference%s\n", c.failures ? "FAIL" : "PASS", c.failures,
+              c.failures == 1 ? "" : "s");
+  return c.failures ? 2 : 0;
+}
+
 // One line: newlines of nested messages flattened.
 std::string one_line(std::string s) {
-  for (char& c : s)
-    if (c == '\n' || c == '\r') c = ' ';
+  for (char& ch : s)
+    if (ch == '\n' || ch == '\r') ch = ' ';
   return s;
 }
 
@@ -198,12 +395,19 @@ int main(int argc, char** argv) {
   try {
     const std::vector<std::string> args(argv + 1, argv + argc);
     if (args.empty()) usage_error("no mode given");
+    if (args[0] == "-h" || args[0] == "--help") {
+      std::printf("%s\n", kUsage);
+      return 0;
+    }
     if (args[0] == "score") {
-      if (args.size() != 3) usage_error("score takes CASE_DIR OUT_DIR");
-      run_score(args[1], args[2]);
+      if (args.size() != 3) usage_error("score takes DROP_DIR OUT_DIR");
+      write_drop(run_drop(args[1]), args[2]);
     } else if (args[0] == "pipeline") {
       if (args.size() != 3) usage_error("pipeline takes CASE_DIR OUT_DIR");
       run_pipeline(args[1], args[2]);
+    } else if (args[0] == "check") {
+      if (args.size() != 2) usage_error("check takes CASE_DIR");
+      return run_check(args[1]);
     } else {
       usage_error("unknown mode '" + args[0] + "'");
     }

@@ -5,13 +5,15 @@
 //                            first 256 bytes of the larger ones (a valid
 //                            header over truncated data), and small arrays of
 //                            every dtype, rank 0..3 and format 1.0/2.0/3.0;
-//   OUT_DIR/rank_drop_fuzz/  every golden score_* case in the target's byte
-//                            format (fuzz/rank_drop_input.hpp), cut down to
-//                            the target's caps (at most 2 kv heads x 4, head
-//                            dim 32, 8 + 96 + 8 tokens) keeping its values,
-//                            its layout of text/image/query and its keep
-//                            ratio; score_tiny whole; plus a few synthetic
-//                            seeds for each mode (types, layouts, hostile).
+//   OUT_DIR/rank_drop_fuzz/  every scored single-span drop of the golden
+//                            cases (<arch>/<case>/drop_<j>/) in the target's
+//                            byte format (fuzz/rank_drop_input.hpp), cut down
+//                            to the target's caps (at most 2 kv heads x 4,
+//                            head dim 32, 8 + 96 + 8 tokens) keeping its
+//                            values, its layout of text/image/query and its
+//                            keep ratio; the small ones whole; plus a few
+//                            synthetic seeds for each mode (types, layouts,
+//                            hostile).
 // Without GOLDEN_DIR (missing folder) only the synthetic seeds are written.
 #include <pdrop/npy.hpp>
 
@@ -177,25 +179,34 @@ void save_case(const fs::path& p, const pdrop_fuzz::Case& c) {
 int rank_drop_seeds(const fs::path& golden, const fs::path& out) {
   fs::create_directories(out);
   int n = 0;
+  // Every scored single-span drop of the golden cases (<arch>/<case>/drop_<j>
+  // holding q.npy and one image span).
+  std::vector<fs::path> drops;
   if (fs::is_directory(golden))
-    for (const auto& e : fs::directory_iterator(golden)) {
-      const std::string name = e.path().filename().string();
-      if (name.rfind("score_", 0) != 0) continue;
-      pdrop_fuzz::Case c = cut_down(e.path());
-      save_case(out / (name + "_cut"), c);
-      // The same values in other layouts and types.
-      c.q_nhd = true;
-      c.k_pad = 3;
-      c.k_type = 2;
-      c.poison_tail = true;
-      save_case(out / (name + "_cut_nhd_bf16"), c);
-      n += 2;
-      try {
-        save_case(out / (name + "_whole"), whole(e.path()));
-        ++n;
-      } catch (const std::exception&) {
-      }
+    for (const auto& e : fs::recursive_directory_iterator(golden))
+      if (e.is_directory() && e.path().filename().string().rfind("drop_", 0) == 0 &&
+          fs::exists(e.path() / "q.npy") &&
+          npy::to_i64(npy::read((e.path() / "image_span.npy").string())).size() == 2)
+        drops.push_back(e.path());
+  std::sort(drops.begin(), drops.end());
+  for (const fs::path& drop : drops) {
+    std::string name;  // llava/pyramid_astronaut/drop_0 -> llava_pyramid_astronaut_drop_0
+    for (const auto& part : fs::relative(drop, golden)) name += (name.empty() ? "" : "_") + part.string();
+    pdrop_fuzz::Case c = cut_down(drop);
+    save_case(out / (name + "_cut"), c);
+    // The same values in other layouts and types.
+    c.q_nhd = true;
+    c.k_pad = 3;
+    c.k_type = 2;
+    c.poison_tail = true;
+    save_case(out / (name + "_cut_nhd_bf16"), c);
+    n += 2;
+    try {
+      save_case(out / (name + "_whole"), whole(drop));
+      ++n;
+    } catch (const std::exception&) {
     }
+  }
   // Synthetic: short inputs (values from the PRNG) for each flag pattern.
   for (int flags : {0x00, 0x05, 0x1a, 0x2f, 0x40, 0x55, 0x7e, 0x80, 0xc0, 0xd5}) {
     std::string b;

@@ -8,7 +8,7 @@
 #   scripts/fuzz.sh [SECONDS]            every target
 #   scripts/fuzz.sh SECONDS TARGET...    some (npy_read_fuzz, rank_drop_fuzz)
 #
-# Environment: PDROP_GOLDEN_DIR (default ../shared/golden), PDROP_FUZZ_JOBS
+# Environment: PDROP_GOLDEN_DIR (default tests/golden), PDROP_FUZZ_JOBS
 # (parallel workers per target, default 1), PDROP_FUZZ_STRICT=1 (do not skip
 # the inputs that hit known, still open header bugs; see
 # fuzz/rank_drop_fuzz.cpp). The corpus each run grows is kept in
@@ -19,7 +19,7 @@ secs=${1:-60}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(npy_read_fuzz rank_drop_fuzz)
-golden=${PDROP_GOLDEN_DIR:-../shared/golden}
+golden=${PDROP_GOLDEN_DIR:-tests/golden}
 jobs=${PDROP_FUZZ_JOBS:-1}
 build=build-fuzz
 

@@ -7,20 +7,23 @@
 #   3. when the CPU has AVX2, FMA and F16C: clang++ -O2 -march=x86-64-v3
 #      with the sanitizers, so the AVX2 kernels (which builds 1 and 2, for
 #      baseline x86-64, do not compile in) pass the same tests.
-# Each build also compiles every public header on its own.
+# Each build also compiles every public header on its own. Then the Python
+# reference (in .venv, from scripts/deps.sh):
+#   4. reference/make_golden.py --check: the committed tests/golden is what
+#      transformers' models write today; --twice: two runs, same bytes;
+#      reference/test_reference.py: the generator's and dump.py's errors,
+#      and dump.py on a saved checkpoint replayed by pdrop-replay.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 jobs=$(nproc)
-golden_args=()
-if [ -n "${CI:-}" ]; then golden_args=(-DPDROP_REQUIRE_GOLDEN=ON); fi
 
 run() {  # run NAME CXX CMAKE_ARGS...
   local name=$1 cxx=$2; shift 2
   local dir=build/test-$name
   echo "== $name: configure ($cxx)"
   cmake -S . -B "$dir" -DCMAKE_CXX_COMPILER="$cxx" -DPDROP_WERROR=ON \
-        -DPDROP_BUILD_BENCH=OFF "${golden_args[@]}" "$@" >/dev/null
+        -DPDROP_BUILD_BENCH=OFF "$@" >/dev/null
   echo "== $name: build"
   cmake --build "$dir" -j"$jobs"
   echo "== $name: test"
@@ -35,4 +38,13 @@ if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && grep -qw f16c /p
         -DCMAKE_CXX_FLAGS=-march=x86-64-v3
 else
   echo "== clang-avx2: skipped (this CPU lacks AVX2/FMA/F16C)"
+fi
+
+python=${PDROP_VENV:-.venv}/bin/python
+echo "== reference: committed golden cases against a fresh run"
+"$python" reference/make_golden.py --check
+"$python" reference/make_golden.py --twice --only llava/pyramid_astronaut,qwen2_vl/video_pyramid
+if [ -f reference/test_reference.py ]; then
+  echo "== reference: tests"
+  PDROP_REPLAY_EXE=build/test-gcc/examples/pdrop-replay "$python" reference/test_reference.py
 fi

@@ -644,7 +644,7 @@ std::vector<ReplayRow> replay_rows() {
   r.push_back(damage("inf_in_q", [](P c) { edit_floats(c / "q.npy", [](auto& v, auto&) { v[9] = INFINITY; }); }, {"non-finite"}));
   r.push_back(damage("nan_in_k_before_the_query", [](P c) { edit_floats(c / "k.npy", [](auto& v, auto&) { v[(20 + 3) * 8] = std::nanf(""); }); }, {"non-finite", "key 3 is nan"}));
   // Arguments and OUT_DIR.
-  r.push_back({"extra_argument", [](P c, P out) { return score_args(c, out) + " extra"; }, {"score takes CASE_DIR OUT_DIR"}});
+  r.push_back({"extra_argument", [](P c, P out) { return score_args(c, out) + " extra"; }, {"score takes DROP_DIR OUT_DIR"}});
   r.push_back({"out_dir_is_a_file", [](P c, P out) { spit(out, "not a folder"); return score_args(c, out); }, {"Not a directory"}});
   r.push_back({"out_dir_holds_old_outputs", [](P c, P out) {
                  fs::create_directories(out);

@@ -69,6 +69,9 @@ inline void naive_qkv(const Config& c, const pdrop_host::Layer& L, const Vec& x,
   q = L.wq * h;
   k = L.wk * h;
   if (v) *v = L.wv * h;
+  if (L.bq.size()) q += L.bq;
+  if (L.bk.size()) k += L.bk;
+  if (v && L.bv.size()) *v += L.bv;
   for (I64 hh = 0; hh < c.heads; ++hh) naive_rope(q.data() + hh * d, d, p, c.rope_theta, sec);
   for (I64 g = 0; g < c.kv_heads; ++g) naive_rope(k.data() + g * d, d, p, c.rope_theta, sec);
 }

@@ -504,20 +504,23 @@ TEST(NpyWrite, Rejections) {
 
 // ------------------------------------------------------------ golden files
 
-#ifdef PDROP_GOLDEN_DIR
-TEST(NpyGolden, ReadsTorchDumps) {
-  const npy::array k = npy::read(PDROP_GOLDEN_DIR "/score_tiny/k.npy");
+// Files numpy wrote (reference/make_golden.py, np.lib.format): LLaVA-1.5's
+// 576 image tokens after a 2-token prefix, 4 heads of dim 16.
+TEST(NpyGolden, ReadsNumpyFiles) {
+  const std::string dir = PDROP_GOLDEN_DIR "/llava/pyramid_astronaut/";
+  const npy::array k = npy::read(dir + "drop_0/k.npy");
   EXPECT_EQ(k.type, npy::dtype::f4);
-  EXPECT_EQ(k.shape, (shape_t{1, 10, 8}));
-  EXPECT_EQ(npy::to_f32(k).size(), 80u);
-
-  const npy::array q = npy::read(PDROP_GOLDEN_DIR "/score_fp16/q.npy");
-  EXPECT_EQ(q.type, npy::dtype::f2);
-  EXPECT_EQ(q.shape, (shape_t{8, 1, 64}));
-  const std::vector<float> qf = npy::to_f32(q);
-  ASSERT_EQ(qf.size(), 512u);
-  for (float x : qf) EXPECT_TRUE(std::isfinite(x));
+  EXPECT_EQ(k.shape, (shape_t{4, 587, 16}));
+  for (float x : npy::to_f32(k)) ASSERT_TRUE(std::isfinite(x));
+  const npy::array pos = npy::read(dir + "positions.npy");
+  EXPECT_EQ(pos.type, npy::dtype::i8);
+  EXPECT_EQ(pos.shape, (shape_t{1, 587}));
+  const auto p = npy::to_i64(pos);
+  for (std::size_t i = 0; i < p.size(); ++i) ASSERT_EQ(p[i], static_cast<std::int64_t>(i));
+  const npy::array ratios = npy::read(dir + "ratios.npy");
+  EXPECT_EQ(ratios.type, npy::dtype::f8);
+  EXPECT_EQ(npy::to_f32(ratios), (std::vector<float>{0.5f, 0.25f, 0.125f}));
+  EXPECT_EQ(npy::to_i64(npy::read(dir + "image_spans.npy")), (std::vector<std::int64_t>{2, 576}));
 }
-#endif
 
 }  // namespace

@@ -1,9 +1,12 @@
 // examples/host/llama.hpp - a LLaMA-style decoder that prefills with pdrop.
 //
-// The reference host: small enough to read in one sitting, faithful to HF
-// LLaMA (RMSNorm, rotate_half RoPE, GQA attention with a per-layer KV cache,
-// SwiGLU MLP, final norm; weights in PyTorch layout, y = x @ W.T), and
-// calling only pdrop's public API between layers.
+// The reference host: small enough to read in one sitting, faithful to the
+// language models of HF LLaMA, LLaVA / LLaVA-NeXT (LlamaModel) and Qwen2-VL /
+// Qwen2.5-VL (RMSNorm, rotate_half RoPE or M-RoPE sections, GQA attention
+// with optional q/k/v biases and a per-layer KV cache, SwiGLU MLP, final
+// norm; weights in PyTorch layout, y = x @ W.T + b), and calling only
+// pdrop's public API between layers. tests/golden holds cases made by those
+// transformers classes that it replays token for token.
 //
 // The integration is the cheap one. At a drop point (after 1-based layer l)
 // the next layer computes its norm and q/k/v projections over all T tokens
@@ -14,13 +17,22 @@
 // unlike the reference code, which re-runs norm + q/k/v over all tokens
 // only to score.
 //
-// Decode: a token at original position p = T0 + t uses p - (N0 - n_j) in
-// the layers of stage j, and attends over that layer's own cache.
+// Strategies: the schedule's (pdrop/strategies.hpp). PyramidDrop scores
+// with this layer's q/k; FastV with the q/k of the layer that just ran
+// (its cache and its last query row); VTW withdraws every image token; DART
+// reads the keys of the layer that just ran and compares final-norm hidden
+// states.
+//
+// Decode step t (docs/spec.md, "Decode"): a layer whose prompt positions
+// were re-indexed continues at its own cache length (T_l + t, the number of
+// rows it holds); with original positions (M-RoPE, FastV, VTW, DART) the
+// token takes max(prompt positions before any drop) + 1 + t in every row,
+// Qwen2-VL's rope_deltas rule. Each layer attends over its own cache.
 //
 // M-RoPE (Qwen2-VL, prefill_mrope): three position rows per token, sections
 // of the rotary pairs driven by each; drops keep the original values
 // (compact_positions keep_original), several images are budgeted per span
-// or globally, and decode continues at mrope_next_position + step.
+// or globally.
 #ifndef PDROP_EXAMPLES_HOST_LLAMA_HPP
 #define PDROP_EXAMPLES_HOST_LLAMA_HPP
 
@@ -29,12 +41,14 @@
 
 #include <Eigen/Core>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <optional>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace pdrop_host {
@@ -46,12 +60,16 @@ struct Config {
   std::int64_t layers = 0, dim = 0, heads = 0, kv_heads = 0, ffn = 0;
   float rope_theta = 10000.0f;
   float rms_eps = 1e-6f;
-  std::int64_t head_dim() const { return dim / heads; }
+  std::int64_t explicit_head_dim = 0;       // 0: dim / heads
+  bool qkv_bias = false;                    // Qwen2: q/k/v projections have biases
+  std::array<std::int64_t, 3> mrope_section{};  // {}: MRope::mrope_section(d)
+  std::int64_t head_dim() const { return explicit_head_dim ? explicit_head_dim : dim / heads; }
 };
 
 struct Layer {
   Vec attn_norm, ffn_norm;            // (D)
   Mat wq, wk, wv;                     // (Hq*d, D), (Hkv*d, D), (Hkv*d, D)
+  Vec bq, bk, bv;                     // (Hq*d), (Hkv*d), (Hkv*d); empty: no bias
   Mat wo;                             // (D, Hq*d)
   Mat w_gate, w_up;                   // (F, D)
   Mat w_down;                         // (D, F)
@@ -78,12 +96,25 @@ inline Weights random_weights(const Config& c, unsigned seed) {
     for (std::int64_t i = 0; i < c.dim; ++i) v[i] = 1.0f + 0.1f * nd(rng);
     return v;
   };
+  auto bias = [&](std::int64_t n) {
+    Vec v;
+    if (c.qkv_bias) {
+      v.resize(n);
+      for (std::int64_t i = 0; i < n; ++i) v[i] = 0.1f * nd(rng);
+    }
+    return v;
+  };
   const std::int64_t d = c.head_dim();
   Weights w{c, {}, {}};
-  for (std::int64_t l = 0; l < c.layers; ++l)
-    w.layers.push_back({norm(), norm(), mat(c.heads * d, c.dim), mat(c.kv_heads * d, c.dim),
-                        mat(c.kv_heads * d, c.dim), mat(c.dim, c.heads * d),
-                        mat(c.ffn, c.dim), mat(c.ffn, c.dim), mat(c.dim, c.ffn)});
+  for (std::int64_t l = 0; l < c.layers; ++l) {
+    Layer L{norm(), norm(), mat(c.heads * d, c.dim), mat(c.kv_heads * d, c.dim),
+            mat(c.kv_heads * d, c.dim), {}, {}, {}, mat(c.dim, c.heads * d),
+            mat(c.ffn, c.dim), mat(c.ffn, c.dim), mat(c.dim, c.ffn)};
+    L.bq = bias(c.heads * d);
+    L.bk = bias(c.kv_heads * d);
+    L.bv = bias(c.kv_heads * d);
+    w.layers.push_back(std::move(L));
+  }
   w.final_norm = norm();
   return w;
 }
@@ -216,8 +247,17 @@ struct PrefillStats {
 struct PrefillResult {
   Mat out;                                          // (T_final, D) final-norm rows
   std::vector<std::vector<std::int64_t>> kept;      // per drop: kept image tokens
-  std::vector<std::vector<float>> scores;           // per drop: the scores ranked
+  std::vector<std::vector<float>> scores;           // per drop: the scores ranked (empty: unscored)
+  std::vector<std::vector<std::int64_t>> positions; // per drop: positions after it, token-major
   PrefillStats stats;
+};
+
+// How the drops of a prefill pick their tokens, besides the schedule's
+// strategy and ratios.
+struct DropOptions {
+  pdrop::Budget budget = pdrop::Budget::per_span;  // per image span, or global
+  pdrop::ScoreOptions score{};                     // PyramidDrop / FastV scoring
+  pdrop::DartOptions dart{};                       // DART
 };
 
 // One sequence through the model: prefill with a schedule, then decode.
@@ -235,33 +275,53 @@ class Session {
   PrefillResult prefill(const Mat& embeds, pdrop::ImageSpan image) {
     std::vector<std::int64_t> pos(static_cast<std::size_t>(embeds.rows()));
     for (std::size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<std::int64_t>(i);
-    mrope_.reset();
-    return run_prefill(embeds, {image}, pdrop::Budget::per_span, std::move(pos));
+    return prefill(embeds, std::move(pos), 1, {image});
   }
 
   // M-RoPE (Qwen2-VL): embeds (T0, D); positions T0 x 3 (temporal, height,
   // width; e.g. from pdrop::mrope_positions); images: the image / video
   // spans, sorted. Each drop keeps per_span_budgets or global_budget of the
   // ORIGINAL spans at the stage's ratio, and the kept tokens keep their
-  // original 3-row positions. Decode step s then uses
-  // mrope_next_position(prompt) + s in all three axes, in every layer.
+  // original 3-row positions. section {} takes the config's.
   PrefillResult prefill_mrope(const Mat& embeds, pdrop::TokenView<const std::int64_t> positions,
                               std::vector<pdrop::ImageSpan> images,
                               pdrop::Budget budget = pdrop::Budget::per_span,
-                              std::array<std::int64_t, 3> section = {}) {  // {}: mrope_section(d)
-    const std::int64_t d = w_.cfg.head_dim();
+                              std::array<std::int64_t, 3> section = {}) {
     if (positions.tokens != embeds.rows() || positions.features != 3)
       throw pdrop::invalid_argument("Session::prefill_mrope: positions must be T0 x 3");
-    if (section == std::array<std::int64_t, 3>{}) section = MRope::mrope_section(d);
-    mrope_.emplace(d, w_.cfg.rope_theta, section);
     std::vector<std::int64_t> pos(static_cast<std::size_t>(3 * positions.tokens));
     for (std::int64_t t = 0; t < positions.tokens; ++t)
       for (std::int64_t a = 0; a < 3; ++a) pos[3 * t + a] = positions.row(t)[a];
-    return run_prefill(embeds, images, budget, std::move(pos));
+    DropOptions opt;
+    opt.budget = budget;
+    return prefill(embeds, std::move(pos), 3, std::move(images), opt, section);
+  }
+
+  // The general prefill. positions: `rows` values per token, token-major
+  // (rows 1: RoPE; rows 3: M-RoPE, temporal/height/width); images: sorted,
+  // disjoint spans. With 1 row, positions follow the schedule's
+  // position_mode(); M-RoPE rows always keep their original values.
+  PrefillResult prefill(const Mat& embeds, std::vector<std::int64_t> positions, std::int64_t rows,
+                        std::vector<pdrop::ImageSpan> images, const DropOptions& opt = {},
+                        std::array<std::int64_t, 3> section = {}) {
+    const std::int64_t d = w_.cfg.head_dim();
+    if (rows != 1 && rows != 3)
+      throw pdrop::invalid_argument("Session::prefill: rows must be 1 or 3, got " +
+                                    std::to_string(rows));
+    if (static_cast<std::int64_t>(positions.size()) != rows * embeds.rows())
+      throw pdrop::invalid_argument("Session::prefill: positions must hold rows * T0 values");
+    if (rows == 3) {
+      if (section == std::array<std::int64_t, 3>{}) section = w_.cfg.mrope_section;
+      if (section == std::array<std::int64_t, 3>{}) section = MRope::mrope_section(d);
+      mrope_.emplace(d, w_.cfg.rope_theta, section);
+    } else {
+      mrope_.reset();
+    }
+    return run_prefill(embeds, std::move(images), opt, std::move(positions));
   }
 
   // One decode step: embed (D) in, final-norm row out. positions_used, if
-  // given, receives the RoPE position each layer used.
+  // given, receives the position each layer used (equal in all M-RoPE rows).
   Vec decode(const Vec& embed, std::vector<std::int64_t>* positions_used = nullptr) {
     const Config& c = w_.cfg;
     const std::int64_t d = c.head_dim(), qw = c.heads * d, kw = c.kv_heads * d;
@@ -269,22 +329,17 @@ class Session {
     Mat x = embed.transpose(), h(1, c.dim), q(1, qw), k(1, kw), v(1, kw), attn(1, qw);
     Mat gate(1, c.ffn), up(1, c.ffn);
     if (positions_used) positions_used->clear();
-    const std::int64_t p_orig = t0_ + steps_;
     for (std::int64_t l = 0; l < c.layers; ++l) {
       const Layer& L = w_.layers[l];
-      // M-RoPE keeps original positions: the prompt's next position + step
-      // in all three axes (plain RoPE at p). Otherwise p_orig - (N0 - n_j).
-      const std::int64_t p =
-          mrope_ ? next_pos_ + steps_
-                 : p_orig - schedule_.position_offset(n0_, schedule_.stage_of_layer(l));
+      KVCache& cache = caches_[l];
+      // Re-indexed prompt: the layer's own length (its prompt rows + the
+      // steps so far). Original positions: after the prompt's largest.
+      const std::int64_t p = reindexed_ ? cache.len : next_pos_ + steps_;
       if (positions_used) positions_used->push_back(p);
       rms_norm(x, L.attn_norm, c.rms_eps, h);
-      q.noalias() = h * L.wq.transpose();
-      k.noalias() = h * L.wk.transpose();
-      v.noalias() = h * L.wv.transpose();
+      project(L, h, q, k, v);
       rope(q, &p, c.heads, rope_);
       rope(k, &p, c.kv_heads, rope_);
-      KVCache& cache = caches_[l];
       cache.k.row(cache.len) = k.row(0);
       cache.v.row(cache.len) = v.row(0);
       ++cache.len;
@@ -310,27 +365,55 @@ class Session {
   std::vector<KVCache>& caches() { return caches_; }
 
  private:
+  // q/k/v = h W^T (+ b) for the rows of h.
+  template <class H, class Q, class K, class V>
+  void project(const Layer& L, const H& h, Q&& q, K&& k, V&& v) const {
+    q.noalias() = h * L.wq.transpose();
+    k.noalias() = h * L.wk.transpose();
+    v.noalias() = h * L.wv.transpose();
+    if (L.bq.size()) q.rowwise() += L.bq.transpose();
+    if (L.bk.size()) k.rowwise() += L.bk.transpose();
+    if (L.bv.size()) v.rowwise() += L.bv.transpose();
+  }
+
   // The prefill of both position schemes: pos holds T0 (RoPE) or 3 * T0
   // (M-RoPE, when mrope_ is set) values.
   PrefillResult run_prefill(const Mat& embeds, std::vector<pdrop::ImageSpan> images,
-                            pdrop::Budget budget, std::vector<std::int64_t> pos) {
+                            const DropOptions& opt, std::vector<std::int64_t> pos) {
     const Config& c = w_.cfg;
     const std::int64_t d = c.head_dim(), qw = c.heads * d, kw = c.kv_heads * d;
     const std::int64_t axes = mrope_ ? 3 : 1;
+    const pdrop::Strategy strategy = schedule_.strategy();
+    const pdrop::PositionMode mode =
+        mrope_ ? pdrop::PositionMode::keep_original : schedule_.position_mode();
+    if (strategy == pdrop::Strategy::random)
+      throw pdrop::invalid_argument("Session: the host runs pyramid_drop, fastv, vtw and dart");
+    if (opt.budget == pdrop::Budget::global && strategy != pdrop::Strategy::pyramid_drop &&
+        strategy != pdrop::Strategy::fastv)
+      throw pdrop::invalid_argument(std::string("Session: a global budget needs a scoring "
+                                                "strategy, not ") + pdrop::strategy_name(strategy));
     std::int64_t T = embeds.rows();
     t0_ = T;
     steps_ = 0;
+    reindexed_ = mode == pdrop::PositionMode::reindex;
+    // Original positions continue after the largest of the whole prompt,
+    // taken before any drop (a dropped last image must not lower it).
+    next_pos_ = 0;
+    for (const std::int64_t p : pos) next_pos_ = std::max(next_pos_, p + 1);
     const std::vector<pdrop::ImageSpan> original = images;
     std::int64_t n_image = 0;
     for (const auto& im : images) n_image += im.length;
     n0_ = n_image;
-    rope_ = RopeTable(d, c.rope_theta, T + max_decode_);
+    std::int64_t max_pos = T + max_decode_;
+    for (const std::int64_t p : pos) max_pos = std::max(max_pos, p + max_decode_ + 1);
+    rope_ = RopeTable(d, c.rope_theta, max_pos);
     const auto rotate = [&](auto&& rows, const std::int64_t* p, std::int64_t heads) {
       if (mrope_) mrope(rows, p, heads, *mrope_);
       else rope(rows, p, heads, rope_);
     };
     Mat x = embeds, h(T, c.dim), q(T, qw), k(T, kw), v(T, kw), attn(T, qw), scratch_k(T, kw);
-    Mat probs(T, T), up(T, c.ffn), gate(T, c.ffn);
+    Mat probs(T, T), up(T, c.ffn), gate(T, c.ffn), feats;
+    Vec q_prev(qw);  // the last query row of the layer that just ran, rotated
     std::vector<std::int64_t> keep(static_cast<std::size_t>(T));
     std::vector<std::int64_t> counts(images.size());
     pdrop::Workspace ws;
@@ -344,35 +427,57 @@ class Session {
       const Layer& L = w_.layers[l];
       auto X = x.topRows(T);
       rms_norm(X, L.attn_norm, c.rms_eps, h.topRows(T));
-      q.topRows(T).noalias() = h.topRows(T) * L.wq.transpose();
-      k.topRows(T).noalias() = h.topRows(T) * L.wk.transpose();
-      v.topRows(T).noalias() = h.topRows(T) * L.wv.transpose();
+      project(L, h.topRows(T), q.topRows(T), k.topRows(T), v.topRows(T));
 
       if (const std::int64_t stage = l > 0 ? schedule_.drop_after(l - 1) : 0) {
         const auto t_drop = clock::now();
-        // Score from this layer's q/k, RoPE'd at the current positions: a
-        // rotated copy of K and of the last q row; the projections stay.
-        scratch_k.topRows(T) = k.topRows(T);
-        rotate(scratch_k.topRows(T), pos.data(), c.kv_heads);
-        Vec q_last = q.row(T - 1).transpose();
-        rotate(Eigen::Map<Mat>(q_last.data(), 1, qw), &pos[(T - 1) * axes], c.heads);
+        const double ratio = schedule_.ratios()[stage];
+        const std::int64_t last = T - 1;
+        std::vector<float> scores;
+        std::int64_t t_new = 0;
         // Budgets from the original spans at the stage's ratio: int(N0 *
         // ratio) per span (Schedule::image_tokens for one image), or one
         // global int(sum N0 * ratio).
-        const double ratio = schedule_.ratios()[stage];
-        const std::int64_t last = T - 1;
-        std::vector<float> scores(static_cast<std::size_t>(n_image));
-        const auto qv = pdrop::split_heads(pdrop::TokenView<const float>(q_last.data(), 1, qw), c.heads);
-        const auto kv = pdrop::split_heads(pdrop::TokenView<const float>(scratch_k.data(), T, kw), c.kv_heads);
-        std::int64_t t_new = 0;
-        if (budget == pdrop::Budget::global) {
-          t_new = pdrop::rank_and_drop_global<float, float>(
-              qv, {&last, 1}, kv, images, pdrop::global_budget(original, ratio), ws, keep, images,
-              scores);
+        pdrop::per_span_budgets(original, ratio, counts);
+        const auto keys_of = [&](const float* data) {
+          return pdrop::split_heads(pdrop::TokenView<const float>(data, T, kw), c.kv_heads);
+        };
+        if (strategy == pdrop::Strategy::pyramid_drop || strategy == pdrop::Strategy::fastv) {
+          // PyramidDrop: this layer's q/k, RoPE'd at the current positions
+          // (a rotated copy of K and of the last q row; the projections
+          // stay). FastV: the layer that just ran, whose rotated K is its
+          // cache and whose last q row was kept.
+          const float* kdata = nullptr;
+          if (strategy == pdrop::Strategy::pyramid_drop) {
+            scratch_k.topRows(T) = k.topRows(T);
+            rotate(scratch_k.topRows(T), pos.data(), c.kv_heads);
+            q_prev = q.row(T - 1).transpose();
+            rotate(Eigen::Map<Mat>(q_prev.data(), 1, qw), &pos[(T - 1) * axes], c.heads);
+            kdata = scratch_k.data();
+          } else {
+            kdata = caches_[l - 1].k.data();
+          }
+          scores.resize(static_cast<std::size_t>(n_image));
+          const auto qv = pdrop::split_heads(pdrop::TokenView<const float>(q_prev.data(), 1, qw), c.heads);
+          if (opt.budget == pdrop::Budget::global)
+            t_new = pdrop::rank_and_drop_global<float, float>(
+                qv, {&last, 1}, keys_of(kdata), images, pdrop::global_budget(original, ratio), ws,
+                keep, images, scores, opt.score);
+          else
+            t_new = pdrop::rank_and_drop<float, float>(qv, {&last, 1}, keys_of(kdata), images,
+                                                       counts, ws, keep, images, scores, opt.score);
         } else {
-          pdrop::per_span_budgets(original, ratio, counts);
-          t_new = pdrop::rank_and_drop<float, float>(qv, {&last, 1}, kv, images, counts, ws, keep,
-                                                     images, scores);
+          // VTW reads nothing; DART the keys of the layer that just ran and
+          // its output through the final norm.
+          pdrop::DropInputs<float, float, float> in;
+          in.k = keys_of(caches_[l - 1].k.data());
+          in.dart = opt.dart;
+          if (strategy == pdrop::Strategy::dart) {
+            feats.resize(T, c.dim);
+            rms_norm(x.topRows(T), w_.final_norm, c.rms_eps, feats);
+            in.features = pdrop::TokenView<const float>(feats.data(), T, c.dim);
+          }
+          t_new = pdrop::drop_by_strategy(strategy, T, in, images, counts, ws, keep, images);
         }
         n_image = 0;
         for (const auto& im : images) n_image += im.length;
@@ -386,15 +491,15 @@ class Session {
         pdrop::compact_rows(pdrop::TokenView<float>(q.data(), T, qw), kl);
         pdrop::compact_rows(pdrop::TokenView<float>(k.data(), T, kw), kl);
         pdrop::compact_rows(pdrop::TokenView<float>(v.data(), T, kw), kl);
-        pdrop::compact_positions(pdrop::TokenView<std::int64_t>(pos.data(), T, axes), kl,
-                                 mrope_ ? pdrop::PositionMode::keep_original
-                                        : pdrop::PositionMode::reindex);
+        pdrop::compact_positions(pdrop::TokenView<std::int64_t>(pos.data(), T, axes), kl, mode);
         T = t_new;
+        res.positions.emplace_back(pos.begin(), pos.begin() + T * axes);
         res.stats.drop_seconds += std::chrono::duration<double>(clock::now() - t_drop).count();
       }
 
       rotate(q.topRows(T), pos.data(), c.heads);
       rotate(k.topRows(T), pos.data(), c.kv_heads);
+      q_prev = q.row(T - 1).transpose();
       KVCache& cache = caches_[l];
       cache.k.resize(T + max_decode_, kw);
       cache.v.resize(T + max_decode_, kw);
@@ -408,8 +513,6 @@ class Session {
       res.stats.layer_tokens.push_back(T);
       res.stats.layer_seconds.push_back(std::chrono::duration<double>(clock::now() - t_start).count());
     }
-    if (mrope_)
-      next_pos_ = pdrop::mrope_next_position<std::int64_t>(pdrop::TokenView<const std::int64_t>(pos.data(), T, 3));
     res.out.resize(T, c.dim);
     rms_norm(x.topRows(T), w_.final_norm, c.rms_eps, res.out);
     return res;
@@ -453,6 +556,7 @@ class Session {
   RopeTable rope_;
   std::optional<MRope> mrope_;
   std::int64_t t0_ = 0, n0_ = 0, steps_ = 0, next_pos_ = 0;
+  bool reindexed_ = true;
   std::vector<KVCache> caches_;
 };
 

@@ -1,7 +1,9 @@
-// examples/host/pipeline_case.hpp - a golden `pipeline_*` case (a tiny
-// LLaMA, a prompt, a schedule and decode inputs, as NPY files) loaded into
-// the host, and run: prefill with PyramidDrop, then decode.
-// Layout and meaning of the files: ../shared/golden/README.md.
+// examples/host/pipeline_case.hpp - a replay case (a language model's
+// weights, the prompt embeddings and positions its VLM computed, a schedule,
+// decode inputs; NPY files written by reference/make_golden.py or
+// reference/dump.py) loaded into the host, and run: prefill with the
+// schedule through pdrop, then decode.
+// Layout and meaning of the files: docs/golden.md.
 #ifndef PDROP_EXAMPLES_HOST_PIPELINE_CASE_HPP
 #define PDROP_EXAMPLES_HOST_PIPELINE_CASE_HPP
 
@@ -18,127 +20,211 @@ namespace pdrop_host {
 
 struct PipelineCase {
   Weights weights;
-  Mat embeds;                         // (T0, D)
-  pdrop::ImageSpan image;             // [s, s + N0)
-  std::vector<std::int64_t> layer_list;
-  std::vector<double> ratios;         // after each drop, no leading 1.0
-  Mat decode_embeds;                  // (steps, D)
+  Mat embeds;                              // (T0, D)
+  std::int64_t rows = 1;                   // position rows per token: 1 or 3 (M-RoPE)
+  std::vector<std::int64_t> positions;     // (T0, rows) token-major
+  std::vector<pdrop::ImageSpan> images;    // sorted spans of image / video tokens
+  std::vector<std::int64_t> layer_list;    // drop after these 1-based layers
+  std::vector<double> ratios;              // kept fraction of N0 after each drop
+  pdrop::Strategy strategy = pdrop::Strategy::pyramid_drop;
+  pdrop::PositionMode position_mode = pdrop::PositionMode::reindex;
+  DropOptions drop;
+  Mat decode_embeds;                       // (steps, D)
 };
 
 struct PipelineOutputs {
-  std::vector<std::vector<std::int64_t>> kept;  // kept_<j>
-  Mat prefill_out;                              // (T_final, D)
-  Mat decode_out;                               // (steps, D)
-  std::vector<std::int64_t> decode_pos;         // (steps, L), row-major
+  std::vector<std::vector<std::int64_t>> kept;       // kept_<j>: image tokens at drop j
+  std::vector<std::vector<std::int64_t>> positions;  // positions after drop j, token-major
+  Mat prefill_out;                                   // (T_final, D)
+  std::vector<std::int64_t> cache_len;               // (L,) after prefill
+  Mat decode_out;                                    // (steps, D)
+  std::vector<std::int64_t> decode_pos;              // (steps, L, rows), row-major
 };
 
 namespace detail {
 
+inline std::string shape_string(const std::vector<std::int64_t>& shape) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
 inline pdrop::npy::array read_case(const std::filesystem::path& dir, const std::string& name,
-                                   std::vector<std::int64_t> shape) {
+                                   std::vector<std::int64_t> shape, pdrop::npy::dtype type) {
   const auto path = (dir / name).string();
+  if (!std::filesystem::exists(path)) throw pdrop::npy::error(path + ": missing");
   auto a = pdrop::npy::read(path);
-  if (a.shape != shape) {
-    std::string want = "(", got = "(";
-    for (auto x : shape) want += std::to_string(x) + ",";
-    for (auto x : a.shape) got += std::to_string(x) + ",";
-    throw pdrop::npy::error(path + ": expected shape " + want + ") got " + got + ")");
-  }
+  if (a.type != type)
+    throw pdrop::npy::error(path + ": expected " + pdrop::npy::dtype_name(type) + " data, got " +
+                            pdrop::npy::dtype_name(a.type));
+  if (a.shape.size() != shape.size())
+    throw pdrop::npy::error(path + ": expected shape " + shape_string(shape) + ", got " +
+                            shape_string(a.shape));
+  for (std::size_t i = 0; i < shape.size(); ++i)
+    if (shape[i] >= 0 && a.shape[i] != shape[i])
+      throw pdrop::npy::error(path + ": expected shape " + shape_string(shape) + ", got " +
+                              shape_string(a.shape));
   return a;
 }
 
 inline Mat to_mat(const pdrop::npy::array& a, std::int64_t offset, std::int64_t rows,
                   std::int64_t cols) {
-  const std::vector<float> f = pdrop::npy::to_f32(a);
-  return Eigen::Map<const Mat>(f.data() + offset, rows, cols);
+  return Eigen::Map<const Mat>(a.data<float>() + offset, rows, cols);
 }
 
-}  // namespace detail
+inline Vec to_vec(const pdrop::npy::array& a, std::int64_t offset, std::int64_t n) {
+  return Eigen::Map<const Vec>(a.data<float>() + offset, n);
+}
 
-// Reads a pipeline case folder; throws pdrop::npy::error / pdrop::invalid_argument
-// naming the file on any missing file, wrong dtype or wrong shape.
-inline PipelineCase load_pipeline_case(const std::filesystem::path& dir) {
-  using detail::read_case;
-  using detail::to_mat;
+// The weights folder of a case: CASE/weights, else CASE/../weights (the
+// golden cases of one architecture share one model).
+inline std::filesystem::path weights_dir(const std::filesystem::path& dir) {
+  if (std::filesystem::is_directory(dir / "weights")) return dir / "weights";
+  if (std::filesystem::is_directory(dir / ".." / "weights")) return dir / ".." / "weights";
+  throw pdrop::invalid_argument("CASE_DIR " + dir.string() +
+                                ": no weights/ folder in it or beside it");
+}
+
+inline Weights load_weights(const std::filesystem::path& wdir) {
   namespace npy = pdrop::npy;
-  if (!std::filesystem::is_directory(dir))
-    throw pdrop::invalid_argument("CASE_DIR " + dir.string() + " is not a directory");
-  const auto cfg = npy::to_i64(read_case(dir, "config.npy", {5}));
+  using npy::dtype;
+  const auto cfg = npy::to_i64(read_case(wdir, "config.npy", {8}, dtype::i8));
   Config c;
   c.layers = cfg[0]; c.dim = cfg[1]; c.heads = cfg[2]; c.kv_heads = cfg[3]; c.ffn = cfg[4];
+  c.explicit_head_dim = cfg[5];
+  c.qkv_bias = cfg[6] != 0;
+  const std::int64_t rows = cfg[7];
   if (c.layers < 1 || c.dim < 2 || c.heads < 1 || c.kv_heads < 1 || c.ffn < 1 ||
-      c.dim % c.heads != 0 || c.heads % c.kv_heads != 0 || (c.dim / c.heads) % 2 != 0)
+      c.explicit_head_dim < 2 || c.explicit_head_dim % 2 != 0 || c.heads % c.kv_heads != 0 ||
+      (rows != 1 && rows != 3) || (cfg[6] != 0 && cfg[6] != 1))
     throw pdrop::invalid_argument(pdrop::detail::concat(
-        (dir / "config.npy").string(), ": inconsistent [layers, D, Hq, Hkv, F] = [", c.layers,
-        ", ", c.dim, ", ", c.heads, ", ", c.kv_heads, ", ", c.ffn, "]"));
-  c.rope_theta = static_cast<float>(npy::to_f32(read_case(dir, "rope_theta.npy", {1}))[0]);
-  c.rms_eps = static_cast<float>(npy::to_f32(read_case(dir, "rms_eps.npy", {1}))[0]);
+        (wdir / "config.npy").string(),
+        ": inconsistent [layers, D, Hq, Hkv, F, head_dim, qkv_bias, rows] = [", cfg[0], ", ",
+        cfg[1], ", ", cfg[2], ", ", cfg[3], ", ", cfg[4], ", ", cfg[5], ", ", cfg[6], ", ",
+        cfg[7], "]"));
+  c.rope_theta = static_cast<float>(npy::to_f32(read_case(wdir, "rope_theta.npy", {1}, dtype::f8))[0]);
+  c.rms_eps = static_cast<float>(npy::to_f32(read_case(wdir, "rms_eps.npy", {1}, dtype::f8))[0]);
+  if (rows == 3) {
+    const auto sec = npy::to_i64(read_case(wdir, "mrope_section.npy", {3}, dtype::i8));
+    if (sec[0] < 0 || sec[1] < 0 || sec[2] < 0 || 2 * (sec[0] + sec[1] + sec[2]) != c.head_dim())
+      throw pdrop::invalid_argument(pdrop::detail::concat(
+          (wdir / "mrope_section.npy").string(), ": sections [", sec[0], ", ", sec[1], ", ",
+          sec[2], "] must be >= 0 and sum to head_dim / 2 = ", c.head_dim() / 2));
+    c.mrope_section = {sec[0], sec[1], sec[2]};
+  }
   const std::int64_t L = c.layers, D = c.dim, F = c.ffn, d = c.head_dim();
   const std::int64_t qw = c.heads * d, kw = c.kv_heads * d;
-
-  PipelineCase pc;
-  pc.weights.cfg = c;
-  const auto attn_norm = read_case(dir, "attn_norm.npy", {L, D});
-  const auto ffn_norm = read_case(dir, "ffn_norm.npy", {L, D});
-  const auto wq = read_case(dir, "wq.npy", {L, qw, D});
-  const auto wk = read_case(dir, "wk.npy", {L, kw, D});
-  const auto wv = read_case(dir, "wv.npy", {L, kw, D});
-  const auto wo = read_case(dir, "wo.npy", {L, D, qw});
-  const auto wg = read_case(dir, "w_gate.npy", {L, F, D});
-  const auto wu = read_case(dir, "w_up.npy", {L, F, D});
-  const auto wd = read_case(dir, "w_down.npy", {L, D, F});
+  Weights w;
+  w.cfg = c;
+  const auto f4 = dtype::f4;
+  const auto attn_norm = read_case(wdir, "attn_norm.npy", {L, D}, f4);
+  const auto ffn_norm = read_case(wdir, "ffn_norm.npy", {L, D}, f4);
+  const auto wq = read_case(wdir, "wq.npy", {L, qw, D}, f4);
+  const auto wk = read_case(wdir, "wk.npy", {L, kw, D}, f4);
+  const auto wv = read_case(wdir, "wv.npy", {L, kw, D}, f4);
+  const auto wo = read_case(wdir, "wo.npy", {L, D, qw}, f4);
+  const auto wg = read_case(wdir, "w_gate.npy", {L, F, D}, f4);
+  const auto wu = read_case(wdir, "w_up.npy", {L, F, D}, f4);
+  const auto wd = read_case(wdir, "w_down.npy", {L, D, F}, f4);
+  npy::array bq, bk, bv;
+  if (c.qkv_bias) {
+    bq = read_case(wdir, "bq.npy", {L, qw}, f4);
+    bk = read_case(wdir, "bk.npy", {L, kw}, f4);
+    bv = read_case(wdir, "bv.npy", {L, kw}, f4);
+  }
   for (std::int64_t l = 0; l < L; ++l) {
     Layer layer;
-    layer.attn_norm = to_mat(attn_norm, l * D, 1, D).row(0).transpose();
-    layer.ffn_norm = to_mat(ffn_norm, l * D, 1, D).row(0).transpose();
+    layer.attn_norm = to_vec(attn_norm, l * D, D);
+    layer.ffn_norm = to_vec(ffn_norm, l * D, D);
     layer.wq = to_mat(wq, l * qw * D, qw, D);
     layer.wk = to_mat(wk, l * kw * D, kw, D);
     layer.wv = to_mat(wv, l * kw * D, kw, D);
+    if (c.qkv_bias) {
+      layer.bq = to_vec(bq, l * qw, qw);
+      layer.bk = to_vec(bk, l * kw, kw);
+      layer.bv = to_vec(bv, l * kw, kw);
+    }
     layer.wo = to_mat(wo, l * D * qw, D, qw);
     layer.w_gate = to_mat(wg, l * F * D, F, D);
     layer.w_up = to_mat(wu, l * F * D, F, D);
     layer.w_down = to_mat(wd, l * D * F, D, F);
-    pc.weights.layers.push_back(std::move(layer));
+    w.layers.push_back(std::move(layer));
   }
-  pc.weights.final_norm = to_mat(read_case(dir, "final_norm.npy", {D}), 0, 1, D).row(0).transpose();
+  w.final_norm = to_vec(read_case(wdir, "final_norm.npy", {D}, f4), 0, D);
+  return w;
+}
 
-  const auto embeds = npy::read((dir / "embeds.npy").string());
-  if (embeds.shape.size() != 2 || embeds.shape[1] != D)
-    throw pdrop::npy::error((dir / "embeds.npy").string() + ": expected shape (T0, D = " +
-                            std::to_string(D) + ")");
-  pc.embeds = to_mat(embeds, 0, embeds.shape[0], D);
-  const auto span = npy::to_i64(read_case(dir, "image_span.npy", {2}));
-  pc.image = {span[0], span[1]};
-  const auto layer_list = npy::read((dir / "layer_list.npy").string());
-  pc.layer_list = npy::to_i64(layer_list);
-  const auto ratios = npy::read((dir / "ratios.npy").string());
-  if (ratios.type != npy::dtype::f8)
-    throw pdrop::npy::error((dir / "ratios.npy").string() + ": expected f8 ratios");
-  const double* rp = ratios.data<double>();
-  pc.ratios.assign(rp, rp + ratios.numel());
-  const auto dec = npy::read((dir / "decode_embeds.npy").string());
-  if (dec.shape.size() != 2 || dec.shape[1] != D)
-    throw pdrop::npy::error((dir / "decode_embeds.npy").string() + ": expected shape (steps, D = " +
-                            std::to_string(D) + ")");
-  pc.decode_embeds = to_mat(dec, 0, dec.shape[0], D);
+}  // namespace detail
+
+// Reads a case folder; throws pdrop::npy::error / pdrop::invalid_argument
+// naming the file on any missing file, wrong dtype, shape or value.
+inline PipelineCase load_pipeline_case(const std::filesystem::path& dir) {
+  using detail::read_case;
+  namespace npy = pdrop::npy;
+  using npy::dtype;
+  if (!std::filesystem::is_directory(dir))
+    throw pdrop::invalid_argument("CASE_DIR " + dir.string() + " is not a directory");
+  PipelineCase pc;
+  pc.weights = detail::load_weights(detail::weights_dir(dir));
+  const Config& c = pc.weights.cfg;
+  const std::int64_t D = c.dim;
+  const auto embeds = read_case(dir, "embeds.npy", {-1, D}, dtype::f4);
+  const std::int64_t T0 = embeds.shape[0];
+  pc.embeds = detail::to_mat(embeds, 0, T0, D);
+  const auto pos = read_case(dir, "positions.npy", {-1, T0}, dtype::i8);
+  pc.rows = pos.shape[0];
+  if (pc.rows != (c.mrope_section == std::array<std::int64_t, 3>{} ? 1 : 3))
+    throw pdrop::invalid_argument(pdrop::detail::concat(
+        (dir / "positions.npy").string(), ": ", pc.rows, " position rows for a model with ",
+        c.mrope_section == std::array<std::int64_t, 3>{} ? 1 : 3));
+  const auto p = npy::to_i64(pos);
+  pc.positions.resize(p.size());
+  for (std::int64_t r = 0; r < pc.rows; ++r)
+    for (std::int64_t t = 0; t < T0; ++t) pc.positions[t * pc.rows + r] = p[r * T0 + t];
+  const auto spans = read_case(dir, "image_spans.npy", {-1, 2}, dtype::i8);
+  const auto s = npy::to_i64(spans);
+  for (std::size_t i = 0; i < s.size(); i += 2) pc.images.push_back({s[i], s[i + 1]});
+  pc.layer_list = npy::to_i64(read_case(dir, "layer_list.npy", {-1}, dtype::i8));
+  const auto ratios = read_case(dir, "ratios.npy", {static_cast<std::int64_t>(pc.layer_list.size())}, dtype::f8);
+  pc.ratios.assign(ratios.data<double>(), ratios.data<double>() + ratios.numel());
+  // options.npy: [strategy, budget, rounding, position mode, DART pivots],
+  // the values of pdrop::Strategy, Budget, ProbRounding and PositionMode.
+  const auto o = npy::to_i64(read_case(dir, "options.npy", {5}, dtype::i8));
+  if (o[0] < 0 || o[0] > 3 || o[1] < 0 || o[1] > 1 || o[2] < 0 || o[2] > 2 || o[3] < 0 ||
+      o[3] > 1 || o[4] < 1)
+    throw pdrop::invalid_argument(pdrop::detail::concat(
+        (dir / "options.npy").string(), ": [strategy, budget, rounding, positions, pivots] = [",
+        o[0], ", ", o[1], ", ", o[2], ", ", o[3], ", ", o[4], "] out of range"));
+  pc.strategy = static_cast<pdrop::Strategy>(o[0]);
+  pc.drop.budget = static_cast<pdrop::Budget>(o[1]);
+  pc.drop.score.round_probs = static_cast<pdrop::ProbRounding>(o[2]);
+  pc.position_mode = static_cast<pdrop::PositionMode>(o[3]);
+  pc.drop.dart.pivots = o[4];
+  pc.drop.dart.pivot_norm = pdrop::PivotNorm::l2;
+  const auto dec = read_case(dir, "decode_embeds.npy", {-1, D}, dtype::f4);
+  pc.decode_embeds = detail::to_mat(dec, 0, dec.shape[0], D);
   return pc;
 }
 
 // Prefill with the case's schedule, then one decode step per decode embed.
 inline PipelineOutputs run_pipeline_case(const PipelineCase& pc) {
   const Config& c = pc.weights.cfg;
-  pdrop::Schedule schedule = pdrop::Schedule::from_lists(c.layers, pc.layer_list, pc.ratios);
+  pdrop::Schedule schedule = pdrop::Schedule::from_lists(c.layers, pc.layer_list, pc.ratios)
+                                 .with_strategy(pc.strategy)
+                                 .with_position_mode(pc.position_mode);
   const std::int64_t steps = pc.decode_embeds.rows();
   Session session(pc.weights, std::move(schedule), steps);
-  PrefillResult pre = session.prefill(pc.embeds, pc.image);
+  PrefillResult pre = session.prefill(pc.embeds, pc.positions, pc.rows, pc.images, pc.drop);
   PipelineOutputs out;
   out.kept = std::move(pre.kept);
+  out.positions = std::move(pre.positions);
   out.prefill_out = std::move(pre.out);
+  for (const auto& cache : session.caches()) out.cache_len.push_back(cache.len);
   out.decode_out.resize(steps, c.dim);
   std::vector<std::int64_t> pos;
   for (std::int64_t t = 0; t < steps; ++t) {
     out.decode_out.row(t) = session.decode(pc.decode_embeds.row(t).transpose(), &pos).transpose();
-    out.decode_pos.insert(out.decode_pos.end(), pos.begin(), pos.end());
+    for (const std::int64_t p : pos) out.decode_pos.insert(out.decode_pos.end(), pc.rows, p);
   }
   return out;
 }
