@@ -9,7 +9,8 @@
 #      baseline x86-64, do not compile in) pass the same tests.
 # Each build also compiles every public header on its own. Then the Python
 # reference (in .venv, from scripts/deps.sh):
-#   4. reference/make_golden.py --check: the committed tests/golden is what
+#   4. every relative link of the Markdown files resolves;
+#      reference/make_golden.py --check: the committed tests/golden is what
 #      transformers' models write today; --twice: two runs, same bytes;
 #      reference/test_reference.py: the generator's and dump.py's errors,
 #      and dump.py on a saved checkpoint replayed by pdrop-replay.
@@ -40,11 +41,11 @@ else
   echo "== clang-avx2: skipped (this CPU lacks AVX2/FMA/F16C)"
 fi
 
+echo "== docs: links"
+python3 scripts/check_links.py
 python=${PDROP_VENV:-.venv}/bin/python
 echo "== reference: committed golden cases against a fresh run"
 "$python" reference/make_golden.py --check
 "$python" reference/make_golden.py --twice --only llava/pyramid_astronaut,qwen2_vl/video_pyramid
-if [ -f reference/test_reference.py ]; then
-  echo "== reference: tests"
-  PDROP_REPLAY_EXE=build/test-gcc/examples/pdrop-replay "$python" reference/test_reference.py
-fi
+echo "== reference: tests"
+PDROP_REPLAY_EXE=build/test-gcc/examples/pdrop-replay "$python" reference/test_reference.py
