@@ -16,7 +16,7 @@ states once (hidden[:, keep]): the cheapest PyTorch form we know.
 
 Prints one JSON object: seconds per step (wall and process CPU time; min and
 median over repeats of `iters` steps each) and the settings. Needs PyTorch
-(Debian: apt-get install -y python3-torch); pdrop's tests never use it.
+(the project's .venv from scripts/deps.sh has it); pdrop's tests never use it.
 """
 import argparse
 import json

@@ -2,7 +2,8 @@
 # Builds pdrop-bench (Release; -march=native unless PDROP_BENCH_NATIVE=OFF is
 # passed in PDROP_BENCH_CMAKE_ARGS), runs every benchmark with interleaved
 # repetitions, runs the one-drop step side by side with PyTorch when
-# /usr/bin/python3 can import torch, and rewrites the table in
+# the project's .venv (scripts/deps.sh; torch pinned in reference/requirements.txt)
+# can import torch, and rewrites the table in
 # bench/README.md from the JSON results (bench/table.py).
 #
 # Environment:
@@ -11,7 +12,7 @@
 #   PDROP_BENCH_FILTER      --benchmark_filter (default: all)
 #   PDROP_BENCH_CMAKE_ARGS  extra CMake arguments
 #   PDROP_BENCH_NO_README=1 print the table instead of rewriting the README
-#   TORCH_PYTHON            Python with PyTorch (default /usr/bin/python3)
+#   TORCH_PYTHON            Python with PyTorch (default .venv/bin/python)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -19,7 +20,7 @@ scripts/deps.sh
 build=${PDROP_BENCH_BUILD:-build/bench}
 reps=${PDROP_BENCH_REPS:-5}
 filter=${PDROP_BENCH_FILTER:-.}
-torch_python=${TORCH_PYTHON:-/usr/bin/python3}
+torch_python=${TORCH_PYTHON:-${PDROP_VENV:-.venv}/bin/python}
 out=$build/results
 # shellcheck disable=SC2086
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DPDROP_BUILD_BENCH=ON \
@@ -48,7 +49,7 @@ if "$torch_python" -c 'import torch' 2>/dev/null; then
   done
   torch_args=(--torch "$out/torch.jsonl")
 else
-  echo "== PyTorch not found ($torch_python): no comparison (apt-get install -y python3-torch)"
+  echo "== PyTorch not found ($torch_python): no comparison (scripts/deps.sh installs it into .venv)"
 fi
 
 readme_args=(--readme bench/README.md)
