@@ -145,7 +145,7 @@ void score_case(const FloatTensor& q, const std::vector<std::int64_t>& pos, cons
   if (global) {
     if (counts.size() != 1)
       throw pdrop::invalid_argument(pdrop::detail::concat(
-          "keep.npy: a global budget is one count, got ", counts.size()));
+          "keep.npy: a global budget (options.npy) is one count, got ", counts.size()));
     pdrop::rank_and_drop_global<Tq, Tk>(qv, pos, kv, spans, counts[0], ws, keep, new_spans,
                                         r.scores, so);
   } else {
@@ -163,7 +163,7 @@ DropResult run_drop(const fs::path& in) {
   const auto counts = read_i64(in, "keep.npy");
   if (span_flat.size() % 2 != 0 || span_arr.shape.empty() || span_arr.shape.back() != 2)
     throw pdrop::invalid_argument(pdrop::detail::concat(
-        "image_span.npy: expected shape (2,) or (S, 2), got ", span_arr.shape.size(),
+        (in / "image_span.npy").string(), ": expected shape (2,) or (S, 2), got ", span_arr.shape.size(),
         " dimensions with ", span_flat.size(), " entries"));
   std::vector<pdrop::ImageSpan> spans;
   for (std::size_t i = 0; i < span_flat.size(); i += 2)
@@ -180,7 +180,7 @@ DropResult run_drop(const fs::path& in) {
   const bool global = opt[1] == 1;
   if (!global && counts.size() != spans.size())
     throw pdrop::invalid_argument(pdrop::detail::concat(
-        "keep.npy: expected one count per image span (", spans.size(), "), got ",
+        (in / "keep.npy").string(), ": expected one count per image span (", spans.size(), "), got ",
         counts.size()));
   DropResult r;
   r.rounding = static_cast<pdrop::ProbRounding>(opt[2]);
@@ -191,6 +191,10 @@ DropResult run_drop(const fs::path& in) {
     pdrop::ScoreOptions so;
     so.round_probs = r.rounding;
     r.scored = true;
+    if (global && counts.size() != 1)
+      throw pdrop::invalid_argument(pdrop::detail::concat(
+          (in / "keep.npy").string(), ": a global budget (options.npy) is one count, got ",
+          counts.size()));
     if (q.is_half() && k.is_half())
       score_case<pdrop::half, pdrop::half>(q, pos, k, spans, counts, global, so, r);
     else if (q.is_half())
@@ -202,8 +206,9 @@ DropResult run_drop(const fs::path& in) {
     return r;
   }
   if (global)
-    throw pdrop::invalid_argument(std::string("options.npy: a global budget needs a scoring "
-                                              "strategy, not ") + pdrop::strategy_name(strategy));
+    throw pdrop::invalid_argument((in / "options.npy").string() +
+                                  ": a global budget needs a scoring strategy, not " +
+                                  pdrop::strategy_name(strategy));
   pdrop::DropInputs<float, float, float> din;
   FloatTensor k, feats;
   std::int64_t tokens = spans.empty() ? 0 : spans.back().end();
@@ -344,12 +349,33 @@ std::vector<std::int64_t> read_i64_file(const fs::path& file) {
   return npy::to_i64(npy::read(file.string()));
 }
 
+// What a case expects of one drop, read before anything is printed.
+struct ExpectedDrop {
+  std::vector<std::int64_t> kept, positions;
+  std::vector<float> scores;
+  bool has_scores = false;
+};
+
 int run_check(const fs::path& in) {
   const pdrop_host::PipelineCase pc = pdrop_host::load_pipeline_case(in);
-  // Everything is read and run before anything is printed.
+  // Everything is read and run before anything is printed: a missing or
+  // broken file is bad input (one line, exit 1), not a half report.
   std::vector<DropResult> drops;
-  for (std::size_t j = 0; fs::exists(in / ("drop_" + std::to_string(j))); ++j)
-    drops.push_back(run_drop(in / ("drop_" + std::to_string(j))));
+  std::vector<ExpectedDrop> want;
+  for (std::size_t j = 0; fs::exists(in / ("drop_" + std::to_string(j))); ++j) {
+    const fs::path d = in / ("drop_" + std::to_string(j));
+    drops.push_back(run_drop(d));
+    ExpectedDrop e;
+    e.kept = read_i64_file(d / "kept.npy");
+    e.positions = read_i64_file(d / "positions.npy");
+    e.has_scores = drops.back().scored;
+    if (e.has_scores) e.scores = read_f32(d / "scores.npy");
+    want.push_back(std::move(e));
+  }
+  const auto want_cache = read_i64_file(in / "cache_len.npy");
+  const auto want_dpos = read_i64_file(in / "decode_pos.npy");
+  const auto want_pre = read_f32(in / "prefill_out.npy");
+  const auto want_dec = read_f32(in / "decode_out.npy");
   const pdrop_host::PipelineOutputs res = pdrop_host::run_pipeline_case(pc);
   std::printf("pdrop-replay check %s\n", in.string().c_str());
   Checker c;
@@ -357,26 +383,23 @@ int run_check(const fs::path& in) {
     c.report(false, "drop folders",
              pdrop::detail::concat(drops.size(), " drop_<j>/, ", pc.layer_list.size(), " drops"));
   for (std::size_t j = 0; j < drops.size(); ++j) {
-    const fs::path d = in / ("drop_" + std::to_string(j));
     const std::string tag = "drop " + std::to_string(j) + " ";
-    const auto want_kept = read_i64_file(d / "kept.npy");
-    c.exact(drops[j].kept, want_kept, tag + "kept (score)");
-    if (fs::exists(d / "scores.npy"))
-      c.close(drops[j].scores.data(), drops[j].scores.size(), read_f32(d / "scores.npy"),
+    c.exact(drops[j].kept, want[j].kept, tag + "kept (score)");
+    if (want[j].has_scores)
+      c.close(drops[j].scores.data(), drops[j].scores.size(), want[j].scores,
               drops[j].rounding == pdrop::ProbRounding::none ? 2e-5 : 1.0 / 1024, true,
               tag + "scores");
     if (j < res.kept.size()) {
-      c.exact(res.kept[j], want_kept, tag + "kept (pipeline)");
-      c.exact(rows_first(res.positions[j], pc.rows), read_i64_file(d / "positions.npy"),
-              tag + "positions");
+      c.exact(res.kept[j], want[j].kept, tag + "kept (pipeline)");
+      c.exact(rows_first(res.positions[j], pc.rows), want[j].positions, tag + "positions");
     }
   }
-  c.exact(res.cache_len, read_i64_file(in / "cache_len.npy"), "cache lengths");
-  c.exact(res.decode_pos, read_i64_file(in / "decode_pos.npy"), "decode positions");
-  c.close(res.prefill_out.data(), static_cast<std::size_t>(res.prefill_out.size()),
-          read_f32(in / "prefill_out.npy"), 1e-4, false, "prefill output");
-  c.close(res.decode_out.data(), static_cast<std::size_t>(res.decode_out.size()),
-          read_f32(in / "decode_out.npy"), 1e-4, false, "decode output");
+  c.exact(res.cache_len, want_cache, "cache lengths");
+  c.exact(res.decode_pos, want_dpos, "decode positions");
+  c.close(res.prefill_out.data(), static_cast<std::size_t>(res.prefill_out.size()), want_pre,
+          1e-4, false, "prefill output");
+  c.close(res.decode_out.data(), static_cast<std::size_t>(res.decode_out.size()), want_dec,
+          1e-4, false, "decode output");
   std::printf("%s: %d difference%s\n", c.failures ? "FAIL" : "PASS", c.failures,
               c.failures == 1 ? "" : "s");
   return c.failures ? 2 : 0;

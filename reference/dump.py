@@ -85,6 +85,12 @@ def dump(args) -> str:
                                 attn_implementation="eager").eval()
     processor = transformers.AutoProcessor.from_pretrained(args.model, local_files_only=True)
     cfg = model.config
+    text_cfg = getattr(cfg, "text_config", cfg)
+    rs = getattr(text_cfg, "rope_scaling", None) or {}
+    kind = rs.get("rope_type", rs.get("type", "default"))
+    if kind not in ("default", "mrope"):
+        raise DumpError(f"--model {args.model}: RoPE scaling '{kind}' is not supported by the "
+                        "replay host (plain RoPE and M-RoPE are)")
     layers = cfg.text_config.num_hidden_layers if hasattr(cfg, "text_config") else cfg.num_hidden_layers
     if args.layer_list is None:
         step = layers // 4
@@ -106,7 +112,12 @@ def dump(args) -> str:
     spans = prune.image_spans(inp["input_ids"], ids)
     if not spans:
         raise DumpError("the prompt holds no image tokens (give at least one --image)")
-    lm, embeds, pos, _ = prune.lm_inputs(model, inp)
+    lm, embeds, pos, dense = prune.lm_inputs(model, inp)
+    loop = prune.run(lm, embeds, pos, spans, None, 0).prefill_out
+    gap = float(abs(loop - dense[0].numpy()).max())
+    if gap > 1e-4:
+        raise DumpError(f"the reference's layer loop differs from the model's own forward by "
+                        f"{gap:.3g}: this checkpoint uses something the reference does not model")
     try:
         try:
             rec = prune.run(lm, embeds, pos, spans, plan, args.steps)

@@ -158,6 +158,13 @@ def generate(out: str, specs: list[Spec]) -> None:
                 if spec.video:
                     media["video"] = "pan_clip: 4 frames of 448 x 336 from rocket"
             lm, embeds, pos, dense = prune.lm_inputs(model, inp)
+            # The layer loop below is the model: with no drop it must give
+            # the model's own forward output.
+            loop = prune.run(lm, embeds, pos, spans, None, 0).prefill_out
+            gap = float(np.abs(loop - dense[0].numpy()).max())
+            if gap > 1e-6:
+                raise UsageError(f"{spec.key}: the reference's layer loop differs from the "
+                                 f"model's forward by {gap:.3g}")
             if not wrote_weights:
                 case.write_weights(os.path.join(out, arch, "weights"), lm)
                 wrote_weights = True

@@ -81,6 +81,8 @@ class Rules(unittest.TestCase):
             Plan([2, 4], [0.5, 0.25]).validate(4)
         with self.assertRaisesRegex(ValueError, "unknown strategy"):
             Plan([2], [0.5], "sparsevlm").validate(4)
+        with self.assertRaisesRegex(ValueError, "global budget needs a scoring strategy"):
+            Plan([2], [0.5], "dart", "global").validate(4)
 
     def test_image_spans_are_the_placeholder_runs(self):
         import torch

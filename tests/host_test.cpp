@@ -98,6 +98,32 @@ TEST(Host, DenseScheduleEqualsPlainForward) {
   pdrop_host_test::expect_prefill_equals_rerun(w, pre.out, s.caches(), x, caches, 0);
 }
 
+// The last prompt token gives the logits and queries the scores: an image
+// span holding it is refused before anything runs, and so is decode before
+// any prefill.
+TEST(Host, RefusesAnImageThatHoldsTheLastTokenAndDecodeBeforePrefill) {
+  Config c;
+  c.layers = 3; c.dim = 16; c.heads = 2; c.kv_heads = 1; c.ffn = 24;
+  const Weights w = pdrop_host::random_weights(c, 4);
+  const Mat embeds = Mat::Random(9, c.dim);
+  pdrop_host::Session s(w, pdrop::Schedule::single_drop(3, 1, 0.5), 2);
+  try {
+    s.decode(Vec::Zero(c.dim));
+    ADD_FAILURE() << "decode before prefill did not throw";
+  } catch (const pdrop::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("no prefill yet"), std::string::npos) << e.what();
+  }
+  try {
+    s.prefill(embeds, {4, 5});
+    ADD_FAILURE() << "an image ending the prompt was accepted";
+  } catch (const pdrop::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("images[0] (start 4, length 5) holds the last prompt token (8)"),
+              std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(s.caches().empty());
+  EXPECT_EQ(s.prefill(embeds, {3, 5}).kept.at(0).size(), 2u);
+}
+
 }  // namespace
 
 #ifdef PDROP_DEMO_EXE

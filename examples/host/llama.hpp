@@ -310,6 +310,15 @@ class Session {
                                     std::to_string(rows));
     if (static_cast<std::int64_t>(positions.size()) != rows * embeds.rows())
       throw pdrop::invalid_argument("Session::prefill: positions must hold rows * T0 values");
+    // The last prompt token gives the next-token logits and is the scores'
+    // query row: it must be text, so no drop removes it (and T stays >= 1).
+    if (embeds.rows() < 1) throw pdrop::invalid_argument("Session::prefill: embeds has no rows");
+    for (std::size_t i = 0; i < images.size(); ++i)
+      if (images[i].start <= embeds.rows() - 1 && embeds.rows() - 1 < images[i].end())
+        throw pdrop::invalid_argument(pdrop::detail::concat(
+            "Session::prefill: images[", i, "] (start ", images[i].start, ", length ",
+            images[i].length, ") holds the last prompt token (", embeds.rows() - 1,
+            "), whose row gives the logits and queries the scores"));
     if (rows == 3) {
       if (section == std::array<std::int64_t, 3>{}) section = w_.cfg.mrope_section;
       if (section == std::array<std::int64_t, 3>{}) section = MRope::mrope_section(d);
@@ -325,6 +334,7 @@ class Session {
   Vec decode(const Vec& embed, std::vector<std::int64_t>* positions_used = nullptr) {
     const Config& c = w_.cfg;
     const std::int64_t d = c.head_dim(), qw = c.heads * d, kw = c.kv_heads * d;
+    if (caches_.empty()) throw pdrop::invalid_argument("Session::decode: no prefill yet");
     if (steps_ >= max_decode_) throw pdrop::invalid_argument("Session::decode: no cache room left");
     Mat x = embed.transpose(), h(1, c.dim), q(1, qw), k(1, kw), v(1, kw), attn(1, qw);
     Mat gate(1, c.ffn), up(1, c.ffn);

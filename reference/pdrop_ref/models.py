@@ -207,6 +207,10 @@ def build(arch: str, seed: int = 0):
                           out_hidden_size=64, patch_size=14, spatial_merge_size=2,
                           temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1],
                           tokens_per_second=2)
+            # Sections [4, 2, 2], not the [2, 3, 3] that scaling Qwen2-VL's
+            # [16, 24, 24] to head dim 16 gives: a host that ignores the
+            # config's mrope_section fails these cases.
+            text = dict(text, rope_scaling={"type": "mrope", "mrope_section": [4, 2, 2]})
             cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **special)
             cfg._attn_implementation = "eager"
             cfg.text_config._attn_implementation = "eager"

@@ -83,6 +83,9 @@ class Plan:
             raise ValueError(f"{self.strategy} drops once; got layer_list {self.layer_list}")
         if self.strategy == "vtw" and self.ratios != [0.0]:
             raise ValueError("vtw withdraws every image token: ratios must be [0.0]")
+        if self.budget == "global" and self.strategy not in ("pyramid", "fastv"):
+            raise ValueError(f"a global budget needs a scoring strategy (pyramid, fastv), "
+                             f"not {self.strategy}")
 
     def position_mode(self, rows: int) -> str:
         return "reindex" if self.strategy == "pyramid" and rows == 1 else "original"
@@ -169,11 +172,14 @@ def budgets(spans0, ratio, budget):
     return [int(n * ratio) for _, n in spans0]
 
 
-def select(scores: torch.Tensor, lengths, counts, budget, check=True):
+def select(scores: torch.Tensor, lengths, counts, budget, check=True, margin=2e-5):
     """Kept indices into the image scores (spans end to end), ascending.
     With check, raises MarginError when the k-th and (k+1)-th scores of a
-    selection are within 2e-5 of each other (relative), which float32
-    differences between implementations could reorder."""
+    selection are within `margin` of each other (relative), which float32
+    differences between implementations could reorder (2e-5; 2^-9 with
+    fp16-rounded probabilities, where one probability rounding the other way
+    moves a score by up to 2^-10 of it). Exact ties are refused too, unless
+    margin is 0."""
     s = scores.double()
     groups = [(0, sum(lengths), counts[0])] if budget == "global" else []
     if budget != "global":
@@ -187,27 +193,54 @@ def select(scores: torch.Tensor, lengths, counts, budget, check=True):
         order = torch.sort(-part, stable=True).indices                # ties: lower index
         if check and 0 < c < n:
             a, b = part[order[c - 1]].item(), part[order[c]].item()
-            if a != b and (a - b) < 2e-5 * abs(a):
+            if (a - b) < margin * abs(a):
                 raise MarginError(f"scores {a!r} and {b!r} at the keep boundary ({c} of {n}) "
-                                  "differ by less than 2e-5 (relative)")
+                                  f"differ by less than {margin:.2g} (relative)")
         kept.extend(sorted((order[:c] + off).tolist()))
     return sorted(kept)
 
 
-def dart_select(keys, feats, spans, counts, pivots):
+def robust_fp16(lo, hi, lengths, counts, budget, rel) -> None:
+    """Raises MarginError unless every kept token's (lo, -index) is above
+    every dropped token's (hi, -index), group by group (spans, or all)."""
+    kept = set(rel)
+    bounds = [(0, sum(lengths))] if budget == "global" else []
+    if budget != "global":
+        off = 0
+        for n in lengths:
+            bounds.append((off, off + n))
+            off += n
+    for a, b in bounds:
+        ks = [(lo[i].item(), -i) for i in range(a, b) if i in kept]
+        ds = [(hi[i].item(), -i) for i in range(a, b) if i not in kept]
+        if ks and ds and min(ks) <= max(ds):
+            raise MarginError(f"with fp16-rounded probabilities, kept token {-min(ks)[1]} and "
+                              f"dropped token {-max(ds)[1]} may swap if a probability rounds "
+                              "the other way")
+
+
+def dart_select(keys, feats, spans, counts, pivots, check=False):
     """DART as pdrop/dart.hpp states it, per span: pivots are the min(pivots,
     k) tokens of largest L2 key norm (keys (T, Hkv*d), ties to the lower
     index); the other k - p are shared out in pivot order ((k-p)//p each,
     one more for the first (k-p)%p), each pivot taking, among the tokens not
     yet kept, those of lowest cosine similarity to it on feats (T, D), ties
-    to the lower index. Returns absolute kept positions, ascending."""
+    to the lower index. Returns absolute kept positions, ascending. With
+    check, raises MarginError when a pivot-norm or similarity boundary is
+    within 1e-5 (relative / absolute)."""
     kept_all = []
     for (s, n), k in zip(spans, counts):
         if k == 0:
             continue
         norms = keys[s:s + n].double().norm(dim=-1)
         p = min(pivots, k)
-        piv = torch.sort(-norms, stable=True).indices[:p].tolist()
+        by_norm = torch.sort(-norms, stable=True).indices
+        piv = by_norm[:p].tolist()
+        if check and p < n:
+            a, b = norms[by_norm[p - 1]].item(), norms[by_norm[p]].item()
+            if a - b < 1e-5 * a:
+                raise MarginError(f"DART pivot key norms {a!r} and {b!r} at the pivot boundary "
+                                  "differ by less than 1e-5 (relative)")
         taken = set(piv)
         f = feats[s:s + n].double()
         fn = f.norm(dim=-1)
@@ -217,13 +250,18 @@ def dart_select(keys, feats, spans, counts, pivots):
             denom = fn * fn[pv]
             cos = torch.where(denom > 0, (f @ f[pv]) / torch.where(denom > 0, denom, 1), 0.0)
             order = torch.sort(cos, stable=True).indices.tolist()
-            got = 0
+            got, last = 0, None
             for i in order:
+                if i in taken:
+                    continue
                 if got == share:
+                    if check and last is not None and cos[i].item() - last < 1e-5:
+                        raise MarginError(f"DART similarities {last!r} and {cos[i].item()!r} at "
+                                          "a pivot's share boundary differ by less than 1e-5")
                     break
-                if i not in taken:
-                    taken.add(i)
-                    got += 1
+                taken.add(i)
+                got += 1
+                last = cos[i].item()
         kept_all.extend(s + i for i in sorted(taken))
     return kept_all
 
@@ -345,7 +383,18 @@ def run(lm: LM, embeds, pos, spans, plan: Plan | None, steps: int, check=True) -
                 qp = [T - 1]
                 qsel = q[:, qp, :]
                 sc = attention_scores(qsel, qp, k, cur, plan.rounding)
-                rel = select(sc, lengths, counts, plan.budget, check)
+                fp32 = plan.rounding == "none"
+                rel = select(sc, lengths, counts, plan.budget, check and fp32)
+                if check and not fp32:
+                    # fp16: exact ties are exact in both implementations (sums of
+                    # fp16 values below 1 are exact in float32); what may differ
+                    # is a probability rounding the other way. Each token's score
+                    # range under 3e-6 relative moves of its probabilities must
+                    # keep the kept tokens above the dropped ones.
+                    up = attention_scores(qsel, qp, k, cur, plan.rounding, 1 + 3e-6)
+                    down = attention_scores(qsel, qp, k, cur, plan.rounding, 1 - 3e-6)
+                    robust_fp16(torch.minimum(sc, down), torch.maximum(sc, up), lengths, counts,
+                                plan.budget, rel)
                 if check:  # the same tokens under 3e-6 relative noise on every probability
                     g = torch.Generator().manual_seed(1234 + l)
                     for _ in range(6):
@@ -364,7 +413,7 @@ def run(lm: LM, embeds, pos, spans, plan: Plan | None, steps: int, check=True) -
                 _, k = lm.qk(lm.layers[l - 1], *prev_in)
                 feats = lm.norm(hidden)[0]
                 keys = k.transpose(0, 1).reshape(T, -1)
-                kept = dart_select(keys, feats, cur, counts, plan.dart_pivots)
+                kept = dart_select(keys, feats, cur, counts, plan.dart_pivots, check)
                 feats = feats.numpy()
             kept_set = set(kept)
             image = {s + i for s, n in cur for i in range(n)}
