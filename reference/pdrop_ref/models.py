@@ -184,25 +184,14 @@ def build(arch: str, seed: int = 0):
         # Pixel limits: each image at most 256 merged tokens (the released
         # processors allow far more; the token layout rules are the same).
         pix = dict(min_pixels=56 * 56, max_pixels=448 * 448)
+        import transformers
+        from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
         if arch == "qwen2_vl":
-            from transformers import (Qwen2VLConfig, Qwen2VLForConditionalGeneration,
-                                      Qwen2VLImageProcessor, Qwen2VLProcessor,
-                                      Qwen2VLVideoProcessor)
+            prefix = "Qwen2VL"
             vision = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2,
                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
-            cfg = Qwen2VLConfig(text_config=text, vision_config=vision, **special)
-            cfg._attn_implementation = "eager"
-            cfg.text_config._attn_implementation = "eager"
-            cfg.vision_config._attn_implementation = "eager"
-            model = Qwen2VLForConditionalGeneration(cfg)
-            processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(**pix),
-                                         tokenizer=tok,
-                                         video_processor=Qwen2VLVideoProcessor(**pix),
-                                         chat_template=QWEN_TEMPLATE)
         else:
-            from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
-                                      Qwen2_5_VLProcessor, Qwen2VLImageProcessor,
-                                      Qwen2VLVideoProcessor)
+            prefix = "Qwen2_5_VL"
             vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2,
                           out_hidden_size=64, patch_size=14, spatial_merge_size=2,
                           temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1],
@@ -211,15 +200,14 @@ def build(arch: str, seed: int = 0):
             # [16, 24, 24] to head dim 16 gives: a host that ignores the
             # config's mrope_section fails these cases.
             text = dict(text, rope_scaling={"type": "mrope", "mrope_section": [4, 2, 2]})
-            cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **special)
-            cfg._attn_implementation = "eager"
-            cfg.text_config._attn_implementation = "eager"
-            cfg.vision_config._attn_implementation = "eager"
-            model = Qwen2_5_VLForConditionalGeneration(cfg)
-            processor = Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(**pix),
-                                            tokenizer=tok,
-                                            video_processor=Qwen2VLVideoProcessor(**pix),
-                                            chat_template=QWEN_TEMPLATE)
+        cfg = getattr(transformers, prefix + "Config")(text_config=text, vision_config=vision,
+                                                       **special)
+        for c in (cfg, cfg.text_config, cfg.vision_config):
+            c._attn_implementation = "eager"
+        model = getattr(transformers, prefix + "ForConditionalGeneration")(cfg)
+        processor = getattr(transformers, prefix + "Processor")(
+            image_processor=Qwen2VLImageProcessor(**pix), tokenizer=tok,
+            video_processor=Qwen2VLVideoProcessor(**pix), chat_template=QWEN_TEMPLATE)
     _reinit(model, seed)
     model.eval()
     return model, processor
