@@ -143,16 +143,12 @@ void score_case(const FloatTensor& q, const std::vector<std::int64_t>& pos, cons
   std::vector<pdrop::ImageSpan> new_spans(spans.size());
   pdrop::Workspace ws;
   if (global) {
-    if (counts.size() != 1)
-      throw pdrop::invalid_argument(pdrop::detail::concat(
-          "keep.npy: a global budget (options.npy) is one count, got ", counts.size()));
     pdrop::rank_and_drop_global<Tq, Tk>(qv, pos, kv, spans, counts[0], ws, keep, new_spans,
                                         r.scores, so);
   } else {
     pdrop::rank_and_drop<Tq, Tk>(qv, pos, kv, spans, counts, ws, keep, new_spans, r.scores, so);
   }
-  for (const auto& s : new_spans)
-    r.kept.insert(r.kept.end(), keep.begin() + s.start, keep.begin() + s.end());
+  r.kept = pdrop_host::kept_image_tokens(keep, new_spans);
 }
 
 DropResult run_drop(const fs::path& in) {
@@ -168,22 +164,17 @@ DropResult run_drop(const fs::path& in) {
   std::vector<pdrop::ImageSpan> spans;
   for (std::size_t i = 0; i < span_flat.size(); i += 2)
     spans.push_back({span_flat[i], span_flat[i + 1]});
-  // options.npy: [strategy, budget, rounding, position mode, DART pivots].
-  std::vector<std::int64_t> opt{0, 0, 0, 0, 8};
-  if (fs::exists(in / "options.npy")) opt = read_i64(in, "options.npy");
-  if (opt.size() != 5 || opt[0] < 0 || opt[0] > 3 || opt[1] < 0 || opt[1] > 1 || opt[2] < 0 ||
-      opt[2] > 2 || opt[4] < 1)
-    throw pdrop::invalid_argument(pdrop::detail::concat(
-        (in / "options.npy").string(),
-        ": expected [strategy 0-3, budget 0-1, rounding 0-2, positions, pivots >= 1]"));
-  const auto strategy = static_cast<pdrop::Strategy>(opt[0]);
-  const bool global = opt[1] == 1;
+  // Without options.npy: PyramidDrop, per span, float32 scores.
+  pdrop_host::CaseOptions opt;
+  if (fs::exists(in / "options.npy")) opt = pdrop_host::read_case_options(in / "options.npy");
+  const pdrop::Strategy strategy = opt.strategy;
+  const bool global = opt.budget == pdrop::Budget::global;
   if (!global && counts.size() != spans.size())
     throw pdrop::invalid_argument(pdrop::detail::concat(
         (in / "keep.npy").string(), ": expected one count per image span (", spans.size(), "), got ",
         counts.size()));
   DropResult r;
-  r.rounding = static_cast<pdrop::ProbRounding>(opt[2]);
+  r.rounding = opt.rounding;
   if (strategy == pdrop::Strategy::pyramid_drop || strategy == pdrop::Strategy::fastv) {
     const FloatTensor q = read_float(in, "q.npy", 3);
     const FloatTensor k = read_float(in, "k.npy", 3);
@@ -219,7 +210,7 @@ DropResult run_drop(const fs::path& in) {
                                          k.raw.shape[2]);
     din.features = pdrop::TokenView<const float>(feats.data<float>(), feats.raw.shape[0],
                                                  feats.raw.shape[1]);
-    din.dart.pivots = opt[4];
+    din.dart.pivots = opt.dart_pivots;
     din.dart.pivot_norm = pdrop::PivotNorm::l2;
     tokens = din.k.tokens;
   }
@@ -227,8 +218,7 @@ DropResult run_drop(const fs::path& in) {
   std::vector<pdrop::ImageSpan> new_spans(spans.size());
   pdrop::Workspace ws;
   pdrop::drop_by_strategy(strategy, tokens, din, spans, counts, ws, keep, new_spans);
-  for (const auto& s : new_spans)
-    r.kept.insert(r.kept.end(), keep.begin() + s.start, keep.begin() + s.end());
+  r.kept = pdrop_host::kept_image_tokens(keep, new_spans);
   return r;
 }
 
@@ -247,14 +237,7 @@ void write_drop(const DropResult& r, const fs::path& out) {
 
 // ---- pipeline: a whole case -------------------------------------------------
 
-// Token-major positions (T, rows) as the (rows, T) array the cases store.
-std::vector<std::int64_t> rows_first(const std::vector<std::int64_t>& p, std::int64_t rows) {
-  const std::size_t T = p.size() / static_cast<std::size_t>(rows);
-  std::vector<std::int64_t> out(p.size());
-  for (std::size_t t = 0; t < T; ++t)
-    for (std::int64_t r = 0; r < rows; ++r) out[r * T + t] = p[t * rows + r];
-  return out;
-}
+using pdrop_host::detail::rows_first;
 
 void write_pipeline(const pdrop_host::PipelineCase& pc, const pdrop_host::PipelineOutputs& res,
                     const fs::path& out) {

@@ -106,15 +106,11 @@ def dump(args) -> str:
         raise DumpError(f"schedule: {e}") from None
 
     inp = inputs.encode(model_type, processor, args.prompt, images=images)
-    ids = {getattr(cfg, "image_token_id", None) or getattr(cfg, "image_token_index", None)}
-    if getattr(cfg, "video_token_id", None) is not None:
-        ids.add(cfg.video_token_id)
-    spans = prune.image_spans(inp["input_ids"], ids)
+    spans = prune.image_spans(inp["input_ids"], prune.placeholder_ids(cfg))
     if not spans:
         raise DumpError("the prompt holds no image tokens (give at least one --image)")
     lm, embeds, pos, dense = prune.lm_inputs(model, inp)
-    loop = prune.run(lm, embeds, pos, spans, None, 0).prefill_out
-    gap = float(abs(loop - dense[0].numpy()).max())
+    gap = prune.loop_gap(lm, embeds, pos, spans, dense)
     if gap > 1e-4:
         raise DumpError(f"the reference's layer loop differs from the model's own forward by "
                         f"{gap:.3g}: this checkpoint uses something the reference does not model")

@@ -149,19 +149,14 @@ def generate(out: str, specs: list[Spec]) -> None:
                 imgs = [inputs.photo(n) for n in spec.images]
                 clip = inputs.pan_clip() if spec.video else None
                 inp = inputs.encode(arch, proc, spec.prompt, images=imgs, video=clip)
-                cfg = model.config
-                ids_img = {getattr(cfg, "image_token_id", None) or cfg.image_token_index}
-                if hasattr(cfg, "video_token_id"):
-                    ids_img.add(cfg.video_token_id)
-                spans = prune.image_spans(inp["input_ids"], ids_img)
+                spans = prune.image_spans(inp["input_ids"], prune.placeholder_ids(model.config))
                 media = {"images": {n: list(inputs.photo(n).size) for n in spec.images}}
                 if spec.video:
                     media["video"] = "pan_clip: 4 frames of 448 x 336 from rocket"
             lm, embeds, pos, dense = prune.lm_inputs(model, inp)
             # The layer loop below is the model: with no drop it must give
             # the model's own forward output.
-            loop = prune.run(lm, embeds, pos, spans, None, 0).prefill_out
-            gap = float(np.abs(loop - dense[0].numpy()).max())
+            gap = prune.loop_gap(lm, embeds, pos, spans, dense)
             if gap > 1e-6:
                 raise UsageError(f"{spec.key}: the reference's layer loop differs from the "
                                  f"model's forward by {gap:.3g}")

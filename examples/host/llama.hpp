@@ -260,6 +260,15 @@ struct DropOptions {
   pdrop::DartOptions dart{};                       // DART
 };
 
+// The kept image tokens of a drop: the entries of its keep list that fall in
+// the new image spans, i.e. their positions before the drop, ascending.
+inline std::vector<std::int64_t> kept_image_tokens(const std::vector<std::int64_t>& keep,
+                                                   const std::vector<pdrop::ImageSpan>& new_spans) {
+  std::vector<std::int64_t> kept;
+  for (const auto& s : new_spans) kept.insert(kept.end(), keep.begin() + s.start, keep.begin() + s.end());
+  return kept;
+}
+
 // One sequence through the model: prefill with a schedule, then decode.
 class Session {
  public:
@@ -403,7 +412,6 @@ class Session {
       throw pdrop::invalid_argument(std::string("Session: a global budget needs a scoring "
                                                 "strategy, not ") + pdrop::strategy_name(strategy));
     std::int64_t T = embeds.rows();
-    t0_ = T;
     steps_ = 0;
     reindexed_ = mode == pdrop::PositionMode::reindex;
     // Original positions continue after the largest of the whole prompt,
@@ -413,10 +421,9 @@ class Session {
     const std::vector<pdrop::ImageSpan> original = images;
     std::int64_t n_image = 0;
     for (const auto& im : images) n_image += im.length;
-    n0_ = n_image;
-    std::int64_t max_pos = T + max_decode_;
-    for (const std::int64_t p : pos) max_pos = std::max(max_pos, p + max_decode_ + 1);
-    rope_ = RopeTable(d, c.rope_theta, max_pos);
+    // Decode takes positions below max(T, next_pos_) + max_decode_ (cache
+    // length, or the prompt's next position, plus the steps).
+    rope_ = RopeTable(d, c.rope_theta, std::max(T, next_pos_) + max_decode_);
     const auto rotate = [&](auto&& rows, const std::int64_t* p, std::int64_t heads) {
       if (mrope_) mrope(rows, p, heads, *mrope_);
       else rope(rows, p, heads, rope_);
@@ -492,9 +499,7 @@ class Session {
         n_image = 0;
         for (const auto& im : images) n_image += im.length;
         const pdrop::span<const std::int64_t> kl(keep.data(), t_new);
-        res.kept.emplace_back();
-        for (const auto& im : images)
-          res.kept.back().insert(res.kept.back().end(), keep.begin() + im.start, keep.begin() + im.end());
+        res.kept.push_back(kept_image_tokens(keep, images));
         res.scores.push_back(std::move(scores));
         // Compact everything with one row per token, in place.
         pdrop::compact_rows(pdrop::TokenView<float>(x.data(), T, c.dim), kl);
@@ -565,7 +570,7 @@ class Session {
   std::int64_t max_decode_ = 0;
   RopeTable rope_;
   std::optional<MRope> mrope_;
-  std::int64_t t0_ = 0, n0_ = 0, steps_ = 0, next_pos_ = 0;
+  std::int64_t steps_ = 0, next_pos_ = 0;
   bool reindexed_ = true;
   std::vector<KVCache> caches_;
 };

@@ -18,6 +18,16 @@
 
 namespace pdrop_host {
 
+// options.npy: [strategy, budget, rounding, position mode, DART pivots],
+// the values of pdrop::Strategy, Budget, ProbRounding and PositionMode.
+struct CaseOptions {
+  pdrop::Strategy strategy = pdrop::Strategy::pyramid_drop;
+  pdrop::Budget budget = pdrop::Budget::per_span;
+  pdrop::ProbRounding rounding = pdrop::ProbRounding::none;
+  pdrop::PositionMode position_mode = pdrop::PositionMode::reindex;
+  std::int64_t dart_pivots = 8;
+};
+
 struct PipelineCase {
   Weights weights;
   Mat embeds;                              // (T0, D)
@@ -74,6 +84,24 @@ inline Mat to_mat(const pdrop::npy::array& a, std::int64_t offset, std::int64_t 
 
 inline Vec to_vec(const pdrop::npy::array& a, std::int64_t offset, std::int64_t n) {
   return Eigen::Map<const Vec>(a.data<float>() + offset, n);
+}
+
+// Positions stored (rows, T), row-major, as the host's token-major (T, rows).
+inline std::vector<std::int64_t> token_major(const std::vector<std::int64_t>& p, std::int64_t rows) {
+  const std::size_t T = p.size() / static_cast<std::size_t>(rows);
+  std::vector<std::int64_t> out(p.size());
+  for (std::size_t t = 0; t < T; ++t)
+    for (std::int64_t r = 0; r < rows; ++r) out[t * rows + r] = p[r * T + t];
+  return out;
+}
+
+// The host's token-major (T, rows) positions as the (rows, T) cases store.
+inline std::vector<std::int64_t> rows_first(const std::vector<std::int64_t>& p, std::int64_t rows) {
+  const std::size_t T = p.size() / static_cast<std::size_t>(rows);
+  std::vector<std::int64_t> out(p.size());
+  for (std::size_t t = 0; t < T; ++t)
+    for (std::int64_t r = 0; r < rows; ++r) out[r * T + t] = p[t * rows + r];
+  return out;
 }
 
 // The weights folder of a case: CASE/weights, else CASE/../weights (the
@@ -156,6 +184,26 @@ inline Weights load_weights(const std::filesystem::path& wdir) {
 
 }  // namespace detail
 
+// Reads an options.npy (a case's or a drop's); throws naming the file when
+// it is not 5 i8 values in range.
+inline CaseOptions read_case_options(const std::filesystem::path& file) {
+  const auto o = pdrop::npy::to_i64(
+      detail::read_case(file.parent_path(), file.filename().string(), {5}, pdrop::npy::dtype::i8));
+  if (o[0] < 0 || o[0] > 3 || o[1] < 0 || o[1] > 1 || o[2] < 0 || o[2] > 2 || o[3] < 0 ||
+      o[3] > 1 || o[4] < 1)
+    throw pdrop::invalid_argument(pdrop::detail::concat(
+        file.string(), ": [strategy, budget, rounding, positions, pivots] = [", o[0], ", ", o[1],
+        ", ", o[2], ", ", o[3], ", ", o[4], "] out of range (strategy 0-3, budget 0-1, "
+        "rounding 0-2, positions 0-1, pivots >= 1)"));
+  CaseOptions c;
+  c.strategy = static_cast<pdrop::Strategy>(o[0]);
+  c.budget = static_cast<pdrop::Budget>(o[1]);
+  c.rounding = static_cast<pdrop::ProbRounding>(o[2]);
+  c.position_mode = static_cast<pdrop::PositionMode>(o[3]);
+  c.dart_pivots = o[4];
+  return c;
+}
+
 // Reads a case folder; throws pdrop::npy::error / pdrop::invalid_argument
 // naming the file on any missing file, wrong dtype, shape or value.
 inline PipelineCase load_pipeline_case(const std::filesystem::path& dir) {
@@ -177,29 +225,19 @@ inline PipelineCase load_pipeline_case(const std::filesystem::path& dir) {
     throw pdrop::invalid_argument(pdrop::detail::concat(
         (dir / "positions.npy").string(), ": ", pc.rows, " position rows for a model with ",
         c.mrope_section == std::array<std::int64_t, 3>{} ? 1 : 3));
-  const auto p = npy::to_i64(pos);
-  pc.positions.resize(p.size());
-  for (std::int64_t r = 0; r < pc.rows; ++r)
-    for (std::int64_t t = 0; t < T0; ++t) pc.positions[t * pc.rows + r] = p[r * T0 + t];
+  pc.positions = detail::token_major(npy::to_i64(pos), pc.rows);
   const auto spans = read_case(dir, "image_spans.npy", {-1, 2}, dtype::i8);
   const auto s = npy::to_i64(spans);
   for (std::size_t i = 0; i < s.size(); i += 2) pc.images.push_back({s[i], s[i + 1]});
   pc.layer_list = npy::to_i64(read_case(dir, "layer_list.npy", {-1}, dtype::i8));
   const auto ratios = read_case(dir, "ratios.npy", {static_cast<std::int64_t>(pc.layer_list.size())}, dtype::f8);
   pc.ratios.assign(ratios.data<double>(), ratios.data<double>() + ratios.numel());
-  // options.npy: [strategy, budget, rounding, position mode, DART pivots],
-  // the values of pdrop::Strategy, Budget, ProbRounding and PositionMode.
-  const auto o = npy::to_i64(read_case(dir, "options.npy", {5}, dtype::i8));
-  if (o[0] < 0 || o[0] > 3 || o[1] < 0 || o[1] > 1 || o[2] < 0 || o[2] > 2 || o[3] < 0 ||
-      o[3] > 1 || o[4] < 1)
-    throw pdrop::invalid_argument(pdrop::detail::concat(
-        (dir / "options.npy").string(), ": [strategy, budget, rounding, positions, pivots] = [",
-        o[0], ", ", o[1], ", ", o[2], ", ", o[3], ", ", o[4], "] out of range"));
-  pc.strategy = static_cast<pdrop::Strategy>(o[0]);
-  pc.drop.budget = static_cast<pdrop::Budget>(o[1]);
-  pc.drop.score.round_probs = static_cast<pdrop::ProbRounding>(o[2]);
-  pc.position_mode = static_cast<pdrop::PositionMode>(o[3]);
-  pc.drop.dart.pivots = o[4];
+  const CaseOptions o = read_case_options(dir / "options.npy");
+  pc.strategy = o.strategy;
+  pc.drop.budget = o.budget;
+  pc.drop.score.round_probs = o.rounding;
+  pc.position_mode = o.position_mode;
+  pc.drop.dart.pivots = o.dart_pivots;
   pc.drop.dart.pivot_norm = pdrop::PivotNorm::l2;
   const auto dec = read_case(dir, "decode_embeds.npy", {-1, D}, dtype::f4);
   pc.decode_embeds = detail::to_mat(dec, 0, dec.shape[0], D);

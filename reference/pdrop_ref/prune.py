@@ -172,6 +172,15 @@ def budgets(spans0, ratio, budget):
     return [int(n * ratio) for _, n in spans0]
 
 
+def _groups(lengths, counts, budget):
+    """(offset, length, count) of each selection over the image scores laid
+    end to end: one per span, or one over all spans with a global budget."""
+    if budget == "global":
+        return [(0, sum(lengths), counts[0])]
+    offsets = [sum(lengths[:i]) for i in range(len(lengths))]
+    return list(zip(offsets, lengths, counts))
+
+
 def select(scores: torch.Tensor, lengths, counts, budget, check=True, margin=2e-5):
     """Kept indices into the image scores (spans end to end), ascending.
     With check, raises MarginError when the k-th and (k+1)-th scores of a
@@ -181,14 +190,8 @@ def select(scores: torch.Tensor, lengths, counts, budget, check=True, margin=2e-
     moves a score by up to 2^-10 of it). Exact ties are refused too, unless
     margin is 0."""
     s = scores.double()
-    groups = [(0, sum(lengths), counts[0])] if budget == "global" else []
-    if budget != "global":
-        off = 0
-        for n, c in zip(lengths, counts):
-            groups.append((off, n, c))
-            off += n
     kept = []
-    for off, n, c in groups:
+    for off, n, c in _groups(lengths, counts, budget):
         part = s[off:off + n]
         order = torch.sort(-part, stable=True).indices                # ties: lower index
         if check and 0 < c < n:
@@ -204,13 +207,8 @@ def robust_fp16(lo, hi, lengths, counts, budget, rel) -> None:
     """Raises MarginError unless every kept token's (lo, -index) is above
     every dropped token's (hi, -index), group by group (spans, or all)."""
     kept = set(rel)
-    bounds = [(0, sum(lengths))] if budget == "global" else []
-    if budget != "global":
-        off = 0
-        for n in lengths:
-            bounds.append((off, off + n))
-            off += n
-    for a, b in bounds:
+    for a, n, _ in _groups(lengths, counts, budget):
+        b = a + n
         ks = [(lo[i].item(), -i) for i in range(a, b) if i in kept]
         ds = [(hi[i].item(), -i) for i in range(a, b) if i not in kept]
         if ks and ds and min(ks) <= max(ds):
@@ -292,6 +290,21 @@ class Record:
     decode_embeds: np.ndarray | None = None  # (steps, D)
     decode_out: np.ndarray | None = None     # (steps, D)
     decode_pos: np.ndarray | None = None     # (steps, L, rows)
+
+
+def placeholder_ids(config) -> set[int]:
+    """The image (and video) placeholder token ids of a VLM config."""
+    ids = {getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)}
+    if getattr(config, "video_token_id", None) is not None:
+        ids.add(config.video_token_id)
+    return ids
+
+
+def loop_gap(lm: LM, embeds, pos, spans, dense) -> float:
+    """How far this module's layer loop without drops is from the model's
+    own forward output `dense` (lm_inputs): 0 when the loop is the model."""
+    loop = run(lm, embeds, pos, spans, None, 0).prefill_out
+    return float(np.abs(loop - dense[0].numpy()).max())
 
 
 def image_spans(input_ids: torch.Tensor, token_ids) -> list[tuple[int, int]]:
@@ -418,7 +431,7 @@ def run(lm: LM, embeds, pos, spans, plan: Plan | None, steps: int, check=True) -
             kept_set = set(kept)
             image = {s + i for s, n in cur for i in range(n)}
             keep = [t for t in range(T) if t not in image or t in kept_set]
-            new_spans, off = [], 0
+            new_spans = []
             for s, n in cur:
                 nk = sum(1 for t in range(s, s + n) if t in kept_set)
                 start = sum(1 for t in keep if t < s)
