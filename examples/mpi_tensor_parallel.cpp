@@ -102,7 +102,7 @@ int run(int rank, int ranks, unsigned seed) {
                 MPI_COMM_WORLD);
   std::vector<std::int64_t> keep(static_cast<std::size_t>(t_new));
   std::vector<float> scores(static_cast<std::size_t>(n));
-  pdrop::finalize_and_drop(sums, kKvHeads, kQHeads, 1, kTokens, spans, counts, ws, keep, {},
+  pdrop::finalize_and_drop(sums, kKvHeads, kQHeads, pos, kTokens, spans, counts, ws, keep, {},
                            scores);
   const bool same_keep = same_on_all_ranks(keep.data(), static_cast<int>(keep.size() * 8), rank, ranks);
   if (rank == 0) {
@@ -122,7 +122,7 @@ int run(int rank, int ranks, unsigned seed) {
   pdrop::score_partial(q_mine, pos, k_mine, spans, ws, partial);
   MPI_Allreduce(MPI_IN_PLACE, partial.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM,
                 MPI_COMM_WORLD);
-  pdrop::finalize_and_drop(partial, 1, kQHeads, 1, kTokens, spans, counts, ws, keep, {}, scores);
+  pdrop::finalize_and_drop(partial, 1, kQHeads, pos, kTokens, spans, counts, ws, keep, {}, scores);
   const bool same_keep2 = same_on_all_ranks(keep.data(), static_cast<int>(keep.size() * 8), rank, ranks);
   if (rank == 0) {
     const double bound = 2.0 * kKvHeads * std::ldexp(1.0, -24) * (1 + 1e-6);

@@ -265,7 +265,8 @@ TEST(CompactHeads, ReadOnlySourceMayOverlapItself) {
         EXPECT_EQ(dst[(h * 3 + i) * 4 + c], src[(h + keep[i]) * 4 + c]) << h << " " << i;
 }
 
-// reindex writes 0..k-1 through the row stride and nothing else;
+// reindex writes first, first+1, ..., first+k-1 (first = the buffer's first
+// position before the call) through the row stride and nothing else;
 // keep_original moves 1 or 3 (M-RoPE) columns with their tokens.
 TEST(CompactPositions, ReindexAndKeepOriginalMatchNaive) {
   std::mt19937 rng(15);
@@ -274,7 +275,8 @@ TEST(CompactPositions, ReindexAndKeepOriginalMatchNaive) {
       for (std::int64_t pad : {0, 2})
         for (const Keep& keep : keep_lists(n, rng)) {
           const std::int64_t rs = cols + pad, k = static_cast<std::int64_t>(keep.size());
-          const std::vector<std::int32_t> orig = random_buf<std::int32_t>(n * rs, rng);
+          std::vector<std::int32_t> orig = random_buf<std::int32_t>(n * rs, rng);
+          if (n > 0) orig[0] = static_cast<std::int32_t>(rng() % 1000);  // room to count up
           std::vector<std::int32_t> buf = orig;
           auto [want, check] = naive_in_place(orig, keep, 1, n, cols,
                                               [rs](auto, auto t, auto c) { return t * rs + c; });
@@ -282,7 +284,8 @@ TEST(CompactPositions, ReindexAndKeepOriginalMatchNaive) {
                                    pdrop::PositionMode::keep_original);
           EXPECT_EQ(first_diff(buf, want, check), -1) << "keep_original cols " << cols;
           if (cols != 1) continue;
-          for (std::int64_t i = 0; i < k; ++i) want[i * rs] = static_cast<std::int32_t>(i);
+          for (std::int64_t i = 0; i < k; ++i)
+            want[i * rs] = static_cast<std::int32_t>(orig[0] + i);
           buf = orig;
           pdrop::compact_positions(TokenView<std::int32_t>(buf.data(), n, 1, rs), keep);
           EXPECT_EQ(first_diff(buf, want, check), -1) << "reindex tokens " << n;
@@ -475,18 +478,79 @@ TEST(CompactErrors, BuildKeepListRejects) {
 }  // namespace
 
 namespace {
-// Re-indexing into a narrow position type must not wrap silently.
+// Re-indexing into a narrow position type must not wrap silently: the
+// positions run from the first one (9 here) up, so 9 + 247 - 1 = 255 is the
+// last that fits, and 0 + 256 - 1 with an explicit base 0.
 TEST(CompactPositions, ReindexRejectsPositionsTheTypeCannotHold) {
   std::vector<std::uint8_t> pos(300, 9);
-  std::vector<std::int64_t> keep(257);
+  std::vector<std::int64_t> keep(248);
   std::iota(keep.begin(), keep.end(), 0);
   const auto before = pdrop_test::bytes_of(pos);
   pdrop_test::expect_invalid(
       [&] { pdrop::compact_positions(pdrop::TokenView<std::uint8_t>(pos.data(), 300, 1), keep); },
-      "keep.size (257) positions do not fit the position type (max 255)");
+      "pdrop::compact_positions: positions base (9) + keep.size (248) - 1 does not fit the "
+      "position type [0, 255]");
+  keep.resize(257);
+  std::iota(keep.begin(), keep.end(), 0);
+  pdrop_test::expect_invalid(
+      [&] {
+        pdrop::compact_positions(pdrop::TokenView<std::uint8_t>(pos.data(), 300, 1), keep,
+                                 pdrop::PositionMode::reindex, 0);
+      },
+      "positions base (0) + keep.size (257) - 1 does not fit");
+  pdrop_test::expect_invalid(
+      [&] {
+        pdrop::compact_positions(pdrop::TokenView<std::uint8_t>(pos.data(), 300, 1), keep,
+                                 pdrop::PositionMode::reindex, -1);
+      },
+      "positions base (-1)");
   EXPECT_EQ(pdrop_test::bytes_of(pos), before);
-  keep.resize(256);  // 0..255 fits
+  keep.resize(247);  // 9..255 fits
   pdrop::compact_positions(pdrop::TokenView<std::uint8_t>(pos.data(), 300, 1), keep);
-  for (int i = 0; i < 256; ++i) EXPECT_EQ(pos[i], i);
+  for (int i = 0; i < 247; ++i) EXPECT_EQ(pos[i], 9 + i);
+  std::vector<std::uint8_t> pos0(300, 9);
+  keep.resize(256);
+  std::iota(keep.begin(), keep.end(), 0);
+  pdrop::compact_positions(pdrop::TokenView<std::uint8_t>(pos0.data(), 300, 1), keep,
+                           pdrop::PositionMode::reindex, 0);  // 0..255 fits
+  for (int i = 0; i < 256; ++i) EXPECT_EQ(pos0[i], i);
+}
+
+// A prompt that continues a prefix cache or an earlier chat turn sits at
+// positions 100, 101, 102, ...: re-indexing continues from its first
+// position (the case: 100, 101, 102, 700, 705 -> 100..104), or
+// from a base the caller gives; keep_original refuses a base.
+TEST(CompactPositions, ReindexStartsAtTheSequencesFirstPosition) {
+  for (bool i32 : {false, true}) {
+    std::vector<std::int64_t> p64{100, 101, 102, 700, 705, 706};
+    std::vector<std::int32_t> p32(p64.begin(), p64.end());
+    const std::vector<std::int64_t> keep{0, 1, 2, 3, 4};
+    std::vector<std::int64_t> got;
+    if (i32) {
+      pdrop::compact_positions(pdrop::TokenView<std::int32_t>(p32.data(), 6, 1), keep);
+      got.assign(p32.begin(), p32.end());
+    } else {
+      pdrop::compact_positions(pdrop::TokenView<std::int64_t>(p64.data(), 6, 1), keep);
+      got = p64;
+    }
+    EXPECT_EQ(got, (std::vector<std::int64_t>{100, 101, 102, 103, 104, 706}));
+  }
+  // The first token dropped: the base is still the sequence's first position.
+  std::vector<std::int64_t> pos{40, 45, 50, 55, 60};
+  const std::vector<std::int64_t> keep{2, 4};
+  pdrop::compact_positions(pdrop::TokenView<std::int64_t>(pos.data(), 5, 1), keep);
+  EXPECT_EQ(pos, (std::vector<std::int64_t>{40, 41, 50, 55, 60}));
+  pos = {40, 45, 50, 55, 60};
+  pdrop::compact_positions(pdrop::TokenView<std::int64_t>(pos.data(), 5, 1), keep,
+                           pdrop::PositionMode::reindex, 7);
+  EXPECT_EQ(pos, (std::vector<std::int64_t>{7, 8, 50, 55, 60}));
+  const auto before = pdrop_test::bytes_of(pos);
+  pdrop_test::expect_invalid(
+      [&] {
+        pdrop::compact_positions(pdrop::TokenView<std::int64_t>(pos.data(), 5, 1), keep,
+                                 pdrop::PositionMode::keep_original, 3);
+      },
+      "pdrop::compact_positions: maybe_base (3) is for PositionMode::reindex");
+  EXPECT_EQ(pdrop_test::bytes_of(pos), before);
 }
 }  // namespace

@@ -50,12 +50,24 @@ std::vector<std::pair<I64, double>> image_tokens(const Problem& p, const std::ve
 }
 
 // The n best of `cand` by (score descending, position ascending), ascending.
-std::vector<I64> naive_pick(std::vector<std::pair<I64, double>> cand, I64 n) {
-  std::sort(cand.begin(), cand.end(), [](auto& a, auto& b) {
+// The query tokens among the candidates stay whatever their score and take
+// their slots (rank_drop.hpp): the pick is them plus the best max(n - f, 0)
+// of the others.
+std::vector<I64> naive_pick(std::vector<std::pair<I64, double>> cand, I64 n,
+                            const std::vector<I64>& queries = {}) {
+  std::vector<I64> out;
+  std::vector<std::pair<I64, double>> others;
+  for (const auto& c : cand) {
+    if (std::find(queries.begin(), queries.end(), c.first) != queries.end())
+      out.push_back(c.first);
+    else
+      others.push_back(c);
+  }
+  std::sort(others.begin(), others.end(), [](auto& a, auto& b) {
     return a.second != b.second ? a.second > b.second : a.first < b.first;
   });
-  std::vector<I64> out;
-  for (I64 i = 0; i < n; ++i) out.push_back(cand[i].first);
+  const I64 pick = std::max<I64>(n - static_cast<I64>(out.size()), 0);
+  for (I64 i = 0; i < pick; ++i) out.push_back(others[i].first);
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -151,8 +163,9 @@ TEST(MultiImage, PerSpanBudgetsEqualNaivePerImagePick) {
         for (auto& [t, v] : all)
           if (t >= p.spans[s].start && t < p.spans[s].end()) cand.push_back({t, v});
         const I64 n = static_cast<I64>(static_cast<double>(p.spans[s].length) * ratio);
-        for (I64 t : naive_pick(cand, n)) want_kept.push_back(t);
-        EXPECT_EQ(ns[s].length, n) << "span " << s;
+        const auto pick = naive_pick(cand, n, p.pos);
+        for (I64 t : pick) want_kept.push_back(t);
+        EXPECT_EQ(ns[s].length, static_cast<I64>(pick.size())) << "span " << s;
       }
       std::sort(want_kept.begin(), want_kept.end());
       const auto got_kept = kept_image(p, keep);
@@ -176,7 +189,9 @@ TEST(MultiImage, GlobalBudgetEqualsNaivePickOverTheUnion) {
       std::vector<float> scores(static_cast<std::size_t>(p.n_image()));
       const I64 t_new = pdrop::rank_and_drop_global<float, float>(p.qv(), p.pos, p.kv(), p.spans,
                                                                   n_keep, ws, keep, ns, scores);
-      ASSERT_EQ(t_new, p.tokens - p.n_image() + n_keep);
+      const auto want_kept = naive_pick(image_tokens(p, p.naive()), n_keep, p.pos);
+      const I64 kept_n = static_cast<I64>(want_kept.size());  // n_keep, or the queries
+      ASSERT_EQ(t_new, p.tokens - p.n_image() + kept_n);
       EXPECT_EQ(keep[t_new], -7);
       keep.resize(static_cast<std::size_t>(t_new));
 
@@ -185,7 +200,7 @@ TEST(MultiImage, GlobalBudgetEqualsNaivePickOverTheUnion) {
       const auto all = image_tokens(p, ref);
       const std::map<I64, double> by_pos(all.begin(), all.end());
       const auto got_kept = kept_image(p, keep);
-      expect_same_pick(got_kept, naive_pick(all, n_keep), by_pos);
+      expect_same_pick(got_kept, want_kept, by_pos);
       // Every text token kept, in order; the new spans locate each image's
       // surviving tokens and add up to the budget.
       EXPECT_EQ(keep, pdrop_test::naive_keep_list(p.tokens, p.spans, got_kept));
@@ -197,13 +212,13 @@ TEST(MultiImage, GlobalBudgetEqualsNaivePickOverTheUnion) {
         }
         sum += ns[s].length;
       }
-      EXPECT_EQ(sum, n_keep);
+      EXPECT_EQ(sum, kept_n);
       // Exactly: the operator's own scores, picked naively over the union.
       std::vector<std::pair<I64, double>> own;
       I64 off = 0;
       for (auto& sp : p.spans)
         for (I64 i = 0; i < sp.length; ++i) own.push_back({sp.start + i, double(scores[off++])});
-      EXPECT_EQ(got_kept, naive_pick(own, n_keep));
+      EXPECT_EQ(got_kept, naive_pick(own, n_keep, p.pos));
     }
     ++c;
   }

@@ -3,6 +3,9 @@
 // strategy a schedule carries and the position mode it implies.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "test_util.hpp"
 
 namespace {
@@ -17,7 +20,6 @@ TEST(Schedule, PaperPyramidFor32Layers) {
   EXPECT_EQ(s.ratios(), (std::vector<double>{1.0, 0.5, 0.25, 0.125}));
   EXPECT_EQ(s.tokens_per_stage(576), (std::vector<std::int64_t>{576, 288, 144, 72}));
   EXPECT_EQ(s.tokens_per_stage(2880), (std::vector<std::int64_t>{2880, 1440, 720, 360}));
-  EXPECT_EQ(s.position_offset(576, 3), 576 - 72);
 }
 
 TEST(Schedule, BoundariesAreMultiplesOfFloorLOverS) {
@@ -46,7 +48,6 @@ TEST(Schedule, TruncatesLikePythonInt) {
   const auto s = Schedule::from_lists(6, {1, 3, 5}, {0.6, 0.3, 0.1});
   // int(37*0.6) = int(22.2) = 22, int(37*0.3) = int(11.1) = 11, int(3.7) = 3.
   EXPECT_EQ(s.tokens_per_stage(37), (std::vector<std::int64_t>{37, 22, 11, 3}));
-  EXPECT_EQ(s.position_offset(37, 2), 26);
   // 0.1 * 30 is 3.0000000000000004 in double: 3, and 0.7 * 10 = 7.000000000000001: 7.
   EXPECT_EQ(Schedule::single_drop(4, 2, 0.1).image_tokens(30, 1), 3);
   EXPECT_EQ(Schedule::single_drop(4, 2, 0.7).image_tokens(10, 1), 7);
@@ -114,18 +115,35 @@ TEST(Schedule, StrategyAndPositionModeDefaults) {
   EXPECT_EQ(p.strategy(), Strategy::pyramid_drop);  // the original is unchanged
 }
 
-TEST(Schedule, PositionOffsetFollowsThePositionMode) {
-  using pdrop::PositionMode;
-  const auto p = Schedule::pyramid(32, 4, 0.5);
-  const auto kept = p.with_position_mode(PositionMode::keep_original);
-  for (std::int64_t j = 0; j < 4; ++j) {
-    // Re-indexed: a decode token moves down by the dropped tokens; original
-    // positions: it never moves.
-    EXPECT_EQ(p.position_offset(576, j), 576 - p.image_tokens(576, j));
-    EXPECT_EQ(kept.position_offset(576, j), 0);
+// The ratios a pyramid forms are the decimal numbers the authors' scripts
+// list ("0.7,0.49,0.343"): for lambda = a / 20 (0.05 ... 1) and k up to 5
+// stages, lambda^k is written here as an exact decimal string from integer
+// arithmetic (a^k / 20^k = a^k * 5^k / 100^k), parsed by strtod as Python's
+// float() would, and every count int(N0 * ratio) for N0 = 1..3000 must be
+// the pyramid's.
+TEST(Schedule, PyramidRatiosAreTheLiteralDecimalLists) {
+  for (int a = 1; a <= 20; ++a) {
+    const double lambda = a / 20.0;
+    const auto s = Schedule::pyramid(24, 6, lambda);
+    unsigned long long num = 1, den_digits = 0;  // lambda^k = num / 10^den_digits
+    for (std::int64_t k = 1; k < 6; ++k) {
+      num *= static_cast<unsigned long long>(a) * 5;
+      den_digits += 2;
+      std::string digits = std::to_string(num);
+      if (digits.size() <= den_digits) digits.insert(0, den_digits + 1 - digits.size(), '0');
+      const std::string literal =
+          digits.substr(0, digits.size() - den_digits) + "." + digits.substr(digits.size() - den_digits);
+      const double want = std::strtod(literal.c_str(), nullptr);
+      EXPECT_EQ(s.ratios()[k], want) << "lambda " << lambda << " k " << k << " " << literal;
+      for (std::int64_t n0 = 1; n0 <= 3000; ++n0)
+        ASSERT_EQ(s.image_tokens(n0, k), static_cast<std::int64_t>(static_cast<double>(n0) * want))
+            << "lambda " << lambda << " k " << k << " N0 " << n0;
+    }
   }
-  EXPECT_EQ(Schedule::fastv(8, 2, 0.25).with_position_mode(PositionMode::reindex)
-                .position_offset(100, 1), 75);
+  // The case: lambda 0.7 at N0 = 1000 keeps 700, 490, 343 (pow's
+  // 0.7^2 = 0.48999999999999994 would keep 489, 0.7^3 342).
+  EXPECT_EQ(Schedule::pyramid(32, 4, 0.7).tokens_per_stage(1000),
+            (std::vector<std::int64_t>{1000, 700, 490, 343}));
 }
 
 TEST(Schedule, StrategyNamesRoundTrip) {

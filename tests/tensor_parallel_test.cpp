@@ -21,6 +21,11 @@ using pdrop_test::same_bits;
 // Shapes with the keep count of each span.
 using TpCase = pdrop_test::ScoreCase;
 
+// The query row's position in the hand-written cases below: token 0, text
+// (their image spans start at 2).
+const std::int64_t kQueryPos0 = 0;
+const span<const std::int64_t> kQuery0(&kQueryPos0, 1);
+
 std::vector<TpCase> tp_cases() {
   return {
       {8, 4, 1, 16, 80, {{5, 60}}, {79}, {20}},
@@ -136,7 +141,7 @@ TYPED_TEST(TensorParallelTest, PerKvHeadSumsGiveBitIdenticalScoresAndKeepList) {
         std::vector<float> kept_scores(static_cast<std::size_t>(n));
         const auto copy = r % 2 ? reduce(parts, backward) : sums;
         const std::int64_t t_new = pdrop::finalize_and_drop(
-            copy, c.hkv, c.hq, c.nq, c.tokens, c.spans, c.counts, ws, keep, new_spans,
+            copy, c.hkv, c.hq, c.pos, c.tokens, c.spans, c.counts, ws, keep, new_spans,
             kept_scores);
         ASSERT_EQ(t_new, t_single);
         EXPECT_EQ(std::vector<std::int64_t>(keep.begin(), keep.begin() + t_new),
@@ -197,7 +202,7 @@ TYPED_TEST(TensorParallelTest, SummedPartialsWithinRoundingAndExactWhereDocument
       // any token where it differs from rank_and_drop's pick is within the
       // rounding bound of that span's k-th best single-process score.
       std::vector<std::int64_t> keep(static_cast<std::size_t>(c.tokens));
-      const std::int64_t t_new = pdrop::finalize_and_drop(sums, 1, c.hq, c.nq, c.tokens,
+      const std::int64_t t_new = pdrop::finalize_and_drop(sums, 1, c.hq, c.pos, c.tokens,
                                                           c.spans, c.counts, ws, keep);
       std::vector<std::int64_t> keep_single(static_cast<std::size_t>(c.tokens));
       const std::int64_t t_single = pdrop::rank_and_drop(p.qv, c.pos, p.kv, c.spans, c.counts,
@@ -208,13 +213,19 @@ TYPED_TEST(TensorParallelTest, SummedPartialsWithinRoundingAndExactWhereDocument
       for (std::size_t s = 0; s < c.spans.size(); ++s) {
         const std::vector<float> mine(scores.begin() + off, scores.begin() + off + c.spans[s].length);
         const std::vector<float> ref(single.begin() + off, single.begin() + off + c.spans[s].length);
-        const auto a = pdrop_test::naive_top_k(mine, c.counts[s]);
-        const auto b2 = pdrop_test::naive_top_k(ref, c.counts[s]);
+        // Query tokens in the span are kept outside the ranking.
+        const auto forced = pdrop_test::forced_in(c.pos, c.spans[s]);
+        const auto a = pdrop_test::naive_top_k(mine, c.counts[s], forced);
+        const auto b2 = pdrop_test::naive_top_k(ref, c.counts[s], forced);
         for (std::int64_t i : a) kept.push_back(c.spans[s].start + i);
         if (a != b2) {
-          std::vector<float> sorted = ref;
+          std::vector<float> sorted;
+          for (std::size_t i = 0; i < ref.size(); ++i)
+            if (std::count(forced.begin(), forced.end(), static_cast<std::int64_t>(i)) == 0)
+              sorted.push_back(ref[i]);
           std::sort(sorted.rbegin(), sorted.rend());
-          const double kth = sorted[static_cast<std::size_t>(c.counts[s] - 1)];
+          const double kth =
+              sorted[static_cast<std::size_t>(c.counts[s] - static_cast<std::int64_t>(forced.size()) - 1)];
           for (std::int64_t i = 0; i < c.spans[s].length; ++i) {
             const bool in_a = std::count(a.begin(), a.end(), i) > 0;
             const bool in_b = std::count(b2.begin(), b2.end(), i) > 0;
@@ -258,7 +269,7 @@ TEST(TensorParallel, ReservedWorkspaceDoesNotGrow) {
   pdrop::score_partial(q_shard(p, half_kv, c.hkv), c.pos, k_shard(p, half_kv, c.hkv), c.spans, ws,
                        partial);
   std::vector<std::int64_t> keep(static_cast<std::size_t>(c.tokens));
-  pdrop::finalize_and_drop(sums, c.hkv, c.hq, c.nq, c.tokens, c.spans, c.counts, ws, keep);
+  pdrop::finalize_and_drop(sums, c.hkv, c.hq, c.pos, c.tokens, c.spans, c.counts, ws, keep);
   EXPECT_EQ(ws.bytes(), bytes);
 }
 
@@ -349,7 +360,7 @@ TEST(TensorParallelErrors, FinalizeRejectsAndWritesNothing) {
   const auto ranked_before = pdrop_test::bytes_of(ranked);
   const auto drop = [&](span<const float> s, std::int64_t tokens, std::vector<ImageSpan> sp,
                         std::vector<std::int64_t> k, std::int64_t keep_size, std::int64_t ranked_size) {
-    pdrop::finalize_and_drop(s, 2, 8, 1, tokens, sp, k, ws, span<std::int64_t>(keep.data(), keep_size),
+    pdrop::finalize_and_drop(s, 2, 8, kQuery0, tokens, sp, k, ws, span<std::int64_t>(keep.data(), keep_size),
                              new_spans, span<float>(ranked.data(), ranked_size));
   };
   expect_invalid([&] { drop(sums, -1, spans, counts, 9, 5); }, "tokens (-1) must be >= 0");
@@ -369,7 +380,7 @@ TEST(TensorParallelErrors, FinalizeRejectsAndWritesNothing) {
 
   // And the valid call: each score is (0 + row 0 + row 1) / 8, the picks a
   // plain top-k per span of those, text tokens 0, 1, 5, 8 always stay.
-  const std::int64_t t_new = pdrop::finalize_and_drop(sums, 2, 8, 1, 9, spans, counts, ws, keep,
+  const std::int64_t t_new = pdrop::finalize_and_drop(sums, 2, 8, kQuery0, 9, spans, counts, ws, keep,
                                                       new_spans, ranked);
   std::vector<float> want(5);
   for (std::size_t i = 0; i < 5; ++i) want[i] = (0.0f + sums[i] + sums[5 + i]) * (1.0f / 8.0f);
@@ -456,10 +467,13 @@ TYPED_TEST(TensorParallelTest, GlobalBudgetIsBitIdenticalToRankAndDropGlobal) {
       std::vector<ImageSpan> spans_new(c.spans.size()), spans_ref(c.spans.size());
       std::vector<float> scores(static_cast<std::size_t>(n)), scores_ref(scores.size());
       const std::int64_t t_new = pdrop::finalize_and_drop_global(
-          sums, c.hkv, c.hq, c.nq, c.tokens, c.spans, n_keep, ws, keep, spans_new, scores);
+          sums, c.hkv, c.hq, c.pos, c.tokens, c.spans, n_keep, ws, keep, spans_new, scores);
       const std::int64_t t_ref = pdrop::rank_and_drop_global(
           p.qv, c.pos, p.kv, c.spans, n_keep, ws, keep_ref, spans_ref, scores_ref);
-      EXPECT_EQ(t_new, c.tokens - n + n_keep);
+      std::int64_t queries_in_spans = 0;  // kept over a smaller budget
+      for (const ImageSpan& sp : c.spans)
+        queries_in_spans += static_cast<std::int64_t>(pdrop_test::forced_in(c.pos, sp).size());
+      EXPECT_EQ(t_new, c.tokens - n + std::max(n_keep, queries_in_spans));
       EXPECT_EQ(t_new, t_ref);
       EXPECT_EQ(keep, keep_ref);
       EXPECT_TRUE(same_bits(scores, scores_ref));
@@ -479,7 +493,7 @@ TEST(TensorParallelErrors, FinalizeGlobalRejectsAndWritesNothing) {
   std::vector<std::int64_t> keep(9, -3);
   const auto keep_before = pdrop_test::bytes_of(keep);
   const auto drop = [&](std::int64_t n_keep, std::int64_t keep_size) {
-    pdrop::finalize_and_drop_global(sums, 1, 8, 1, 9, spans, n_keep, ws,
+    pdrop::finalize_and_drop_global(sums, 1, 8, kQuery0, 9, spans, n_keep, ws,
                                     span<std::int64_t>(keep.data(), keep_size));
   };
   expect_invalid([&] { drop(6, 9); },
@@ -490,21 +504,21 @@ TEST(TensorParallelErrors, FinalizeGlobalRejectsAndWritesNothing) {
   std::vector<float> ranked(5, -2.0f);
   const auto ranked_before = pdrop_test::bytes_of(ranked);
   expect_invalid([&] {
-    pdrop::finalize_and_drop_global(sums, 2, 8, 1, 9, spans, 3, ws, keep, new_spans, ranked);
+    pdrop::finalize_and_drop_global(sums, 2, 8, kQuery0, 9, spans, 3, ws, keep, new_spans, ranked);
   }, "sums.size (5) must equal rows (2) x image tokens (5) = 10");
   expect_invalid([&] {
-    pdrop::finalize_and_drop_global(sums, 1, 8, 1, 9, spans, 3, ws, keep, new_spans,
+    pdrop::finalize_and_drop_global(sums, 1, 8, kQuery0, 9, spans, 3, ws, keep, new_spans,
                                     span<float>(ranked.data(), 4));
   }, "maybe_scores.size (4) must be 0 or the image tokens (5)");
   expect_invalid([&] {
-    pdrop::finalize_and_drop_global(sums, 1, 8, 1, 7, spans, 3, ws, keep, new_spans, ranked);
+    pdrop::finalize_and_drop_global(sums, 1, 8, kQuery0, 7, spans, 3, ws, keep, new_spans, ranked);
   }, "spans[1] (start 6, length 2) must lie inside [0, tokens = 7)");
   EXPECT_EQ(pdrop_test::bytes_of(keep), keep_before);
   EXPECT_EQ(pdrop_test::bytes_of(ranked), ranked_before);
   EXPECT_EQ(new_spans[0].start, -1);
   EXPECT_EQ(new_spans[1].length, -1);
   // The valid call keeps the best 3 of the union (0.3, 0.4, 0.5: tokens 4, 6, 7).
-  ASSERT_EQ(pdrop::finalize_and_drop_global(sums, 1, 8, 1, 9, spans, 3, ws, keep), 7);
+  ASSERT_EQ(pdrop::finalize_and_drop_global(sums, 1, 8, kQuery0, 9, spans, 3, ws, keep), 7);
   EXPECT_EQ(std::vector<std::int64_t>(keep.begin(), keep.begin() + 7),
             pdrop_test::naive_keep_list(9, spans, {4, 6, 7}));
 }

@@ -191,6 +191,34 @@ inline std::vector<std::int64_t> naive_top_k(const std::vector<float>& s, std::i
   return idx;
 }
 
+// The query positions inside `s`, as indices into it, ascending, once each:
+// the tokens a drop keeps whatever their score (rank_drop.hpp).
+inline std::vector<std::int64_t> forced_in(const std::vector<std::int64_t>& query_pos,
+                                           pdrop::ImageSpan s) {
+  std::set<std::int64_t> f;
+  for (std::int64_t q : query_pos)
+    if (q >= s.start && q < s.end()) f.insert(q - s.start);
+  return {f.begin(), f.end()};
+}
+
+// naive_top_k with forced indices: the forced ones, plus the best
+// max(k - forced, 0) of the others (ties to the lower index), ascending.
+inline std::vector<std::int64_t> naive_top_k(const std::vector<float>& s, std::int64_t k,
+                                             const std::vector<std::int64_t>& forced) {
+  std::vector<float> others;
+  std::vector<std::int64_t> index;
+  for (std::size_t i = 0; i < s.size(); ++i)
+    if (std::find(forced.begin(), forced.end(), static_cast<std::int64_t>(i)) == forced.end()) {
+      others.push_back(s[i]);
+      index.push_back(static_cast<std::int64_t>(i));
+    }
+  const std::int64_t pick = std::max<std::int64_t>(k - static_cast<std::int64_t>(forced.size()), 0);
+  std::vector<std::int64_t> out = forced;
+  for (std::int64_t i : naive_top_k(others, pick)) out.push_back(index[static_cast<std::size_t>(i)]);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 // Naive keep list: every token not in a span, plus the kept ones.
 inline std::vector<std::int64_t> naive_keep_list(std::int64_t tokens,
                                                  const std::vector<pdrop::ImageSpan>& spans,

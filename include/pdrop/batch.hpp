@@ -168,7 +168,7 @@ std::int64_t rank_and_drop_batch_impl(span<const SequenceDrop<Tq, Tk>> seqs, Wor
     const SequenceDrop<Tq, Tk>& s = seqs[b];
     const DropPlan p = for_sequence(fn, b, [&] {
       return validate_drop_inputs(fn, erase(s.q), sizeof(Tq), s.query_pos, erase(s.k),
-                                  sizeof(Tk), s.spans, s.budget, s.keep_counts, options);
+                                  sizeof(Tk), s.spans, s.budget, s.keep_counts, options, ws);
     });
     n_image = checked_add(fn, "image tokens of the batch", n_image, p.n_image);
     rows = checked_add(fn, "rows of the batch", rows, p.t_new);
@@ -237,8 +237,9 @@ std::int64_t rank_and_drop_batch_impl(span<const SequenceDrop<Tq, Tk>> seqs, Wor
     const SequenceDrop<Tq, Tk>& s = seqs[b];
     std::int64_t n = 0;
     for (const ImageSpan& x : s.spans) n += x.length;
-    const DropPlan p = plan_drop(fn, s.spans, n, s.k.tokens, s.budget, s.keep_counts);
-    finish_drop(p, s.k.tokens, s.spans, s.budget, s.keep_counts,
+    const span<const std::int64_t> forced = forced_tokens(s.spans, s.query_pos, ws);
+    const DropPlan p = plan_drop(fn, s.spans, n, s.k.tokens, s.budget, s.keep_counts, forced);
+    finish_drop(fn, p, s.k.tokens, s.spans, s.budget, s.keep_counts, forced,
                 span<const float>(scores + off, n), ws,
                 span<std::int64_t>(keep.data + keep_offsets[b], p.t_new),
                 maybe_new_spans.size > 0 ? span<ImageSpan>(maybe_new_spans.data + sp,

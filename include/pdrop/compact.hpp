@@ -9,8 +9,9 @@
 //                      any TokenView of a trivially copyable type.
 //   compact_heads      rows of a per-head tensor: the q/k/v rows the next
 //                      layer already computed, or KV-cache rows (HND or NHD).
-//   compact_positions  1-D positions: re-indexed 0..T_new-1 (the reference's
-//                      behaviour, default) or moved with the rows.
+//   compact_positions  1-D positions: re-indexed base..base+T_new-1 from the
+//                      sequence's first position (the reference's behaviour,
+//                      default) or moved with the rows.
 // In place (stable: row i receives row keep[i], i <= keep[i], so a forward
 // pass never reads a row it has overwritten) or into a caller's buffer.
 // Runs of consecutive kept rows move with one memmove when rows are dense.
@@ -24,6 +25,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <type_traits>
 
 #include "pdrop/detail/check.hpp"
@@ -270,19 +272,36 @@ void compact_heads(HeadView<const T> src, span<const std::int64_t> keep,
 }
 
 // Positions after a drop, in place.
-//   reindex:       positions[i] = i for i < keep.size (1 feature only).
+//   reindex:       positions[i] = base + i for i < keep.size (1 feature
+//                  only), base = maybe_base or, by default, the sequence's
+//                  first position before the drop (positions[0]): a prompt
+//                  at 0..T-1 becomes 0..T_new-1 (PyramidDrop's re-index),
+//                  one that continues a prefix cache or an earlier chat
+//                  turn at 100, 101, ... stays at 100, 101, ... Pass the
+//                  position of the sequence's first token in that chunk's
+//                  layer when the buffer holds a later chunk only.
 //   keep_original: positions[i] = positions[keep[i]] (any features, e.g.
-//                  M-RoPE's 3 per token).
+//                  M-RoPE's 3 per token); maybe_base must be empty.
+// Throws (positions untouched) on a bad view or keep list, on re-indexing
+// more than one feature, or when base + keep.size - 1 does not fit P.
 template <class P>
 void compact_positions(TokenView<P> positions, span<const std::int64_t> keep,
-                       PositionMode mode = PositionMode::reindex) {
+                       PositionMode mode = PositionMode::reindex,
+                       std::optional<std::int64_t> maybe_base = std::nullopt) {
   static_assert(std::is_integral_v<P> && !std::is_const_v<P>,
                 "positions are a writable integer type");
   constexpr const char* fn = "pdrop::compact_positions";
   detail::check_token_view(fn, "positions", positions.data, positions.tokens,
                            positions.features, positions.row_stride, sizeof(P));
   detail::validate_keep(fn, keep, positions.tokens);
+  if (mode != PositionMode::reindex && mode != PositionMode::keep_original)
+    detail::fail<value_error>(fn, "mode (", static_cast<int>(mode),
+                              ") is not a pdrop::PositionMode");
   if (mode == PositionMode::keep_original) {
+    if (maybe_base)
+      detail::fail<value_error>(fn, "maybe_base (", *maybe_base,
+                                ") is for PositionMode::reindex; keep_original moves the "
+                                "positions with their tokens");
     auto* p = reinterpret_cast<unsigned char*>(positions.data);
     detail::move_rows(p, p, keep, positions.features, positions.row_stride,
                       positions.row_stride, sizeof(P));
@@ -292,13 +311,20 @@ void compact_positions(TokenView<P> positions, span<const std::int64_t> keep,
     detail::fail<shape_error>(fn, "positions.features (", positions.features,
                               ") must be 1 to re-index; multi-axis positions (M-RoPE) "
                               "use PositionMode::keep_original");
-  if (keep.size > 0 &&
-      static_cast<std::uint64_t>(keep.size - 1) >
-          static_cast<std::uint64_t>(std::numeric_limits<P>::max()))
-    detail::fail<value_error>(fn, "keep.size (", keep.size,
-                              ") positions do not fit the position type (max ",
-                              +std::numeric_limits<P>::max(), ")");
-  for (std::int64_t i = 0; i < keep.size; ++i) *positions.row(i) = static_cast<P>(i);
+  if (keep.size == 0) return;
+  const std::int64_t base =
+      maybe_base ? *maybe_base : static_cast<std::int64_t>(*positions.row(0));
+  // P's range as int64 (a 64-bit unsigned P is capped at INT64_MAX).
+  constexpr std::int64_t p_max = sizeof(P) >= sizeof(std::int64_t)
+                                     ? std::numeric_limits<std::int64_t>::max()
+                                     : static_cast<std::int64_t>(std::numeric_limits<P>::max());
+  constexpr std::int64_t p_min = static_cast<std::int64_t>(std::numeric_limits<P>::min());
+  if (base < p_min || base > p_max || keep.size - 1 > p_max - base)
+    detail::fail<value_error>(fn, "positions base (", base, ") + keep.size (", keep.size,
+                              ") - 1 does not fit the position type [", p_min, ", ",
+                              p_max, "]");
+  for (std::int64_t i = 0; i < keep.size; ++i)
+    *positions.row(i) = static_cast<P>(base + i);
 }
 
 }  // namespace pdrop

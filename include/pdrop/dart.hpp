@@ -174,11 +174,14 @@ inline std::int64_t validate_dart(const char* fn, HeadView<const void> k, std::s
 // DART on validated inputs. Leaves the kept tokens (absolute positions,
 // ascending) in ws.indices()[0, total) and returns that pointer; throws
 // value_error on a non-finite row that takes part (only ws written).
+// `forced` (sorted, unique, each inside a span) are kept outside DART's
+// choice: a span with f of them keeps them and max(k - f, 0) DART picks
+// among its other tokens (`total` counts both).
 template <class Tk, class Tf>
 std::int64_t* dart_core(const char* fn, const SegRows<Tk>& keys, const SegRows<Tf>& feats,
                         span<const ImageSpan> spans, span<const std::int64_t> keep_counts,
                         std::int64_t total, std::int64_t max_span, const DartOptions& opt,
-                        Workspace& ws) {
+                        Workspace& ws, span<const std::int64_t> forced = {}) {
   const std::int64_t width = feats.width();
   const std::int64_t pmax = std::min(opt.pivots, max_span);
   std::int64_t* out = ws.indices(static_cast<std::size_t>(total + max_span));
@@ -190,67 +193,82 @@ std::int64_t* dart_core(const char* fn, const SegRows<Tk>& keys, const SegRows<T
   float* pivot = ws.scratch(static_cast<std::size_t>((pmax + 1) * width));
   float* buf = pivot + pmax * width;
   std::int64_t done = 0;
+  std::int64_t fi = 0;  // forced[fi..] lie at or after the current span
   for (std::int64_t sp = 0; sp < spans.size; ++sp) {
-    const std::int64_t start = spans[sp].start, n = spans[sp].length, k = keep_counts[sp];
-    if (k == 0) continue;
-    const std::int64_t p = std::min(opt.pivots, k);
-    for (std::int64_t i = 0; i < n; ++i) {
-      const double v = row_norm(keys, start + i, opt.pivot_norm);
-      if (!std::isfinite(v))
-        fail<value_error>(fn, "k holds a non-finite value in the key row of token ",
-                          start + i);
-      key[i] = mono64(v);
-      idx[i] = i;
-    }
-    // Larger norm first, then lower index.
-    const auto by_norm = [key](std::int64_t a, std::int64_t b) {
-      return key[a] != key[b] ? key[a] > key[b] : a < b;
-    };
-    if (p < n) std::nth_element(idx, idx + p, idx + n, by_norm);
-    std::sort(idx, idx + p, by_norm);
-    const std::int64_t extra = k - p;
-    // Pivots with a non-zero share: the first min(p, extra).
-    const std::int64_t active = std::min(p, extra);
-    for (std::int64_t r = 0; r < active; ++r) {
-      float* y = pivot + r * width;
-      load_row(feats, start + idx[r], y);
-      const double yy = dot_f64(y, y, width);
-      if (!std::isfinite(yy))
-        fail<value_error>(fn, "features hold a non-finite value in the row of token ",
-                          start + idx[r]);
-      put_f64(pp + r, yy);
-    }
-    // Every candidate's row is read once, against all active pivots.
-    for (std::int64_t c = p; c < n && active > 0; ++c) {
-      const std::int64_t i = idx[c];
-      load_row(feats, start + i, buf);
-      const double xx = dot_f64(buf, buf, width);
-      if (!std::isfinite(xx))
-        fail<value_error>(fn, "features hold a non-finite value in the row of token ",
-                          start + i);
-      for (std::int64_t r = 0; r < active; ++r) {
-        const double yy = get_f64(pp + r);
-        const double cos =
-            (xx > 0.0 && yy > 0.0) ? dot_f64(buf, pivot + r * width, width) / std::sqrt(xx * yy)
-                                   : 0.0;
-        sim[r * n + i] = mono64(cos);
-      }
-    }
-    std::int64_t taken = p;  // idx[0, taken): pivots and tokens taken
-    for (std::int64_t r = 0; r < active; ++r) {
-      const std::int64_t share = extra / p + (r < extra % p ? 1 : 0);
-      // Lower similarity first, then lower index.
-      const std::uint64_t* s_r = sim + r * n;
-      const auto by_sim = [s_r](std::int64_t a, std::int64_t b) {
-        return s_r[a] != s_r[b] ? s_r[a] < s_r[b] : a < b;
-      };
-      if (taken + share < n) std::nth_element(idx + taken, idx + taken + share, idx + n, by_sim);
-      taken += share;
-    }
+    const std::int64_t start = spans[sp].start, n = spans[sp].length;
+    while (fi < forced.size && forced[fi] < start) ++fi;
+    std::int64_t fe = fi;
+    while (fe < forced.size && forced[fe] < start + n) ++fe;
+    const std::int64_t nf = fe - fi;
+    const std::int64_t k = std::max<std::int64_t>(keep_counts[sp] - nf, 0);
     std::int64_t* dst = out + done;
-    for (std::int64_t i = 0; i < k; ++i) dst[i] = start + idx[i];
-    std::sort(dst, dst + k);
-    done += k;
+    for (std::int64_t j = 0; j < nf; ++j) dst[k + j] = forced[fi + j];
+    if (k > 0) {
+      // Candidates: the span's tokens but the forced ones (m of them).
+      std::int64_t m = 0;
+      for (std::int64_t i = 0, f = fi; i < n; ++i) {
+        if (f < fe && forced[f] == start + i) {
+          ++f;
+          continue;
+        }
+        const double v = row_norm(keys, start + i, opt.pivot_norm);
+        if (!std::isfinite(v))
+          fail<value_error>(fn, "k holds a non-finite value in the key row of token ",
+                            start + i);
+        key[i] = mono64(v);
+        idx[m++] = i;
+      }
+      const std::int64_t p = std::min(opt.pivots, k);
+      // Larger norm first, then lower index.
+      const auto by_norm = [key](std::int64_t a, std::int64_t b) {
+        return key[a] != key[b] ? key[a] > key[b] : a < b;
+      };
+      if (p < m) std::nth_element(idx, idx + p, idx + m, by_norm);
+      std::sort(idx, idx + p, by_norm);
+      const std::int64_t extra = k - p;
+      // Pivots with a non-zero share: the first min(p, extra).
+      const std::int64_t active = std::min(p, extra);
+      for (std::int64_t r = 0; r < active; ++r) {
+        float* y = pivot + r * width;
+        load_row(feats, start + idx[r], y);
+        const double yy = dot_f64(y, y, width);
+        if (!std::isfinite(yy))
+          fail<value_error>(fn, "features hold a non-finite value in the row of token ",
+                            start + idx[r]);
+        put_f64(pp + r, yy);
+      }
+      // Every candidate's row is read once, against all active pivots.
+      for (std::int64_t c = p; c < m && active > 0; ++c) {
+        const std::int64_t i = idx[c];
+        load_row(feats, start + i, buf);
+        const double xx = dot_f64(buf, buf, width);
+        if (!std::isfinite(xx))
+          fail<value_error>(fn, "features hold a non-finite value in the row of token ",
+                            start + i);
+        for (std::int64_t r = 0; r < active; ++r) {
+          const double yy = get_f64(pp + r);
+          const double cos = (xx > 0.0 && yy > 0.0)
+                                 ? dot_f64(buf, pivot + r * width, width) / std::sqrt(xx * yy)
+                                 : 0.0;
+          sim[r * n + i] = mono64(cos);
+        }
+      }
+      std::int64_t taken = p;  // idx[0, taken): pivots and tokens taken
+      for (std::int64_t r = 0; r < active; ++r) {
+        const std::int64_t share = extra / p + (r < extra % p ? 1 : 0);
+        // Lower similarity first, then lower index.
+        const std::uint64_t* s_r = sim + r * n;
+        const auto by_sim = [s_r](std::int64_t a, std::int64_t b) {
+          return s_r[a] != s_r[b] ? s_r[a] < s_r[b] : a < b;
+        };
+        if (taken + share < m) std::nth_element(idx + taken, idx + taken + share, idx + m, by_sim);
+        taken += share;
+      }
+      for (std::int64_t i = 0; i < k; ++i) dst[i] = start + idx[i];
+    }
+    std::sort(dst, dst + k + nf);
+    done += k + nf;
+    fi = fe;
   }
   return out;
 }

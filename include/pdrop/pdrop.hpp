@@ -13,6 +13,8 @@
 #include "pdrop/rank_drop.hpp"  // score -> select -> keep list in one call
 #include "pdrop/batch.hpp"      // rank & drop over a batch of sequences
 #include "pdrop/mrope.hpp"      // M-RoPE (3-axis) positions
+#include "pdrop/rope.hpp"       // re-rotating post-RoPE rows to new positions
+#include "pdrop/sequence.hpp"   // the per-sequence record of applied drops
 #include "pdrop/strategies.hpp" // FastV, VTW, DART, random, training queries
 #include "pdrop/tensor_parallel.hpp"  // partial scores over sharded heads
 #include "pdrop/flops.hpp"      // FLOPs / KV-cache model of a schedule

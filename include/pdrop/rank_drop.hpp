@@ -111,19 +111,57 @@ inline std::int64_t global_budget(span<const ImageSpan> spans, double ratio) {
 
 namespace detail {
 
+// The query tokens a drop keeps whatever their score: the query positions
+// that lie inside an image span, sorted, without repeats, in ws.forced().
+// (Text tokens are kept anyway.) query_pos is validated by the caller.
+inline span<const std::int64_t> forced_tokens(span<const ImageSpan> spans,
+                                              span<const std::int64_t> query_pos,
+                                              Workspace& ws) {
+  if (query_pos.size <= 0 || spans.size <= 0) return {};
+  std::int64_t* f = ws.forced(static_cast<std::size_t>(query_pos.size));
+  std::int64_t n = 0;
+  for (const std::int64_t q : query_pos) {
+    // The last span starting at or before q.
+    const ImageSpan* s = std::upper_bound(
+        spans.data, spans.data + spans.size, q,
+        [](std::int64_t p, const ImageSpan& x) { return p < x.start; });
+    if (s != spans.data && q < (s - 1)->end()) f[n++] = q;
+  }
+  std::sort(f, f + n);
+  n = std::unique(f, f + n) - f;
+  return {f, n};
+}
+
+// How many of `forced` (sorted) lie in each span, walked span by span: call
+// next(span) for spans in order.
+struct ForcedWalk {
+  span<const std::int64_t> forced;
+  std::int64_t at = 0;
+  // The forced tokens inside s (which starts at or after every earlier
+  // span's end), as a sub-span of `forced`.
+  span<const std::int64_t> next(const ImageSpan& s) {
+    while (at < forced.size && forced[at] < s.start) ++at;
+    const std::int64_t begin = at;
+    while (at < forced.size && forced[at] < s.end()) ++at;
+    return {forced.data + begin, at - begin};
+  }
+};
+
 // Sizes of one drop that plan_drop accepted.
 struct DropPlan {
   std::int64_t n_image = 0;  // image tokens over all spans
-  std::int64_t n_kept = 0;   // image tokens kept
+  std::int64_t n_kept = 0;   // image tokens kept, forced query tokens included
   std::int64_t t_new = 0;    // the new sequence length
 };
 
 // The keep counts of a drop over `spans` (n_image tokens in all) of a
 // sequence of `tokens`: spans.size per-span counts or, for Budget::global,
-// one count over all spans.
+// one count over all spans. A forced query token takes one of its span's
+// (or the global) slots; a count smaller than the forced tokens it covers
+// keeps those tokens anyway: kept = max(count, forced).
 inline DropPlan plan_drop(const char* fn, span<const ImageSpan> spans, std::int64_t n_image,
                           std::int64_t tokens, Budget budget,
-                          span<const std::int64_t> counts) {
+                          span<const std::int64_t> counts, span<const std::int64_t> forced) {
   DropPlan p;
   p.n_image = n_image;
   if (budget == Budget::global) {
@@ -133,9 +171,12 @@ inline DropPlan plan_drop(const char* fn, span<const ImageSpan> spans, std::int6
     if (counts[0] < 0 || counts[0] > p.n_image)
       fail<value_error>(fn, "n_keep (", counts[0],
                         ") must be in [0, image tokens over all spans = ", p.n_image, "]");
-    p.n_kept = counts[0];
+    p.n_kept = std::max(counts[0], forced.size);
   } else {
-    p.n_kept = check_keep_counts(fn, spans, counts);
+    check_keep_counts(fn, spans, counts);
+    ForcedWalk walk{forced};
+    for (std::int64_t i = 0; i < spans.size; ++i)
+      p.n_kept += std::max(counts[i], walk.next(spans[i]).size);
   }
   p.t_new = tokens - p.n_image + p.n_kept;
   return p;
@@ -149,10 +190,11 @@ inline DropPlan validate_drop_inputs(const char* fn, HeadView<const void> q,
                                      HeadView<const void> k, std::size_t k_elem,
                                      span<const ImageSpan> spans, Budget budget,
                                      span<const std::int64_t> counts,
-                                     const ScoreOptions& options) {
+                                     const ScoreOptions& options, Workspace& ws) {
   const std::int64_t n_image =
       validate_score_inputs(fn, q, q_elem, query_pos, k, k_elem, spans, options);
-  return plan_drop(fn, spans, n_image, k.tokens, budget, counts);
+  return plan_drop(fn, spans, n_image, k.tokens, budget, counts,
+                   forced_tokens(spans, query_pos, ws));
 }
 
 // The outputs of one drop: keep holds at least plan.t_new entries,
@@ -177,44 +219,87 @@ inline void validate_drop_outputs(const char* fn, const DropPlan& p, std::int64_
                       " entries");
 }
 
+// out[0, picked) holds picked indices ascending; merges in the forced
+// indices (ascending, none among them) from the back, so out[0, picked +
+// forced.size) is ascending. `shift` is added to every forced entry first.
+inline void merge_forced(std::int64_t* out, std::int64_t picked,
+                         span<const std::int64_t> forced, std::int64_t shift) {
+  std::int64_t i = picked - 1, j = forced.size - 1, w = picked + forced.size - 1;
+  while (j >= 0) {
+    const std::int64_t f = forced[j] + shift;
+    if (i >= 0 && out[i] > f) {
+      out[w--] = out[i--];
+    } else {
+      out[w--] = f;
+      --j;
+    }
+  }
+}
+
 // kept (plan.n_kept entries) = the absolute positions of the kept image
 // tokens, ascending, from finite `scores` (spans laid out one after the
-// other): the best counts[i] of span i, or the best counts[0] of all spans
-// together (Budget::global). Ties rank the lower position first. Uses the
-// workspace's selection keys (not its scores or indices).
-inline void select_kept(span<const float> scores, span<const ImageSpan> spans,
-                        Budget budget, span<const std::int64_t> counts, Workspace& ws,
-                        std::int64_t* kept) {
+// other): the forced query tokens, and the best of the others to fill
+// counts[i] of span i, or counts[0] of all spans together (Budget::global).
+// Ties rank the lower position first. Uses the workspace's selection keys
+// (not its scores or indices); a non-finite score is a value_error of fn
+// with nothing but the workspace written.
+inline void select_kept(const char* fn, span<const float> scores,
+                        span<const ImageSpan> spans, Budget budget,
+                        span<const std::int64_t> counts, span<const std::int64_t> forced,
+                        Workspace& ws, std::int64_t* kept) {
+  const std::int64_t n = scores.size;
+  if (n == 0) return;
+  std::uint32_t* keys = ws.keys32(static_cast<std::size_t>(n));
+  std::uint32_t lo = 0, hi = 0;
+  score_keys(fn, scores, keys, lo, hi);
+  // Forced tokens leave the ranking: key 0 is below every finite score.
+  {
+    ForcedWalk walk{forced};
+    for (std::int64_t i = 0, offset = 0; i < spans.size; offset += spans[i++].length)
+      for (const std::int64_t f : walk.next(spans[i])) keys[offset + f - spans[i].start] = 0;
+    if (forced.size > 0) lo = 0;
+  }
   if (budget == Budget::global) {
-    select_top_k(scores, counts[0], ws, span<std::int64_t>(kept, counts[0]));
+    const std::int64_t pick = std::max<std::int64_t>(counts[0] - forced.size, 0);
+    select_top_k_keys(keys, n, pick, lo, hi, ws, kept);
     // Indices into the concatenated spans -> positions, in one forward walk.
     std::int64_t sp = 0, offset = 0;
-    for (std::int64_t i = 0; i < counts[0]; ++i) {
+    for (std::int64_t i = 0; i < pick; ++i) {
       while (kept[i] >= offset + spans[sp].length) offset += spans[sp++].length;
       kept[i] += spans[sp].start - offset;
     }
+    merge_forced(kept, pick, forced, 0);
     return;
   }
+  ForcedWalk walk{forced};
   for (std::int64_t i = 0, offset = 0, out = 0; i < spans.size; ++i) {
-    const span<std::int64_t> part(kept + out, counts[i]);
-    select_top_k(span<const float>(scores.data + offset, spans[i].length), counts[i], ws,
-                 part);
-    for (std::int64_t& x : part) x += spans[i].start;
-    offset += spans[i].length;
-    out += counts[i];
+    const span<const std::int64_t> f = walk.next(spans[i]);
+    const std::int64_t len = spans[i].length;
+    const std::int64_t pick = std::max<std::int64_t>(counts[i] - f.size, 0);
+    std::int64_t* part = kept + out;
+    if (pick > 0) {
+      std::uint32_t slo = 0, shi = 0;
+      key_range(keys + offset, len, slo, shi);
+      select_top_k_keys(keys + offset, len, pick, slo, shi, ws, part);
+    }
+    for (std::int64_t j = 0; j < pick; ++j) part[j] += spans[i].start;
+    merge_forced(part, pick, f, 0);
+    offset += len;
+    out += pick + f.size;
   }
 }
 
 // The second half of a validated drop, once `scores` (the workspace's)
 // holds every image token's score: selects, copies the scores out if
 // asked, writes the keep list and the new spans. Returns plan.t_new.
-inline std::int64_t finish_drop(const DropPlan& p, std::int64_t tokens,
+inline std::int64_t finish_drop(const char* fn, const DropPlan& p, std::int64_t tokens,
                                 span<const ImageSpan> spans, Budget budget,
-                                span<const std::int64_t> counts, span<const float> scores,
+                                span<const std::int64_t> counts,
+                                span<const std::int64_t> forced, span<const float> scores,
                                 Workspace& ws, span<std::int64_t> keep,
                                 span<ImageSpan> maybe_new_spans, span<float> maybe_scores) {
   std::int64_t* kept = ws.indices(static_cast<std::size_t>(p.n_kept));
-  select_kept(scores, spans, budget, counts, ws, kept);
+  select_kept(fn, scores, spans, budget, counts, forced, ws, kept);
   if (maybe_scores.size > 0) std::copy(scores.begin(), scores.end(), maybe_scores.data);
   build_keep_list(tokens, spans, span<const std::int64_t>(kept, p.n_kept),
                   span<std::int64_t>(keep.data, p.t_new), maybe_new_spans);
@@ -234,13 +319,14 @@ std::int64_t rank_and_drop_impl(const char* fn, HeadView<const Tq> q,
   static_assert(is_float_type_v<Tq> && is_float_type_v<Tk>,
                 "q and k must be float, pdrop::half or pdrop::bfloat16");
   const DropPlan p = validate_drop_inputs(fn, erase(q), sizeof(Tq), query_pos, erase(k),
-                                          sizeof(Tk), spans, budget, counts, options);
+                                          sizeof(Tk), spans, budget, counts, options, ws);
   validate_drop_outputs(fn, p, k.tokens, spans, keep, maybe_new_spans, maybe_scores);
   // Scores go to the workspace: the caller's buffers are written only after
   // scoring (which may still reject non-finite q/k) has succeeded.
   const span<float> scores(ws.scores(static_cast<std::size_t>(p.n_image)), p.n_image);
   score(scores);
-  return finish_drop(p, k.tokens, spans, budget, counts, scores, ws, keep, maybe_new_spans,
+  return finish_drop(fn, p, k.tokens, spans, budget, counts,
+                     forced_tokens(spans, query_pos, ws), scores, ws, keep, maybe_new_spans,
                      maybe_scores);
 }
 

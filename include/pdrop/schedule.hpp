@@ -9,13 +9,21 @@
 // layers [l_j, l_{j+1}), with l_0 = 0 and l_S = L.
 //
 //   image tokens alive in stage j:  n_j = int(N0 * ratio[j])   (truncation of
-//                                   the double product, as Python's int())
-//   decode position offset:         N0 - n_j   (a decode token at original
-//                                   position p uses p - (N0 - n_j) in stage j;
-//                                   0 when positions are kept original)
+//                                   the double product, as Python's int()),
+//                                   for one image span or a global budget;
+//                                   several spans with per-span budgets keep
+//                                   int(N0_i * ratio[j]) each.
+//
+// What a sequence holds after its drops (its length per stage, its spans,
+// the position and cache length of a decode token at each layer) follows
+// from the keep lists actually applied, not from these counts: a query
+// token inside an image is kept whatever the budget, and per-span rounding
+// differs from int(N0 * ratio). pdrop::SequenceState (pdrop/sequence.hpp)
+// records the drops and answers those questions.
 //
 // Builders: pyramid (PyramidDrop's default: S stages, boundaries
-// k*floor(L/S), ratios lambda^k), single_drop (one drop after layer K
+// k*floor(L/S), ratios lambda^k as the decimal numbers the authors' scripts
+// list), single_drop (one drop after layer K
 // keeping a fraction R), from_lists (explicit lists, e.g. from a config
 // file), dense (no drop), and the peer methods fastv, vtw, dart (see
 // pdrop/strategies.hpp and pdrop/dart.hpp for the selection each runs).
@@ -23,8 +31,7 @@
 //
 // A schedule also names the Strategy that picks the kept image tokens at its
 // drops, and the PositionMode that strategy implies (with keep_original the
-// surviving tokens keep their positions, so decode positions never move:
-// position_offset is 0 in every stage).
+// surviving tokens keep their positions, so decode positions never move).
 #ifndef PDROP_SCHEDULE_HPP
 #define PDROP_SCHEDULE_HPP
 
@@ -38,6 +45,22 @@
 #include "pdrop/errors.hpp"
 
 namespace pdrop {
+namespace detail {
+
+// x rounded to 15 significant decimal digits, as the double nearest that
+// decimal (what strtod("%.15g" of x) gives, without a locale): pow's
+// 0.7^2 = 0.48999999999999994 becomes 0.49. m / 10^e with m < 10^15 and
+// e <= 22 is exact in both operands, so the correctly rounded division is
+// the nearest double to the decimal m * 10^-e.
+inline double round_decimal15(double x) {
+  if (!(x > 0.0) || !std::isfinite(x)) return x;
+  const int e = 14 - static_cast<int>(std::floor(std::log10(x)));
+  if (e < 0 || e > 22) return x;
+  const double scale = std::pow(10.0, e);  // exact for e <= 22
+  return std::nearbyint(x * scale) / scale;
+}
+
+}  // namespace detail
 
 // Which method picks the image tokens a drop keeps. All run on pdrop's
 // operators (score -> select -> keep list -> compact):
@@ -92,6 +115,13 @@ class Schedule {
   // k*floor(layers/stages) for k = 1..stages-1, stage k keeping lambda^k of
   // the image tokens. pyramid(32, 4, 0.5): drops after [8, 16, 24], ratios
   // [1, 0.5, 0.25, 0.125].
+  //
+  // lambda^k is rounded to 15 significant digits, so the ratios are the
+  // decimal numbers the authors' scripts pass as literal lists
+  // ("0.7,0.49,0.343"; PyramidDrop's layer_list / image_token_ratio_list
+  // arguments) and keep the same counts: at N0 = 1000, int(1000 * 0.49) =
+  // 490 where pow's 0.48999999999999994 would keep 489. For lambda with
+  // few decimals (0.3 ... 0.9) the rounding only removes pow's error.
   static Schedule pyramid(std::int64_t layers, std::int64_t stages,
                           double lambda) {
     constexpr const char* fn = "pdrop::Schedule::pyramid";
@@ -106,7 +136,7 @@ class Schedule {
     const std::int64_t step = layers / stages;
     for (std::int64_t k = 1; k < stages; ++k) {
       drops.push_back(k * step);
-      ratios.push_back(std::pow(lambda, static_cast<double>(k)));
+      ratios.push_back(detail::round_decimal15(std::pow(lambda, static_cast<double>(k))));
     }
     return from_lists(layers, std::move(drops), std::move(ratios));
   }
@@ -246,13 +276,6 @@ class Schedule {
   std::int64_t image_tokens(std::int64_t n0, std::int64_t stage) const {
     check_stage("pdrop::Schedule::image_tokens", n0, stage);
     return static_cast<std::int64_t>(static_cast<double>(n0) * ratios_[stage]);
-  }
-
-  // How far a decode token's position moves down in stage j: n0 - n_j
-  // when positions are re-indexed, 0 with PositionMode::keep_original.
-  std::int64_t position_offset(std::int64_t n0, std::int64_t stage) const {
-    const std::int64_t n = image_tokens(n0, stage);
-    return position_mode_ == PositionMode::keep_original ? 0 : n0 - n;
   }
 
   // [n_0, n_1, ...] for every stage.

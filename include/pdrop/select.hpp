@@ -176,34 +176,27 @@ inline std::int64_t emit_at_least(const std::uint32_t* keys, std::int64_t begin,
   return out;
 }
 
-}  // namespace detail
+// The smallest and largest of n keys (n >= 1).
+inline void key_range(const std::uint32_t* keys, std::int64_t n, std::uint32_t& lo,
+                      std::uint32_t& hi) {
+  std::uint32_t mn = 0xFFFFFFFFu, mx = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    mn = keys[i] < mn ? keys[i] : mn;
+    mx = keys[i] > mx ? keys[i] : mx;
+  }
+  lo = mn;
+  hi = mx;
+}
 
-// Indices of the k largest of `scores`, ascending.
-//
-//   scores  n floats, all finite (n < 2^32).
-//   k       0 <= k <= n.
-//   ws      scratch of n keys; Workspace::reserve makes the call
-//           allocation-free.
-//   kept    out, k entries: indices into scores, strictly ascending.
-//
-// Radix select: one pass turns the scores into monotone 32-bit keys; a
-// histogram of about sqrt(n) buckets, taken below the highest bit where the
-// smallest and largest key differ (so that it splits the actual range),
-// finds the bucket of the k-th best. Only that bucket's keys, extended by
-// the inverted index to 64 bits (unique: ties rank the lower index first),
-// go on to further radix steps and, once at most 64 are left, an
-// nth_element. The result is a threshold (score t, last index i_t among the
-// ties at t); one scan in index order emits every index with a score above
-// t, or equal to it up to i_t. O(n): three passes over the scores' keys.
-inline void select_top_k(span<const float> scores, std::int64_t k, Workspace& ws,
-                         span<std::int64_t> kept) {
-  constexpr const char* fn = "pdrop::select_top_k";
-  detail::validate_select(fn, scores, k, kept);
-  const std::int64_t n = scores.size;
-  if (n == 0) return;
-  std::uint32_t* keys = ws.keys32(static_cast<std::size_t>(n));
-  std::uint32_t lo = 0, hi = 0;
-  detail::score_keys(fn, scores, keys, lo, hi);
+// select_top_k on keys made by score_keys (n >= 1, lo and hi their range,
+// 0 <= k <= n): the k indices with the largest keys, ties to the lower
+// index, ascending, into kept. A key of 0 is below every finite score's
+// key, so keys set to 0 are never picked as long as k does not exceed the
+// keys above 0 (the query tokens rank_and_drop keeps outside the ranking).
+inline void select_top_k_keys(const std::uint32_t* keys, std::int64_t n, std::int64_t k,
+                              std::uint32_t lo, std::uint32_t hi, Workspace& ws,
+                              std::int64_t* kept_data) {
+  const span<std::int64_t> kept(kept_data, k);
   if (k == 0) return;
   if (k == n || lo == hi) {  // everything, or all equal: the first k
     for (std::int64_t i = 0; i < k; ++i) kept[i] = i;
@@ -270,6 +263,37 @@ inline void select_top_k(span<const float> scores, std::int64_t k, Workspace& ws
   const std::int64_t split = std::min(n, last_tie + 1);
   std::int64_t out = detail::emit_at_least(keys, 0, split, t, kept.data, 0, k);
   if (out < k) detail::emit_at_least(keys, split, n, t + 1, kept.data, out, k);
+}
+
+}  // namespace detail
+
+// Indices of the k largest of `scores`, ascending.
+//
+//   scores  n floats, all finite (n < 2^32).
+//   k       0 <= k <= n.
+//   ws      scratch of n keys; Workspace::reserve makes the call
+//           allocation-free.
+//   kept    out, k entries: indices into scores, strictly ascending.
+//
+// Radix select: one pass turns the scores into monotone 32-bit keys; a
+// histogram of about sqrt(n) buckets, taken below the highest bit where the
+// smallest and largest key differ (so that it splits the actual range),
+// finds the bucket of the k-th best. Only that bucket's keys, extended by
+// the inverted index to 64 bits (unique: ties rank the lower index first),
+// go on to further radix steps and, once at most 64 are left, an
+// nth_element. The result is a threshold (score t, last index i_t among the
+// ties at t); one scan in index order emits every index with a score above
+// t, or equal to it up to i_t. O(n): three passes over the scores' keys.
+inline void select_top_k(span<const float> scores, std::int64_t k, Workspace& ws,
+                         span<std::int64_t> kept) {
+  constexpr const char* fn = "pdrop::select_top_k";
+  detail::validate_select(fn, scores, k, kept);
+  const std::int64_t n = scores.size;
+  if (n == 0) return;
+  std::uint32_t* keys = ws.keys32(static_cast<std::size_t>(n));
+  std::uint32_t lo = 0, hi = 0;
+  detail::score_keys(fn, scores, keys, lo, hi);
+  detail::select_top_k_keys(keys, n, k, lo, hi, ws, kept.data);
 }
 
 }  // namespace pdrop

@@ -76,20 +76,36 @@ namespace detail {
 
 // Selection sampling per span, one SplitMix64 stream per span seeded by the
 // span's draw from SplitMix64(seed): out receives the kept positions.
+// `forced` (sorted, unique, inside spans) are kept without a draw; a span
+// with f of them samples max(keep_counts[i] - f, 0) of its other tokens.
 inline void random_core(span<const ImageSpan> spans, span<const std::int64_t> keep_counts,
-                        std::uint64_t seed, std::int64_t* out) {
+                        std::uint64_t seed, std::int64_t* out,
+                        span<const std::int64_t> forced = {}) {
   SplitMix64 master(seed);
+  std::int64_t fi = 0;
   for (std::int64_t i = 0; i < spans.size; ++i) {
     SplitMix64 rng(master.next());
-    const std::int64_t n = spans[i].length;
-    std::int64_t need = keep_counts[i];
-    for (std::int64_t t = 0; t < n && need > 0; ++t) {
-      // Keep token t with probability need / (tokens left).
-      if (rng.below(static_cast<std::uint64_t>(n - t)) < static_cast<std::uint64_t>(need)) {
-        *out++ = spans[i].start + t;
+    const std::int64_t start = spans[i].start, n = spans[i].length;
+    while (fi < forced.size && forced[fi] < start) ++fi;
+    std::int64_t fe = fi;
+    while (fe < forced.size && forced[fe] < start + n) ++fe;
+    std::int64_t left = n - (fe - fi);  // candidates not yet visited
+    std::int64_t need = std::max<std::int64_t>(keep_counts[i] - (fe - fi), 0);
+    for (std::int64_t t = 0; t < n; ++t) {
+      if (fi < fe && forced[fi] == start + t) {
+        *out++ = start + t;
+        ++fi;
+        continue;
+      }
+      // Keep token t with probability need / (candidates left).
+      if (need > 0 &&
+          rng.below(static_cast<std::uint64_t>(left)) < static_cast<std::uint64_t>(need)) {
+        *out++ = start + t;
         --need;
       }
+      --left;
     }
+    fi = fe;
   }
 }
 
@@ -200,9 +216,17 @@ std::int64_t drop_by_strategy(Strategy strategy, std::int64_t tokens,
     return rank_and_drop(in.q, in.query_pos, in.k, spans, keep_counts, ws, keep,
                          maybe_new_spans, {}, in.score);
 
+  if (in.query_pos.size < 0 || (in.query_pos.size > 0 && in.query_pos.data == nullptr))
+    detail::fail<shape_error>(fn, "in.query_pos.data is null with ", in.query_pos.size,
+                              " entries");
+  for (std::int64_t i = 0; i < in.query_pos.size; ++i)
+    if (in.query_pos[i] < 0 || in.query_pos[i] >= tokens)
+      detail::fail<value_error>(fn, "in.query_pos[", i, "] (", in.query_pos[i],
+                                ") must be in [0, tokens = ", tokens, ")");
+  const std::int64_t n_image = detail::check_spans(fn, spans, tokens, "tokens");
+  const span<const std::int64_t> forced = detail::forced_tokens(spans, in.query_pos, ws);
   const detail::DropPlan plan =
-      detail::plan_drop(fn, spans, detail::check_spans(fn, spans, tokens, "tokens"), tokens,
-                        Budget::per_span, keep_counts);
+      detail::plan_drop(fn, spans, n_image, tokens, Budget::per_span, keep_counts, forced);
   const std::int64_t total = plan.n_kept;
   std::int64_t max_span = 0;
   if (strategy == Strategy::vtw)
@@ -220,15 +244,19 @@ std::int64_t drop_by_strategy(Strategy strategy, std::int64_t tokens,
   const std::int64_t* kept = nullptr;
   if (strategy == Strategy::random) {
     std::int64_t* buf = ws.indices(static_cast<std::size_t>(total));
-    detail::random_core(spans, keep_counts, in.seed, buf);
+    detail::random_core(spans, keep_counts, in.seed, buf, forced);
     kept = buf;
   } else if (strategy == Strategy::dart) {
     const auto krows = detail::seg_rows(in.k);
     kept = own_features
                ? detail::dart_core(fn, krows, detail::seg_rows(in.features), spans,
-                                   keep_counts, total, max_span, in.dart, ws)
+                                   keep_counts, total, max_span, in.dart, ws, forced)
                : detail::dart_core(fn, krows, krows, spans, keep_counts, total, max_span,
-                                   in.dart, ws);
+                                   in.dart, ws, forced);
+  } else {  // vtw: only the forced query tokens
+    std::int64_t* buf = ws.indices(static_cast<std::size_t>(total));
+    std::copy(forced.begin(), forced.end(), buf);
+    kept = buf;
   }
   build_keep_list(tokens, spans, span<const std::int64_t>(kept, total),
                   span<std::int64_t>(keep.data, plan.t_new), maybe_new_spans);

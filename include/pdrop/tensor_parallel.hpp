@@ -163,18 +163,27 @@ void partial(HeadView<const Tq> q, span<const std::int64_t> query_pos, HeadView<
 // validated before anything is written, then rank_and_drop's second half.
 inline std::int64_t finalize_and_drop_impl(
     const char* fn, span<const float> sums, std::int64_t rows, std::int64_t q_heads,
-    std::int64_t queries, std::int64_t tokens, span<const ImageSpan> spans, Budget budget,
-    span<const std::int64_t> counts, Workspace& ws, span<std::int64_t> keep,
+    span<const std::int64_t> query_pos, std::int64_t tokens, span<const ImageSpan> spans,
+    Budget budget, span<const std::int64_t> counts, Workspace& ws, span<std::int64_t> keep,
     span<ImageSpan> maybe_new_spans, span<float> maybe_scores) {
   const std::int64_t n_image = validate_spans(fn, spans, tokens);
+  if (query_pos.size < 1 || query_pos.data == nullptr)
+    fail<shape_error>(fn, "query_pos.size (", query_pos.size,
+                      ") must be >= 1: the query rows' positions");
+  for (std::int64_t i = 0; i < query_pos.size; ++i)
+    if (query_pos[i] < 0 || query_pos[i] >= tokens)
+      fail<value_error>(fn, "query_pos[", i, "] (", query_pos[i],
+                        ") must be in [0, tokens = ", tokens, ")");
+  const std::int64_t queries = query_pos.size;
   validate_sums(fn, sums, rows, q_heads, queries, n_image);
-  const DropPlan p = plan_drop(fn, spans, n_image, tokens, budget, counts);
+  const DropPlan p = plan_drop(fn, spans, n_image, tokens, budget, counts,
+                               forced_tokens(spans, query_pos, ws));
   validate_drop_outputs(fn, p, tokens, spans, keep, maybe_new_spans, maybe_scores);
   const span<float> scores(ws.scores(static_cast<std::size_t>(n_image)), n_image);
   const float inv = 1.0f / static_cast<float>(q_heads * queries);
   sum_groups(GroupSums{sums.data, n_image}, rows, n_image, &inv, scores.data, SerialFor{});
-  return finish_drop(p, tokens, spans, budget, counts, scores, ws, keep, maybe_new_spans,
-                     maybe_scores);
+  return finish_drop(fn, p, tokens, spans, budget, counts, forced_tokens(spans, query_pos, ws),
+                     scores, ws, keep, maybe_new_spans, maybe_scores);
 }
 
 }  // namespace detail
@@ -277,7 +286,10 @@ inline void finalize_scores(span<const float> sums, std::int64_t rows, std::int6
 // rank_and_drop's second half on all-reduced partial sums: finalizes the
 // scores, keeps the best keep_counts[i] of span i and builds the keep list.
 //
-//   sums, rows, q_heads, queries   as finalize_scores (sums is not written).
+//   sums, rows, q_heads   as finalize_scores (sums is not written).
+//   query_pos    the query rows' positions (as score_partial's query_pos;
+//                its size is finalize_scores' `queries`): a query token
+//                inside an image span is kept, as rank_and_drop does.
 //   tokens       T: the sequence length (k.tokens).
 //   spans        sorted, disjoint image spans inside [0, T) whose lengths
 //                add up to N.
@@ -286,14 +298,15 @@ inline void finalize_scores(span<const float> sums, std::int64_t rows, std::int6
 // bit-identical to rank_and_drop on the unsharded q and k; on every rank
 // the same, given the same sums. Throws before writing anything.
 inline std::int64_t finalize_and_drop(span<const float> sums, std::int64_t rows,
-                                      std::int64_t q_heads, std::int64_t queries,
+                                      std::int64_t q_heads,
+                                      span<const std::int64_t> query_pos,
                                       std::int64_t tokens, span<const ImageSpan> spans,
                                       span<const std::int64_t> keep_counts, Workspace& ws,
                                       span<std::int64_t> keep,
                                       span<ImageSpan> maybe_new_spans = {},
                                       span<float> maybe_scores = {}) {
   return detail::finalize_and_drop_impl("pdrop::finalize_and_drop", sums, rows, q_heads,
-                                        queries, tokens, spans, Budget::per_span,
+                                        query_pos, tokens, spans, Budget::per_span,
                                         keep_counts, ws, keep, maybe_new_spans,
                                         maybe_scores);
 }
@@ -302,14 +315,15 @@ inline std::int64_t finalize_and_drop(span<const float> sums, std::int64_t rows,
 // (n_keep in [0, N], e.g. global_budget(original spans, ratio)): with the
 // per-kv-head sums, bit-identical to rank_and_drop_global.
 inline std::int64_t finalize_and_drop_global(span<const float> sums, std::int64_t rows,
-                                             std::int64_t q_heads, std::int64_t queries,
+                                             std::int64_t q_heads,
+                                             span<const std::int64_t> query_pos,
                                              std::int64_t tokens, span<const ImageSpan> spans,
                                              std::int64_t n_keep, Workspace& ws,
                                              span<std::int64_t> keep,
                                              span<ImageSpan> maybe_new_spans = {},
                                              span<float> maybe_scores = {}) {
   return detail::finalize_and_drop_impl(
-      "pdrop::finalize_and_drop_global", sums, rows, q_heads, queries, tokens, spans,
+      "pdrop::finalize_and_drop_global", sums, rows, q_heads, query_pos, tokens, spans,
       Budget::global, span<const std::int64_t>(&n_keep, 1), ws, keep, maybe_new_spans,
       maybe_scores);
 }

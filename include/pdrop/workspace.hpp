@@ -22,7 +22,8 @@ class Workspace {
   std::size_t bytes() const {
     return (scratch_.capacity() + scores_.capacity()) * sizeof(float) +
            keys_.capacity() * sizeof(std::uint64_t) +
-           (indices_.capacity() + faults_.capacity()) * sizeof(std::int64_t) +
+           (indices_.capacity() + faults_.capacity() + forced_.capacity()) *
+               sizeof(std::int64_t) +
            keys32_.capacity() * sizeof(std::uint32_t);
   }
 
@@ -34,6 +35,7 @@ class Workspace {
                std::int64_t tokens, std::int64_t dim, std::int64_t image_tokens) {
     const std::int64_t group = kv_heads > 0 ? q_heads / kv_heads : 0;
     scratch(as_size(score_floats(group * queries, tokens, dim, image_tokens)));
+    forced(as_size(queries));
     reserve_select(image_tokens);
   }
 
@@ -47,6 +49,7 @@ class Workspace {
     scratch(as_size(
         score_floats(group * queries, tokens, dim, image_tokens, kv_heads)));
     faults(as_size(2 * kv_heads));
+    forced(as_size(queries));
     reserve_select(image_tokens);
   }
 
@@ -73,13 +76,15 @@ class Workspace {
 
   // Internal buffers, each at least n long, growing only when needed:
   // scratch (score kernel), scores and indices (rank_and_drop), keys and
-  // keys32 (select_top_k), faults (parallel scoring).
+  // keys32 (select_top_k), faults (parallel scoring), forced (the query
+  // tokens inside image spans that a drop keeps).
   float* scratch(std::size_t n) { return grow(scratch_, n); }
   float* scores(std::size_t n) { return grow(scores_, n); }
   std::uint64_t* keys(std::size_t n) { return grow(keys_, n); }
   std::uint32_t* keys32(std::size_t n) { return grow(keys32_, n); }
   std::int64_t* indices(std::size_t n) { return grow(indices_, n); }
   std::int64_t* faults(std::size_t n) { return grow(faults_, n); }
+  std::int64_t* forced(std::size_t n) { return grow(forced_, n); }
 
  private:
   template <class T>
@@ -103,6 +108,7 @@ class Workspace {
   std::vector<std::uint64_t> keys_;
   std::vector<std::int64_t> indices_;
   std::vector<std::int64_t> faults_;
+  std::vector<std::int64_t> forced_;
   std::vector<std::uint32_t> keys32_;
 };
 

@@ -214,9 +214,9 @@ TYPED_TEST(AllocTyped, ScoreAndRankAndDropAllocateNothingAfterReserve) {
                 // finalize forms (on one rank: the partials are the sums).
                 pdrop::score_partial<T, T>(in.qv, s.pos, in.kv, s.spans, ws, partial);
                 pdrop::finalize_scores(partial, 1, s.hq, s.nq, scores);
-                pdrop::finalize_and_drop(partial, 1, s.hq, s.nq, s.tokens, s.spans, counts, ws,
+                pdrop::finalize_and_drop(partial, 1, s.hq, s.pos, s.tokens, s.spans, counts, ws,
                                          keep, new_spans, scores);
-                pdrop::finalize_and_drop_global(partial, 1, s.hq, s.nq, s.tokens, s.spans,
+                pdrop::finalize_and_drop_global(partial, 1, s.hq, s.pos, s.tokens, s.spans,
                                                 s.image() / 2, ws, keep, new_spans, scores);
               }),
               0);
