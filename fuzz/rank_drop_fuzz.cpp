@@ -308,9 +308,22 @@ template <class Tq, class Tk>
 void check_results(const Args<Tq, Tk>& a, const std::vector<ImageSpan>& spans_before,
                    std::int64_t t_new, const std::vector<std::int64_t>& keep,
                    const std::vector<float>& scores, int rounding) {
+  // Query tokens inside a span are kept outside the ranking and take their
+  // span's slots: kept = max(count, queries in the span) (rank_drop.hpp).
+  const auto forced_of = [&](const ImageSpan& sp) {
+    std::vector<std::int64_t> f;
+    for (std::int64_t p : a.pos)
+      if (p >= sp.start && p < sp.end()) f.push_back(p - sp.start);
+    std::sort(f.begin(), f.end());
+    f.erase(std::unique(f.begin(), f.end()), f.end());
+    return f;
+  };
   std::int64_t n_image = 0, n_kept = 0;
-  for (const ImageSpan& s : spans_before) n_image += s.length;
-  for (std::int64_t c : a.counts) n_kept += c;
+  for (std::size_t s = 0; s < spans_before.size(); ++s) {
+    n_image += spans_before[s].length;
+    n_kept += std::max<std::int64_t>(a.counts[static_cast<std::int64_t>(s)],
+                                     static_cast<std::int64_t>(forced_of(spans_before[s]).size()));
+  }
   if (t_new != a.k.tokens - n_image + n_kept) finding(str("returned length ", t_new));
   // Reference on the spans as they were (maybe_new_spans may alias them).
   Args<Tq, Tk> r = a;
@@ -324,31 +337,49 @@ void check_results(const Args<Tq, Tk>& a, const std::vector<ImageSpan>& spans_be
   std::int64_t off = 0;
   for (std::size_t s = 0; s < spans_before.size(); ++s) {
     const ImageSpan sp = spans_before[s];
-    const std::int64_t k = a.counts[static_cast<std::int64_t>(s)];
+    const std::vector<std::int64_t> forced = forced_of(sp);
+    // The ranked candidates: the span's tokens but the forced ones.
+    std::vector<std::int64_t> cand;
+    for (std::int64_t i = 0, f = 0; i < sp.length; ++i) {
+      if (f < static_cast<std::int64_t>(forced.size()) && forced[f] == i) { ++f; continue; }
+      cand.push_back(i);
+    }
+    const std::int64_t nc = static_cast<std::int64_t>(cand.size());
+    const std::int64_t k = std::max<std::int64_t>(
+        a.counts[static_cast<std::int64_t>(s)] - static_cast<std::int64_t>(forced.size()), 0);
     std::vector<std::int64_t> got;
     for (std::int64_t i = 0; i < t_new; ++i)
       if (keep[i] >= sp.start && keep[i] < sp.end()) got.push_back(keep[i] - sp.start);
-    const std::vector<float> own(scores.begin() + off, scores.begin() + off + sp.length);
-    if (got != full_sort_top_k(own, k)) finding(str("span ", s, ": selection is not the top-", k, " of its own scores"));
-    const std::vector<double> rs(ref.score.begin() + off, ref.score.begin() + off + sp.length);
-    const std::vector<double> rt(ref.tol.begin() + off, ref.tol.begin() + off + sp.length);
+    std::vector<float> own;
+    std::vector<double> rs, rt;
+    for (std::int64_t i : cand) {
+      own.push_back(scores[off + i]);
+      rs.push_back(ref.score[off + i]);
+      rt.push_back(ref.tol[off + i]);
+    }
+    const auto with_forced = [&](const std::vector<std::int64_t>& picks) {
+      std::vector<std::int64_t> out = forced;
+      for (std::int64_t c : picks) out.push_back(cand[c]);
+      std::sort(out.begin(), out.end());
+      return out;
+    };
+    if (got != with_forced(full_sort_top_k(own, k)))
+      finding(str("span ", s, ": selection is not its queries and the top-", k, " of its own scores"));
     const std::vector<std::int64_t> want = full_sort_top_k(rs, k);
-    if (k > 0 && k < sp.length) {
-      std::vector<bool> in(static_cast<std::size_t>(sp.length), false);
+    if (k > 0 && k < nc) {
+      std::vector<bool> in(static_cast<std::size_t>(nc), false);
       for (std::int64_t i : want) in[i] = true;
       double lo_top = INFINITY, hi_rest = -INFINITY;
-      for (std::int64_t i = 0; i < sp.length; ++i) {
+      for (std::int64_t i = 0; i < nc; ++i) {
         if (in[i]) lo_top = std::min(lo_top, rs[i] - rt[i]);
         else hi_rest = std::max(hi_rest, rs[i] + rt[i]);
       }
-      if (lo_top > hi_rest && got != want)
+      if (lo_top > hi_rest && got != with_forced(want))
         finding(str("span ", s, ": selection differs from the reference top-", k,
                     " although the boundary is clear"));
-      std::vector<bool> kept_flag(static_cast<std::size_t>(sp.length), false);
-      for (std::int64_t i : got) kept_flag[i] = true;
       double kept_hi = -INFINITY, dropped_lo = INFINITY;
-      for (std::int64_t i = 0; i < sp.length; ++i) {
-        if (kept_flag[i]) dropped_lo = std::min(dropped_lo, rs[i] + rt[i]);
+      for (std::int64_t i = 0; i < nc; ++i) {
+        if (std::binary_search(got.begin(), got.end(), cand[i])) dropped_lo = std::min(dropped_lo, rs[i] + rt[i]);
         else kept_hi = std::max(kept_hi, rs[i] - rt[i]);
       }
       if (kept_hi > dropped_lo)
@@ -372,7 +403,10 @@ void check_results(const Args<Tq, Tk>& a, const std::vector<ImageSpan>& spans_be
     for (std::size_t s = 0; s < spans_before.size(); ++s) {
       const auto first = std::lower_bound(keep.begin(), keep.begin() + t_new, spans_before[s].start);
       const ImageSpan got = a.new_spans[static_cast<std::int64_t>(s)];
-      if (got.start != first - keep.begin() || got.length != a.counts[static_cast<std::int64_t>(s)])
+      const std::int64_t want_len =
+          std::max<std::int64_t>(a.counts[static_cast<std::int64_t>(s)],
+                                 static_cast<std::int64_t>(forced_of(spans_before[s]).size()));
+      if (got.start != first - keep.begin() || got.length != want_len)
         finding(str("new span ", s, " is (", got.start, ", ", got.length, ")"));
     }
 }

@@ -101,7 +101,10 @@ TEST(Host, DenseScheduleEqualsPlainForward) {
 // The last prompt token gives the logits and queries the scores: an image
 // span holding it is refused before anything runs, and so is decode before
 // any prefill.
-TEST(Host, RefusesAnImageThatHoldsTheLastTokenAndDecodeBeforePrefill) {
+// A prompt that ends with an image: its last token (the logits row and the
+// scores' query) is kept and takes one of the image's slots; decode before
+// any prefill is refused.
+TEST(Host, PromptEndingWithAnImageKeepsItsLastTokenAndDecodeNeedsAPrefill) {
   Config c;
   c.layers = 3; c.dim = 16; c.heads = 2; c.kv_heads = 1; c.ffn = 24;
   const Weights w = pdrop_host::random_weights(c, 4);
@@ -113,14 +116,15 @@ TEST(Host, RefusesAnImageThatHoldsTheLastTokenAndDecodeBeforePrefill) {
   } catch (const pdrop::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("no prefill yet"), std::string::npos) << e.what();
   }
-  try {
-    s.prefill(embeds, {4, 5});
-    ADD_FAILURE() << "an image ending the prompt was accepted";
-  } catch (const pdrop::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("images[0] (start 4, length 5) holds the last prompt token (8)"),
-              std::string::npos) << e.what();
-  }
   EXPECT_TRUE(s.caches().empty());
+  const auto res = s.prefill(embeds, {4, 5});
+  ASSERT_EQ(res.kept.at(0).size(), 2u);  // int(5 * 0.5)
+  EXPECT_EQ(res.kept[0].back(), 8);
+  EXPECT_EQ(res.stats.layer_tokens, (std::vector<std::int64_t>{9, 6, 6}));
+  std::vector<std::int64_t> used;
+  s.decode(Vec::Zero(c.dim), &used);
+  EXPECT_EQ(used, (std::vector<std::int64_t>{9, 6, 6}));  // re-indexed: each layer's length
+  EXPECT_EQ(s.sequence().cache_length(2), 7);
   EXPECT_EQ(s.prefill(embeds, {3, 5}).kept.at(0).size(), 2u);
 }
 

@@ -289,6 +289,34 @@ TEST(MRope, PrunedPipelinePerImageBudgetsEqualsPlainRerun) { run_pipeline_case(p
 TEST(MRope, PrunedPipelineGlobalBudgetEqualsPlainRerun) { run_pipeline_case(pdrop::Budget::global); }
 
 // Text only, no drop: M-RoPE with (p, p, p) is plain RoPE at p.
+// The case: 5 text tokens, then a 1 x 4 x 6 grid and nothing after
+// it, one drop after layer 2 keeping 25%. The grid's largest value is 10
+// (width index 5 + 5), so every layer decodes its first token at 11 in all
+// three rows, whichever tokens the drop keeps (here: seeds 0..11).
+TEST(MRope, HostPromptEndingWithAGridDecodesAfterItsLargestPosition) {
+  Config c;
+  c.layers = 4; c.dim = 32; c.heads = 2; c.kv_heads = 1; c.ffn = 24;
+  const std::vector<I64> text{5, 0};
+  const std::vector<MRopeGrid> grids{{1, 4, 6}};
+  std::vector<I64> pos(29 * 3);
+  std::vector<ImageSpan> spans(1);
+  ASSERT_EQ(pdrop::mrope_positions<I64>(text, grids, pdrop::TokenView<I64>(pos.data(), 29, 3), spans), 11);
+  for (unsigned seed = 0; seed < 12; ++seed) {
+    const pdrop_host::Weights w = pdrop_host::random_weights(c, seed);
+    std::mt19937 rng(seed);
+    const Mat embeds = pdrop_host_test::normal_rows(29, c.dim, rng);
+    pdrop_host::Session session(w, pdrop::Schedule::single_drop(4, 2, 0.25), 2);
+    const auto res = session.prefill_mrope(embeds, pdrop::TokenView<const I64>(pos.data(), 29, 3), spans);
+    ASSERT_EQ(res.kept.at(0).size(), 6u);  // int(24 * 0.25), the last token among them
+    EXPECT_EQ(res.kept[0].back(), 28);
+    std::vector<I64> used;
+    session.decode(Vec::Zero(c.dim), &used);
+    EXPECT_EQ(used, (std::vector<I64>{11, 11, 11, 11})) << "seed " << seed;
+    session.decode(Vec::Zero(c.dim), &used);
+    EXPECT_EQ(used, (std::vector<I64>{12, 12, 12, 12})) << "seed " << seed;
+  }
+}
+
 TEST(MRope, EqualAxesAreThePlainRoPEPath) {
   Config c;
   c.layers = 2; c.dim = 32; c.heads = 2; c.kv_heads = 1; c.ffn = 24;

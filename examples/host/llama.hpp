@@ -13,7 +13,11 @@
 // anyway. pdrop scores from those (RoPE'd at the current positions: only a
 // rotated copy of K and of the last q row is made), then the projected rows
 // are compacted together with the hidden states and the layer goes on with
-// T_new rows at re-indexed positions 0..T_new-1. No projection is run twice,
+// T_new rows at positions re-indexed from the prompt's first (or kept, as
+// the schedule's position mode says). The projections are rotated only
+// after compaction, so no row is ever rotated at a position it no longer
+// has (an engine that compacts rows it already rotated must re-rotate them:
+// pdrop::rerotate_heads, docs/integration.md). No projection is run twice,
 // unlike the reference code, which re-runs norm + q/k/v over all tokens
 // only to score.
 //
@@ -23,11 +27,14 @@
 // reads the keys of the layer that just ran and compares final-norm hidden
 // states.
 //
-// Decode step t (docs/spec.md, "Decode"): a layer whose prompt positions
-// were re-indexed continues at its own cache length (T_l + t, the number of
-// rows it holds); with original positions (M-RoPE, FastV, VTW, DART) the
-// token takes max(prompt positions before any drop) + 1 + t in every row,
-// Qwen2-VL's rope_deltas rule. Each layer attends over its own cache.
+// Every count, span, cache length and decode position comes from a
+// pdrop::SequenceState fed the keep lists the drops applied
+// (pdrop/sequence.hpp): decode step t at a layer whose prompt was
+// re-indexed takes base + T_l + t; with original positions (M-RoPE, FastV,
+// VTW, DART) max(prompt positions before any drop) + 1 + t in every row,
+// Qwen2-VL's rope_deltas rule. Each layer attends over its own cache, whose
+// length the record also gives. A query token (the last prompt token)
+// inside an image is kept by every drop, so a prompt may end with an image.
 //
 // M-RoPE (Qwen2-VL, prefill_mrope): three position rows per token, sections
 // of the rotary pairs driven by each; drops keep the original values
@@ -320,14 +327,8 @@ class Session {
     if (static_cast<std::int64_t>(positions.size()) != rows * embeds.rows())
       throw pdrop::invalid_argument("Session::prefill: positions must hold rows * T0 values");
     // The last prompt token gives the next-token logits and is the scores'
-    // query row: it must be text, so no drop removes it (and T stays >= 1).
+    // query row; every drop keeps it, even inside an image.
     if (embeds.rows() < 1) throw pdrop::invalid_argument("Session::prefill: embeds has no rows");
-    for (std::size_t i = 0; i < images.size(); ++i)
-      if (images[i].start <= embeds.rows() - 1 && embeds.rows() - 1 < images[i].end())
-        throw pdrop::invalid_argument(pdrop::detail::concat(
-            "Session::prefill: images[", i, "] (start ", images[i].start, ", length ",
-            images[i].length, ") holds the last prompt token (", embeds.rows() - 1,
-            "), whose row gives the logits and queries the scores"));
     if (rows == 3) {
       if (section == std::array<std::int64_t, 3>{}) section = w_.cfg.mrope_section;
       if (section == std::array<std::int64_t, 3>{}) section = MRope::mrope_section(d);
@@ -343,7 +344,7 @@ class Session {
   Vec decode(const Vec& embed, std::vector<std::int64_t>* positions_used = nullptr) {
     const Config& c = w_.cfg;
     const std::int64_t d = c.head_dim(), qw = c.heads * d, kw = c.kv_heads * d;
-    if (caches_.empty()) throw pdrop::invalid_argument("Session::decode: no prefill yet");
+    if (caches_.empty() || !seq_) throw pdrop::invalid_argument("Session::decode: no prefill yet");
     if (steps_ >= max_decode_) throw pdrop::invalid_argument("Session::decode: no cache room left");
     Mat x = embed.transpose(), h(1, c.dim), q(1, qw), k(1, kw), v(1, kw), attn(1, qw);
     Mat gate(1, c.ffn), up(1, c.ffn);
@@ -351,9 +352,12 @@ class Session {
     for (std::int64_t l = 0; l < c.layers; ++l) {
       const Layer& L = w_.layers[l];
       KVCache& cache = caches_[l];
-      // Re-indexed prompt: the layer's own length (its prompt rows + the
-      // steps so far). Original positions: after the prompt's largest.
-      const std::int64_t p = reindexed_ ? cache.len : next_pos_ + steps_;
+      // The record's position for this layer's next token: re-indexed
+      // prompt, base + its own length; original positions, after the
+      // prompt's largest. Its cache holds the record's length.
+      const std::int64_t p = seq_->next_position(l);
+      if (cache.len != seq_->cache_length(l))
+        throw pdrop::invalid_argument("Session::decode: cache length disagrees with the record");
       if (positions_used) positions_used->push_back(p);
       rms_norm(x, L.attn_norm, c.rms_eps, h);
       project(L, h, q, k, v);
@@ -375,12 +379,18 @@ class Session {
       mlp(L, x, h, gate, up);
     }
     ++steps_;
+    seq_->append(1);
     Mat out(1, c.dim);
     rms_norm(x, w_.final_norm, c.rms_eps, out);
     return out.row(0).transpose();
   }
 
   const std::vector<KVCache>& caches() const { return caches_; }
+  // The record of the last prefill's drops (throws before any prefill).
+  const pdrop::SequenceState& sequence() const {
+    if (!seq_) throw pdrop::invalid_argument("Session::sequence: no prefill yet");
+    return *seq_;
+  }
   std::vector<KVCache>& caches() { return caches_; }
 
  private:
@@ -403,8 +413,6 @@ class Session {
     const std::int64_t d = c.head_dim(), qw = c.heads * d, kw = c.kv_heads * d;
     const std::int64_t axes = mrope_ ? 3 : 1;
     const pdrop::Strategy strategy = schedule_.strategy();
-    const pdrop::PositionMode mode =
-        mrope_ ? pdrop::PositionMode::keep_original : schedule_.position_mode();
     if (strategy == pdrop::Strategy::random)
       throw pdrop::invalid_argument("Session: the host runs pyramid_drop, fastv, vtw and dart");
     if (opt.budget == pdrop::Budget::global && strategy != pdrop::Strategy::pyramid_drop &&
@@ -413,17 +421,18 @@ class Session {
                                                 "strategy, not ") + pdrop::strategy_name(strategy));
     std::int64_t T = embeds.rows();
     steps_ = 0;
-    reindexed_ = mode == pdrop::PositionMode::reindex;
-    // Original positions continue after the largest of the whole prompt,
-    // taken before any drop (a dropped last image must not lower it).
-    next_pos_ = 0;
-    for (const std::int64_t p : pos) next_pos_ = std::max(next_pos_, p + 1);
-    const std::vector<pdrop::ImageSpan> original = images;
+    // The record of this sequence's drops: positions (its mode: the
+    // schedule's for 1 row, original values for M-RoPE), budgets, spans.
+    seq_.reset();
+    seq_.emplace(schedule_, pdrop::TokenView<const std::int64_t>(pos.data(), T, axes), images);
+    const pdrop::PositionMode mode = seq_->position_mode();
     std::int64_t n_image = 0;
     for (const auto& im : images) n_image += im.length;
-    // Decode takes positions below max(T, next_pos_) + max_decode_ (cache
-    // length, or the prompt's next position, plus the steps).
-    rope_ = RopeTable(d, c.rope_theta, std::max(T, next_pos_) + max_decode_);
+    // Decode positions stay below the larger of base + T (re-indexed) and
+    // the prompt's next position, plus the steps.
+    rope_ = RopeTable(d, c.rope_theta,
+                      std::max(seq_->base_position() + T, seq_->prompt_next_position()) +
+                          max_decode_);
     const auto rotate = [&](auto&& rows, const std::int64_t* p, std::int64_t heads) {
       if (mrope_) mrope(rows, p, heads, *mrope_);
       else rope(rows, p, heads, rope_);
@@ -448,14 +457,17 @@ class Session {
 
       if (const std::int64_t stage = l > 0 ? schedule_.drop_after(l - 1) : 0) {
         const auto t_drop = clock::now();
-        const double ratio = schedule_.ratios()[stage];
         const std::int64_t last = T - 1;
         std::vector<float> scores;
         std::int64_t t_new = 0;
-        // Budgets from the original spans at the stage's ratio: int(N0 *
-        // ratio) per span (Schedule::image_tokens for one image), or one
-        // global int(sum N0 * ratio).
-        pdrop::per_span_budgets(original, ratio, counts);
+        // Budgets from the original spans at the stage's ratio (the
+        // record's): int(N0_i * ratio) per span, or one global
+        // int(sum N0_i * ratio).
+        std::int64_t n_keep = 0;
+        if (opt.budget == pdrop::Budget::global)
+          seq_->keep_counts(stage, pdrop::Budget::global, {&n_keep, 1});
+        else
+          seq_->keep_counts(stage, pdrop::Budget::per_span, counts);
         const auto keys_of = [&](const float* data) {
           return pdrop::split_heads(pdrop::TokenView<const float>(data, T, kw), c.kv_heads);
         };
@@ -478,8 +490,8 @@ class Session {
           const auto qv = pdrop::split_heads(pdrop::TokenView<const float>(q_prev.data(), 1, qw), c.heads);
           if (opt.budget == pdrop::Budget::global)
             t_new = pdrop::rank_and_drop_global<float, float>(
-                qv, {&last, 1}, keys_of(kdata), images, pdrop::global_budget(original, ratio), ws,
-                keep, images, scores, opt.score);
+                qv, {&last, 1}, keys_of(kdata), images, n_keep, ws, keep, images, scores,
+                opt.score);
           else
             t_new = pdrop::rank_and_drop<float, float>(qv, {&last, 1}, keys_of(kdata), images,
                                                        counts, ws, keep, images, scores, opt.score);
@@ -487,6 +499,7 @@ class Session {
           // VTW reads nothing; DART the keys of the layer that just ran and
           // its output through the final norm.
           pdrop::DropInputs<float, float, float> in;
+          in.query_pos = {&last, 1};  // kept even inside an image
           in.k = keys_of(caches_[l - 1].k.data());
           in.dart = opt.dart;
           if (strategy == pdrop::Strategy::dart) {
@@ -499,6 +512,7 @@ class Session {
         n_image = 0;
         for (const auto& im : images) n_image += im.length;
         const pdrop::span<const std::int64_t> kl(keep.data(), t_new);
+        seq_->apply_drop(kl);  // checks the list, records T, spans
         res.kept.push_back(kept_image_tokens(keep, images));
         res.scores.push_back(std::move(scores));
         // Compact everything with one row per token, in place.
@@ -570,8 +584,8 @@ class Session {
   std::int64_t max_decode_ = 0;
   RopeTable rope_;
   std::optional<MRope> mrope_;
-  std::int64_t steps_ = 0, next_pos_ = 0;
-  bool reindexed_ = true;
+  std::int64_t steps_ = 0;
+  std::optional<pdrop::SequenceState> seq_;
   std::vector<KVCache> caches_;
 };
 
