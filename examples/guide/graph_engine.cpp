@@ -128,6 +128,9 @@ int main() {
 
   // [snippet graph_engine]
   const auto s = pdrop::Schedule::pyramid(L, 3, 0.5);   // drops after layers 2, 4
+  // The sequence's record: budgets, spans, cache lengths, decode positions.
+  pdrop::SequenceState seq(s, pdrop::TokenView<const std::int64_t>(b.pos.data(), T, 1),
+                           {&image, 1});
   pdrop::Workspace ws;
   ws.reserve(Hq, Hkv, 1, T, d, N0);
   std::vector<std::int64_t> keep(T);
@@ -138,10 +141,12 @@ int main() {
     eng.eval(first, end, b);                // the graph of layers [first, end)
     if (end == L) break;
     eng.qk(end, b, q, k);                   // extra outputs: layer end's q, k (RoPE'd)
-    const std::int64_t n_keep = s.image_tokens(N0, j + 1), last = b.n - 1;
+    std::int64_t n_keep = 0;                // int(N0 * ratio), from the original span
+    seq.keep_counts(j + 1, pdrop::Budget::per_span, {&n_keep, 1});
+    const std::int64_t last = b.n - 1;
     const std::int64_t n = pdrop::rank_and_drop<float, float>(
         pdrop::split_heads(pdrop::rows_as_tokens(q.bottomRows(1)), Hq), {&last, 1},
-        pdrop::split_heads(pdrop::rows_as_tokens(k), Hkv), {&image, 1}, {&n_keep, 1}, ws,
+        pdrop::split_heads(pdrop::rows_as_tokens(k), Hkv), seq.spans(), {&n_keep, 1}, ws,
         keep, {&image, 1});
     // [/snippet graph_engine]
     // Check this drop: the kept image tokens score at least as well, by the
@@ -164,16 +169,28 @@ int main() {
     }
     // [snippet graph_engine_compact]
     const pdrop::span<const std::int64_t> kl(keep.data(), n);
+    seq.apply_drop(kl);                     // checks the list, records the stage
     pdrop::compact_rows(pdrop::rows_as_tokens(b.embd.topRows(b.n)), kl);  // hidden states
-    pdrop::compact_positions(pdrop::TokenView<std::int64_t>(b.pos.data(), b.n, 1), kl);
+    pdrop::compact_positions(pdrop::TokenView<std::int64_t>(b.pos.data(), b.n, 1), kl,
+                             seq.position_mode());
     b.n = n;                                // the next graph is built for n tokens
   }
+  // Decode: layer l's KV cells and the position of answer token t.
+  //   seq.cache_length(l)   seq.position(l, t)   (then seq.append(1) per step)
   // [/snippet graph_engine_compact]
 
   for (std::int64_t i = 0; i < b.n; ++i)
     if (b.pos[i] != i) { std::printf("position %lld is %lld\n", (long long)i, (long long)b.pos[i]); ++bad; }
   for (std::int64_t l = 0; l < L; ++l) {
+    // Naive: one image, its query outside it: text + int(N0 * ratio_j).
     const std::int64_t want = T - N0 + s.image_tokens(N0, s.stage_of_layer(l));
+    if (seq.cache_length(l) != want || seq.position(l, 0) != want ||
+        seq.position(l, 3) != want + 3) {
+      std::printf("layer %lld: record says %lld cells, position %lld; want %lld\n",
+                  (long long)l, (long long)seq.cache_length(l), (long long)seq.position(l, 0),
+                  (long long)want);
+      ++bad;
+    }
     if (eng.used_cells[l] != want) {
       std::printf("layer %lld: %lld KV cells, want %lld\n", (long long)l,
                   (long long)eng.used_cells[l], (long long)want);

@@ -19,11 +19,11 @@
 //
 // Decoding continues after the prompt's largest value: the next token's
 // position is mrope_next_position(prompt positions) in all three axes, the
-// one after it + 1, and so on. A drop does not change it when the prompt
-// ends with text (text is always kept, and the last text token holds the
-// largest value), so it may be computed before or after the drop; when a
-// prompt ends with a grid, compute it before the drop. Qwen2-VL's
-// rope_deltas is this value minus the prompt's original length.
+// one after it + 1, and so on, taken from the whole prompt before any drop
+// (a grid at the end of a prompt may lose the token holding the largest
+// value). pdrop::SequenceState (pdrop/sequence.hpp) keeps it, with every
+// layer's cache length: seq.position(layer, step). Qwen2-VL's rope_deltas
+// is this value minus the prompt's original length (seq.rope_delta).
 #ifndef PDROP_MROPE_HPP
 #define PDROP_MROPE_HPP
 

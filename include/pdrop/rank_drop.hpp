@@ -6,17 +6,30 @@
 // returns the keep list the runtime then applies with compact_rows /
 // compact_heads / compact_positions to each of its per-token buffers:
 //
+//   pdrop::SequenceState seq(schedule, prompt_positions, spans);  // once
 //   pdrop::Workspace ws;                                  // once
 //   ws.reserve(Hq, Hkv, 1, T, d, N0);                     // optional
 //   if (std::int64_t j = schedule.drop_after(layer)) {
-//     std::int64_t n_keep = schedule.image_tokens(N0, j);
-//     std::int64_t t_new = pdrop::rank_and_drop(
-//         q_next, {&last_pos, 1}, k_next, {&span, 1}, {&n_keep, 1}, ws,
-//         keep, {&span, 1});
+//     std::int64_t n_keep = 0;
+//     seq.keep_counts(j, pdrop::Budget::per_span, {&n_keep, 1});
+//     const std::int64_t t_new = pdrop::rank_and_drop(
+//         q_next, {&last_pos, 1}, k_next, seq.spans(), {&n_keep, 1}, ws, keep);
+//     seq.apply_drop({keep.data(), t_new});
 //     pdrop::compact_rows(hidden, {keep.data(), t_new});
-//     pdrop::compact_heads(q_next, {keep.data(), t_new});   // reuse them
-//     pdrop::compact_positions(positions, {keep.data(), t_new});
+//     pdrop::compact_heads(q_next_rows, {keep.data(), t_new});   // reuse them
+//     pdrop::compact_positions(positions, {keep.data(), t_new}, seq.position_mode());
 //   }
+//
+// Query tokens survive. A query position inside an image span (a prompt
+// that ends with an image, a training-mode query) is always kept: its
+// output row gives the next-token logits, or the next drop's query. It
+// takes one of its span's slots (of the global count with Budget::global),
+// so a stage keeps exactly its count whenever the count covers the query
+// tokens in the span; a smaller count (VTW's 0) keeps them anyway:
+// kept = max(count, query tokens), and the keep list, new spans and the
+// returned length say so. Counting it against the budget keeps the
+// schedule's counts (and FLOPs, KV sizes) exact for every prompt the
+// papers ran; their code never meets the case (prompts end with text).
 //
 // Several images (or video frames) in one sequence are several spans.
 // Budget::per_span keeps int(N0_i * ratio) of each (per_span_budgets of the
@@ -336,11 +349,14 @@ std::int64_t rank_and_drop_impl(const char* fn, HeadView<const Tq> q,
 //
 //   q, query_pos, k, spans   as score_image_tokens.
 //   keep_counts  spans.size entries: image tokens to keep in each span, each
-//                in [0, spans[i].length] (e.g. Schedule::image_tokens, or
-//                per_span_budgets for several images).
+//                in [0, spans[i].length] (SequenceState::keep_counts, or
+//                per_span_budgets of the original spans). A span holding
+//                f query tokens keeps max(keep_counts[i], f): the query
+//                tokens and the best of its other tokens.
 //   ws           scratch (Workspace::reserve makes the call allocation-free).
-//   keep         out, at least T - sum(lengths) + sum(keep_counts) entries:
-//                the keep list, ascending; entries past it are not written.
+//   keep         out, at least T - sum(lengths) + sum(max(keep_counts[i],
+//                query tokens in span i)) entries (T is always enough): the
+//                keep list, ascending; entries past it are not written.
 //   maybe_new_spans  out, empty or spans.size entries (may be `spans`
 //                itself): the image spans of the compacted sequence.
 //   maybe_scores out, empty or sum(lengths) entries: the scores ranked.

@@ -177,7 +177,9 @@ inline std::int64_t training_query_positions(span<const std::int64_t> labels,
 template <class Tq, class Tk, class Tf = float>
 struct DropInputs {
   HeadView<const Tq> q;                // pyramid_drop, fastv: query rows
-  span<const std::int64_t> query_pos;  // pyramid_drop, fastv: their positions
+  span<const std::int64_t> query_pos;  // pyramid_drop, fastv: their positions;
+                                       // every strategy keeps those inside a span
+                                       // (pass the last prompt token's position)
   HeadView<const Tk> k;                // pyramid_drop, fastv: keys; dart: pivot norms
   TokenView<const Tf> features;        // dart: rows compared (empty: the k rows)
   std::uint64_t seed = 0;              // random
@@ -191,6 +193,10 @@ struct DropInputs {
 //                strategy that reads k).
 //   in           the strategy's inputs (see DropInputs).
 //   spans, keep_counts  as rank_and_drop; Strategy::vtw needs every count 0.
+//                A query token (in.query_pos) inside a span is kept and takes
+//                one of the span's slots, kept = max(count, query tokens);
+//                DART and random pick the rest among the span's other
+//                tokens, VTW keeps the query tokens only.
 //   ws           scratch.
 //   keep         out, at least T - sum(lengths) + sum(keep_counts) entries.
 //   maybe_new_spans  out, empty or spans.size entries (may be spans itself).
