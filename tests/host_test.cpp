@@ -128,6 +128,50 @@ TEST(Host, PromptEndingWithAnImageKeepsItsLastTokenAndDecodeNeedsAPrefill) {
   EXPECT_EQ(s.prefill(embeds, {3, 5}).kept.at(0).size(), 2u);
 }
 
+// The host honours the schedule's position mode: FastV keeps original
+// positions (decode at T0 + t in every layer), the same schedule forced to
+// re-index decodes at each layer's own length; a strategy it cannot run is
+// refused by name.
+TEST(Host, FollowsTheSchedulesPositionModeAndRefusesWhatItCannotRun) {
+  Config c;
+  c.layers = 4; c.dim = 16; c.heads = 2; c.kv_heads = 1; c.ffn = 24;
+  const Weights w = pdrop_host::random_weights(c, 8);
+  const Mat embeds = Mat::Random(14, c.dim);
+  const pdrop::ImageSpan image{3, 8};
+  const auto fastv = pdrop::Schedule::fastv(4, 2, 0.25);
+  for (const bool reindex : {false, true}) {
+    const auto sched = reindex ? fastv.with_position_mode(pdrop::PositionMode::reindex) : fastv;
+    pdrop_host::Session s(w, sched, 3);
+    const auto res = s.prefill(embeds, image);
+    ASSERT_EQ(res.positions.size(), 1u);
+    // 14 - 8 + int(8 * 0.25) = 8 rows after the drop.
+    const std::vector<std::int64_t> kept_pos = res.positions[0];
+    ASSERT_EQ(kept_pos.size(), 8u);
+    if (reindex) {
+      for (std::size_t i = 0; i < 8; ++i) EXPECT_EQ(kept_pos[i], static_cast<std::int64_t>(i));
+    } else {
+      EXPECT_EQ(kept_pos.back(), 13);
+      EXPECT_EQ(kept_pos[3], res.kept[0][0]);  // the first kept image token's own position
+    }
+    std::vector<std::int64_t> used;
+    for (std::int64_t t = 0; t < 3; ++t) {
+      s.decode(Vec::Zero(c.dim), &used);
+      const std::vector<std::int64_t> want =
+          reindex ? std::vector<std::int64_t>{14 + t, 14 + t, 8 + t, 8 + t}
+                  : std::vector<std::int64_t>(4, 14 + t);
+      EXPECT_EQ(used, want) << "reindex " << reindex << " step " << t;
+    }
+  }
+  pdrop_host::Session r(w, pdrop::Schedule::single_drop(4, 2, 0.5).with_strategy(pdrop::Strategy::random));
+  try {
+    r.prefill(embeds, image);
+    ADD_FAILURE() << "the random strategy was accepted";
+  } catch (const pdrop::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("pyramid_drop, fastv, vtw and dart"), std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace
 
 #ifdef PDROP_DEMO_EXE

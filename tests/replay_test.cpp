@@ -209,6 +209,25 @@ TEST(ReplayPipeline, BadCaseIsOneLineExitOneNothingWritten) {
   expect_clean_failure(replay("check " + q(c2), s.dir), out, "no weights/ folder");
 }
 
+// A query row inside the image (llama/pyramid drop 0: image 10..57, the
+// query moved from 79 to 57): pdrop-replay score keeps it, in the budget
+// (24 kept, 57 among them), and alone when the budget is 0.
+TEST(ReplayScore, QueryTokenInsideTheImageIsKept) {
+  Scratch s;
+  for (const std::int64_t budget : {std::int64_t{24}, std::int64_t{0}}) {
+    const fs::path c = copy_case(s.dir / std::to_string(budget), "llama/pyramid") / "drop_0";
+    const std::int64_t p = 57;
+    npy::write((c / "query_pos.npy").string(), {1}, &p);
+    npy::write((c / "keep.npy").string(), {1}, &budget);
+    const fs::path out = s.dir / ("out" + std::to_string(budget));
+    const ToolRun r = replay("score " + q(c) + " " + q(out), s.dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto kept = read_i64(out / "kept.npy");
+    EXPECT_EQ(kept.size(), static_cast<std::size_t>(std::max<std::int64_t>(budget, 1)));
+    EXPECT_EQ(kept.back(), 57);
+  }
+}
+
 TEST(ReplayScore, BadInputIsOneLineExitOneNothingWritten) {
   Scratch s;
   const fs::path out = s.dir / "out";
