@@ -553,4 +553,33 @@ TEST(CompactPositions, ReindexStartsAtTheSequencesFirstPosition) {
       "pdrop::compact_positions: maybe_base (3) is for PositionMode::reindex");
   EXPECT_EQ(pdrop_test::bytes_of(pos), before);
 }
+// Negative bases count up without overflow in 64 bits, and are range-checked
+// in narrow types.
+TEST(CompactPositions, ReindexFromNegativeBases) {
+  std::vector<std::int64_t> pos{-1, 0, 1};
+  pdrop::compact_positions(pdrop::TokenView<std::int64_t>(pos.data(), 3, 1),
+                           std::vector<std::int64_t>{0, 2});
+  EXPECT_EQ(pos, (std::vector<std::int64_t>{-1, 0, 1}));
+  pos = {7, 8, 9};
+  pdrop::compact_positions(pdrop::TokenView<std::int64_t>(pos.data(), 3, 1),
+                           std::vector<std::int64_t>{1, 2}, pdrop::PositionMode::reindex,
+                           std::numeric_limits<std::int64_t>::min());
+  EXPECT_EQ(pos[0], std::numeric_limits<std::int64_t>::min());
+  EXPECT_EQ(pos[1], std::numeric_limits<std::int64_t>::min() + 1);
+  std::vector<std::int8_t> p8(200, 0);
+  std::vector<std::int64_t> keep(139);
+  std::iota(keep.begin(), keep.end(), 0);
+  pdrop_test::expect_invalid(
+      [&] {
+        pdrop::compact_positions(pdrop::TokenView<std::int8_t>(p8.data(), 200, 1), keep,
+                                 pdrop::PositionMode::reindex, -10);
+      },
+      "positions base (-10) + keep.size (139) - 1 does not fit the position type [-128, 127]");
+  keep.resize(138);  // -10 .. 127
+  pdrop::compact_positions(pdrop::TokenView<std::int8_t>(p8.data(), 200, 1), keep,
+                           pdrop::PositionMode::reindex, -10);
+  EXPECT_EQ(p8[0], -10);
+  EXPECT_EQ(p8[137], 127);
+}
+
 }  // namespace

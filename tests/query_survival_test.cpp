@@ -240,4 +240,32 @@ TEST(QuerySurvival, EveryStrategyKeepsTheQuery) {
       "pdrop::drop_by_strategy: in.query_pos[0] (99) must be in [0, tokens = 5)");
 }
 
+// Outputs that overlap are refused before any of them is written (the
+// scores used to be copied out before the keep list's checks ran).
+TEST(QuerySurvival, OverlappingOutputsAreRefusedBeforeWriting) {
+  std::mt19937 rng(37);
+  const Problem p(12, {{2, 8}}, {11}, rng);
+  pdrop::Workspace ws;
+  std::vector<I64> buf(40, -5);
+  const auto before = pdrop_test::bytes_of(buf);
+  const std::vector<I64> counts{3};
+  // keep = buf[0..7), maybe_scores = the floats of buf[2..6).
+  pdrop_test::expect_invalid(
+      [&] {
+        pdrop::rank_and_drop(p.qv(), p.queries, p.kv(), p.spans, counts, ws,
+                             pdrop::span<I64>(buf.data(), 12), {},
+                             pdrop::span<float>(reinterpret_cast<float*>(buf.data() + 2), 8));
+      },
+      "pdrop::rank_and_drop: maybe_scores overlaps keep, spans or maybe_new_spans");
+  // keep = buf[0..7), maybe_new_spans = one span over buf[4..6).
+  pdrop_test::expect_invalid(
+      [&] {
+        pdrop::rank_and_drop(p.qv(), p.queries, p.kv(), p.spans, counts, ws,
+                             pdrop::span<I64>(buf.data(), 12),
+                             pdrop::span<ImageSpan>(reinterpret_cast<ImageSpan*>(buf.data() + 4), 1));
+      },
+      "keep overlaps spans or maybe_new_spans");
+  EXPECT_EQ(pdrop_test::bytes_of(buf), before);
+}
+
 }  // namespace

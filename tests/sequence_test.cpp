@@ -147,6 +147,24 @@ TEST(SequenceState, RejectsKeepListsThatBreakTheRulesAndStaysUnchanged) {
   }, "pdrop::SequenceState: spans[0] (start 8, length 4) must lie inside [0, positions.tokens = 10)");
 }
 
+// Positions must be in [0, 2^63 - 1): negative ones, and unsigned 64-bit
+// values that do not fit int64, are refused by name; writable views work.
+TEST(SequenceState, RejectsPositionsOutsideTheRange) {
+  const auto s = Schedule::single_drop(2, 1, 0.5);
+  std::vector<I64> neg{0, 1, -3};
+  pdrop_test::expect_invalid(
+      [&] { SequenceState(s, TokenView<I64>(neg.data(), 3, 1), {}); },
+      "pdrop::SequenceState: positions (token 2, row 0) is -3: positions must be in [0, 2^63 - 1)");
+  std::vector<std::uint64_t> big{0, std::uint64_t{1} << 63};
+  pdrop_test::expect_invalid(
+      [&] { SequenceState(s, TokenView<const std::uint64_t>(big.data(), 2, 1), {}); },
+      "positions (token 1, row 0) is 9223372036854775808");
+  std::vector<std::int32_t> ok{5, 6, 7};
+  SequenceState seq(s, TokenView<std::int32_t>(ok.data(), 3, 1), {});
+  seq.apply_drop(std::vector<I64>{0, 1, 2});
+  EXPECT_EQ(seq.position(1, 0), 8);
+}
+
 // apply_drop_batch: every list checked first; a bad one names its sequence
 // and leaves every record as it was.
 TEST(SequenceState, BatchAppliesAllOrNothing) {

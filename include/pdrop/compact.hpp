@@ -319,7 +319,9 @@ void compact_positions(TokenView<P> positions, span<const std::int64_t> keep,
                                      ? std::numeric_limits<std::int64_t>::max()
                                      : static_cast<std::int64_t>(std::numeric_limits<P>::max());
   constexpr std::int64_t p_min = static_cast<std::int64_t>(std::numeric_limits<P>::min());
-  if (base < p_min || base > p_max || keep.size - 1 > p_max - base)
+  std::int64_t last = 0;
+  if (base < p_min || base > p_max || __builtin_add_overflow(base, keep.size - 1, &last) ||
+      last > p_max)
     detail::fail<value_error>(fn, "positions base (", base, ") + keep.size (", keep.size,
                               ") - 1 does not fit the position type [", p_min, ", ",
                               p_max, "]");

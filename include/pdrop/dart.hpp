@@ -296,7 +296,8 @@ inline void check_kept(const char* fn, span<const ImageSpan> spans,
 // all spans, feature rows of up to `width` elements and up to `pivots`
 // pivots allocate nothing.
 inline void dart_reserve(Workspace& ws, std::int64_t image_tokens, std::int64_t width,
-                         std::int64_t pivots = DartOptions{}.pivots) {
+                         std::int64_t pivots = DartOptions{}.pivots, std::int64_t queries = 1) {
+  ws.forced(static_cast<std::size_t>(std::max<std::int64_t>(queries, 0)));
   const std::int64_t n = std::max<std::int64_t>(image_tokens, 0);
   const std::int64_t p = std::min(std::max<std::int64_t>(pivots, 0), n);
   ws.indices(static_cast<std::size_t>(2 * n));

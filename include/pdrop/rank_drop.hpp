@@ -42,6 +42,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 
 #include "pdrop/compact.hpp"
 #include "pdrop/detail/check.hpp"
@@ -230,16 +231,32 @@ inline void validate_drop_outputs(const char* fn, const DropPlan& p, std::int64_
   if (maybe_scores.size > 0 && maybe_scores.data == nullptr)
     fail<shape_error>(fn, "maybe_scores.data is null with ", maybe_scores.size,
                       " entries");
+  // The outputs are written one after the other, so no output may overlap
+  // another or the spans (maybe_new_spans may be spans itself).
+  const auto bytes = [](const void* p, std::int64_t n, std::size_t elem) {
+    return std::pair<const void*, std::int64_t>(p, n * static_cast<std::int64_t>(elem));
+  };
+  const auto k = bytes(keep.data, p.t_new, sizeof(std::int64_t));
+  const auto sp = bytes(spans.data, spans.size, sizeof(ImageSpan));
+  const auto ns = bytes(maybe_new_spans.data, maybe_new_spans.size, sizeof(ImageSpan));
+  const auto sc = bytes(maybe_scores.data, maybe_scores.size, sizeof(float));
+  if (bytes_overlap(k.first, k.second, sp.first, sp.second) ||
+      bytes_overlap(k.first, k.second, ns.first, ns.second))
+    fail<shape_error>(fn, "keep overlaps spans or maybe_new_spans");
+  if (bytes_overlap(sc.first, sc.second, k.first, k.second) ||
+      bytes_overlap(sc.first, sc.second, sp.first, sp.second) ||
+      bytes_overlap(sc.first, sc.second, ns.first, ns.second))
+    fail<shape_error>(fn, "maybe_scores overlaps keep, spans or maybe_new_spans");
 }
 
-// out[0, picked) holds picked indices ascending; merges in the forced
-// indices (ascending, none among them) from the back, so out[0, picked +
-// forced.size) is ascending. `shift` is added to every forced entry first.
+// out[0, picked) holds picked positions ascending; merges in the forced
+// positions (ascending, none among them) from the back, so out[0, picked +
+// forced.size) is ascending.
 inline void merge_forced(std::int64_t* out, std::int64_t picked,
-                         span<const std::int64_t> forced, std::int64_t shift) {
+                         span<const std::int64_t> forced) {
   std::int64_t i = picked - 1, j = forced.size - 1, w = picked + forced.size - 1;
   while (j >= 0) {
-    const std::int64_t f = forced[j] + shift;
+    const std::int64_t f = forced[j];
     if (i >= 0 && out[i] > f) {
       out[w--] = out[i--];
     } else {
@@ -270,7 +287,7 @@ inline void select_kept(const char* fn, span<const float> scores,
     ForcedWalk walk{forced};
     for (std::int64_t i = 0, offset = 0; i < spans.size; offset += spans[i++].length)
       for (const std::int64_t f : walk.next(spans[i])) keys[offset + f - spans[i].start] = 0;
-    if (forced.size > 0) lo = 0;
+    if (forced.size > 0) key_range(keys, n, lo, hi);
   }
   if (budget == Budget::global) {
     const std::int64_t pick = std::max<std::int64_t>(counts[0] - forced.size, 0);
@@ -281,7 +298,7 @@ inline void select_kept(const char* fn, span<const float> scores,
       while (kept[i] >= offset + spans[sp].length) offset += spans[sp++].length;
       kept[i] += spans[sp].start - offset;
     }
-    merge_forced(kept, pick, forced, 0);
+    merge_forced(kept, pick, forced);
     return;
   }
   ForcedWalk walk{forced};
@@ -296,7 +313,7 @@ inline void select_kept(const char* fn, span<const float> scores,
       select_top_k_keys(keys + offset, len, pick, slo, shi, ws, part);
     }
     for (std::int64_t j = 0; j < pick; ++j) part[j] += spans[i].start;
-    merge_forced(part, pick, f, 0);
+    merge_forced(part, pick, f);
     offset += len;
     out += pick + f.size;
   }
@@ -400,10 +417,11 @@ std::int64_t rank_and_drop(HeadView<const Tq> q, span<const std::int64_t> query_
 // position first), every text token, all in order.
 //
 //   n_keep   in [0, sum(lengths)] (e.g. global_budget(original spans, ratio)).
-//   keep     out, at least T - sum(lengths) + n_keep entries.
+//   keep     out, at least T - sum(lengths) + max(n_keep, query tokens
+//            inside the spans) entries (T is always enough).
 //   maybe_new_spans  out, empty or spans.size entries: each span's kept
-//            tokens after compaction (lengths sum to n_keep; a span may
-//            keep none).
+//            tokens after compaction (lengths sum to max(n_keep, query
+//            tokens inside the spans); a span may keep none).
 //   Everything else as rank_and_drop.
 template <class Tq, class Tk>
 std::int64_t rank_and_drop_global(HeadView<const Tq> q, span<const std::int64_t> query_pos,

@@ -48,16 +48,19 @@ namespace pdrop {
 namespace detail {
 
 // x rounded to 15 significant decimal digits, as the double nearest that
-// decimal (what strtod("%.15g" of x) gives, without a locale): pow's
-// 0.7^2 = 0.48999999999999994 becomes 0.49. m / 10^e with m < 10^15 and
-// e <= 22 is exact in both operands, so the correctly rounded division is
-// the nearest double to the decimal m * 10^-e.
+// decimal: pow's 0.7^2 = 0.48999999999999994 becomes 0.49. m / 10^e with
+// m < 10^15 and e <= 22 is exact in both operands, so the correctly
+// rounded division is the nearest double to the decimal m * 10^-e; m is
+// x * 10^e rounded half away from zero (the product itself may round, so a
+// value within an ulp of a half-way point may differ from strtod of
+// "%.15g"; lambda^k from a lambda with few decimals is far from one).
+// Values below 1e-8 (e > 22) and non-positive ones are returned as they are.
 inline double round_decimal15(double x) {
   if (!(x > 0.0) || !std::isfinite(x)) return x;
   const int e = 14 - static_cast<int>(std::floor(std::log10(x)));
   if (e < 0 || e > 22) return x;
   const double scale = std::pow(10.0, e);  // exact for e <= 22
-  return std::nearbyint(x * scale) / scale;
+  return std::round(x * scale) / scale;
 }
 
 }  // namespace detail

@@ -81,7 +81,8 @@ class SequenceState {
   //            M-RoPE rows, e.g. 3 for HF Qwen2-VL, 4 for llama.cpp), any
   //            integer type and row stride; read here only.
   // spans      the prompt's image spans, sorted, disjoint, inside [0, T0).
-  // T0 may be 0 only without spans. Throws value_error / shape_error.
+  //            Every position in [0, 2^63 - 1).
+  // Throws value_error / shape_error.
   template <class P>
   SequenceState(const Schedule& schedule, TokenView<const P> positions,
                 span<const ImageSpan> spans)
@@ -94,6 +95,20 @@ class SequenceState {
       detail::fail<shape_error>(fn, "positions.features (", positions.features,
                                 ") must be >= 1 (1 for RoPE, one per M-RoPE row)");
     detail::check_spans(fn, spans, positions.tokens, "positions.tokens");
+    // Every position in [0, INT64_MAX - 1]: decode positions and rope
+    // deltas are then computed without overflow.
+    for (std::int64_t t = 0; t < positions.tokens; ++t)
+      for (std::int64_t a = 0; a < positions.features; ++a) {
+        const P v = positions.row(t)[a];
+        bool bad = false;
+        if constexpr (std::is_signed_v<P>) bad = v < 0;
+        if constexpr (sizeof(P) >= sizeof(std::int64_t))
+          bad = bad || static_cast<std::uint64_t>(v) >=
+                           static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+        if (bad)
+          detail::fail<value_error>(fn, "positions (token ", t, ", row ", a, ") is ", +v,
+                                    ": positions must be in [0, 2^63 - 1)");
+      }
     rows_ = positions.features;
     mode_ = rows_ > 1 ? PositionMode::keep_original : schedule.position_mode();
     if (positions.tokens > 0) {
@@ -102,13 +117,18 @@ class SequenceState {
       for (std::int64_t t = 0; t < positions.tokens; ++t)
         for (std::int64_t a = 0; a < rows_; ++a)
           m = std::max(m, static_cast<std::int64_t>(positions.row(t)[a]));
-      if (m == std::numeric_limits<std::int64_t>::max())
-        detail::fail<value_error>(fn, "the largest position (", m, ") has no successor");
       next_ = m + 1;
     }
+    // Room for every stage now, so recording a drop cannot fail half-way.
+    tokens_.reserve(static_cast<std::size_t>(schedule.num_stages()));
+    spans_.reserve(static_cast<std::size_t>(schedule.num_stages()));
     tokens_.push_back(positions.tokens);
     spans_.emplace_back(spans.begin(), spans.end());
   }
+  // The same from writable positions.
+  template <class P, class = std::enable_if_t<!std::is_const_v<P>>>
+  SequenceState(const Schedule& schedule, TokenView<P> positions, span<const ImageSpan> spans)
+      : SequenceState(schedule, TokenView<const P>(positions), spans) {}
 
   const Schedule& schedule() const { return schedule_; }
   // How positions follow a drop: the schedule's mode for 1-row positions,
@@ -184,8 +204,11 @@ class SequenceState {
     appended_ = detail::checked_add(fn, "appended tokens", appended_, n);
   }
 
-  // Rows of 0-based layer l's KV cache: T_j of its stage + appended().
-  // Throws value_error when l's stage has not been reached.
+  // Rows of 0-based layer l's KV cache that belong to this prompt: T_j of
+  // its stage + appended() (rows of an earlier turn or a prefix cache, which
+  // the prompt continues at base_position(), come on top). Throws
+  // value_error when l's stage has not been reached (a prompt without
+  // images still records its drops: apply_drop with the identity list).
   std::int64_t cache_length(std::int64_t layer) const {
     return tokens(stage_of("pdrop::SequenceState::cache_length", layer)) + appended_;
   }

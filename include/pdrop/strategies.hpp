@@ -198,9 +198,13 @@ struct DropInputs {
 //                DART and random pick the rest among the span's other
 //                tokens, VTW keeps the query tokens only.
 //   ws           scratch.
-//   keep         out, at least T - sum(lengths) + sum(keep_counts) entries.
+//   keep         out, at least T - sum(lengths) + sum(max(keep_counts[i],
+//                query tokens in span i)) entries (T is always enough).
 //   maybe_new_spans  out, empty or spans.size entries (may be spans itself).
-// Returns the new length. Everything is validated before keep or
+// in.query_pos may be empty for dart, random and vtw (no token is forced
+// then); pass the last prompt token's position, whose row gives the logits,
+// so that a prompt ending with an image keeps it (SequenceState::apply_drop
+// refuses a keep list without it). Returns the new length. Everything is validated before keep or
 // maybe_new_spans is written (a non-finite q/k or feature row throws
 // value_error with both untouched).
 template <class Tq, class Tk, class Tf>

@@ -9,7 +9,7 @@
 //                       {kv_begin, Hkv}, ws, sums)   // Hkv x N floats
 //   2. the engine:  MPI_Allreduce(MPI_IN_PLACE, sums, Hkv * N, MPI_FLOAT,
 //                       MPI_SUM, comm)   (or NCCL, or any sum all-reduce)
-//   3. every rank:  finalize_and_drop(sums, Hkv, Hq, nq, T, spans, counts,
+//   3. every rank:  finalize_and_drop(sums, Hkv, Hq, query_pos, T, spans, counts,
 //                       ws, keep)        // or finalize_and_drop_global, or
 //                                        // finalize_scores + select_top_k
 //
@@ -167,9 +167,11 @@ inline std::int64_t finalize_and_drop_impl(
     Budget budget, span<const std::int64_t> counts, Workspace& ws, span<std::int64_t> keep,
     span<ImageSpan> maybe_new_spans, span<float> maybe_scores) {
   const std::int64_t n_image = validate_spans(fn, spans, tokens);
-  if (query_pos.size < 1 || query_pos.data == nullptr)
+  if (query_pos.size < 1)
     fail<shape_error>(fn, "query_pos.size (", query_pos.size,
                       ") must be >= 1: the query rows' positions");
+  if (query_pos.data == nullptr)
+    fail<shape_error>(fn, "query_pos.data is null with ", query_pos.size, " entries");
   for (std::int64_t i = 0; i < query_pos.size; ++i)
     if (query_pos[i] < 0 || query_pos[i] >= tokens)
       fail<value_error>(fn, "query_pos[", i, "] (", query_pos[i],
