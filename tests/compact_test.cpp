@@ -157,41 +157,8 @@ TYPED_TEST(CompactTyped, RowsOutOfPlaceWithDifferentStrides) {
       }
 }
 
-// A per-head buffer layout with its element offsets written out by hand.
-enum class Kind { hnd, hnd_cap, nhd, nhd_pad, fused };
-struct Layout {
-  Kind kind;
-  std::int64_t heads, tokens, dim;
-  std::int64_t cap() const { return kind == Kind::hnd_cap ? tokens + 2 : tokens; }
-  std::int64_t rs() const { return 3 * heads * dim + 1; }  // fused q|k|v|1 pad
-  std::int64_t ts() const { return heads * (dim + 1) + 2; }  // padded NHD row
-  std::int64_t size() const {
-    return kind == Kind::fused ? tokens * rs()
-         : kind == Kind::nhd_pad ? tokens * ts() : heads * cap() * dim;
-  }
-  std::int64_t off(std::int64_t h, std::int64_t t, std::int64_t c) const {
-    switch (kind) {
-      case Kind::hnd:
-      case Kind::hnd_cap: return (h * cap() + t) * dim + c;
-      case Kind::nhd: return (t * heads + h) * dim + c;
-      case Kind::nhd_pad: return t * ts() + h * (dim + 1) + c;
-      default: return heads * dim + t * rs() + h * dim + c;  // the k slice
-    }
-  }
-  template <class T>
-  HeadView<T> view(T* p) const {
-    switch (kind) {
-      case Kind::hnd: return pdrop::hnd_view(p, heads, tokens, dim);
-      case Kind::hnd_cap: return pdrop::hnd_view(p, heads, tokens, dim, cap());
-      case Kind::nhd: return pdrop::nhd_view(p, tokens, heads, dim);
-      case Kind::nhd_pad: return HeadView<T>(p, heads, tokens, dim, dim + 1, ts());
-      default: {  // the k slice of fused rows, split into heads
-        const TokenView<T> k_rows(p + heads * dim, tokens, heads * dim, rs());
-        return pdrop::split_heads(k_rows, heads);
-      }
-    }
-  }
-};
+using Kind = pdrop_test::HeadKind;
+using Layout = pdrop_test::HeadLayout;
 const char* const kKindNames[] = {"HND", "HND+cap", "NHD", "NHD+pad", "fused"};
 const Kind kKinds[] = {Kind::hnd, Kind::hnd_cap, Kind::nhd, Kind::nhd_pad, Kind::fused};
 

@@ -80,37 +80,11 @@ std::vector<float> llama3_inv_freq(I64 d, float theta) {
   return f;
 }
 
-// A per-head buffer layout with its element offsets written out by hand.
-enum class Kind { hnd, hnd_cap, nhd, nhd_pad };
+// The per-head layouts of test_util.hpp but the fused slice.
+using Kind = pdrop_test::HeadKind;
+using Layout = pdrop_test::HeadLayout;
 const Kind kKinds[] = {Kind::hnd, Kind::hnd_cap, Kind::nhd, Kind::nhd_pad};
 const char* const kKindNames[] = {"HND", "HND+cap", "NHD", "NHD+pad"};
-
-struct Layout {
-  Kind kind;
-  I64 heads, tokens, dim;
-  I64 cap() const { return kind == Kind::hnd_cap ? tokens + 3 : tokens; }
-  I64 ts() const { return heads * (dim + 1) + 2; }  // padded NHD row
-  I64 size() const {
-    return kind == Kind::nhd_pad ? tokens * ts() : heads * cap() * dim;
-  }
-  I64 off(I64 h, I64 t, I64 c) const {
-    switch (kind) {
-      case Kind::hnd:
-      case Kind::hnd_cap: return (h * cap() + t) * dim + c;
-      case Kind::nhd: return (t * heads + h) * dim + c;
-      default: return t * ts() + h * (dim + 1) + c;
-    }
-  }
-  template <class T>
-  HeadView<T> view(T* p) const {
-    switch (kind) {
-      case Kind::hnd: return pdrop::hnd_view(p, heads, tokens, dim);
-      case Kind::hnd_cap: return pdrop::hnd_view(p, heads, tokens, dim, cap());
-      case Kind::nhd: return pdrop::nhd_view(p, tokens, heads, dim);
-      default: return HeadView<T>(p, heads, tokens, dim, dim + 1, ts());
-    }
-  }
-};
 
 // One re-rotation problem. Positions are stored `pos_pad` elements apart
 // beyond their rows (padding filled with junk the call must not read).

@@ -233,6 +233,44 @@ inline std::vector<std::int64_t> naive_keep_list(std::int64_t tokens,
   return out;
 }
 
+// A per-head buffer layout with its element offsets written out by hand:
+// HND, HND with spare capacity rows, NHD, NHD with padded rows, and the k
+// slice of fused q|k|v rows.
+enum class HeadKind { hnd, hnd_cap, nhd, nhd_pad, fused };
+struct HeadLayout {
+  HeadKind kind;
+  std::int64_t heads, tokens, dim;
+  std::int64_t cap() const { return kind == HeadKind::hnd_cap ? tokens + 2 : tokens; }
+  std::int64_t rs() const { return 3 * heads * dim + 1; }  // fused q|k|v|1 pad
+  std::int64_t ts() const { return heads * (dim + 1) + 2; }  // padded NHD row
+  std::int64_t size() const {
+    return kind == HeadKind::fused ? tokens * rs()
+         : kind == HeadKind::nhd_pad ? tokens * ts() : heads * cap() * dim;
+  }
+  std::int64_t off(std::int64_t h, std::int64_t t, std::int64_t c) const {
+    switch (kind) {
+      case HeadKind::hnd:
+      case HeadKind::hnd_cap: return (h * cap() + t) * dim + c;
+      case HeadKind::nhd: return (t * heads + h) * dim + c;
+      case HeadKind::nhd_pad: return t * ts() + h * (dim + 1) + c;
+      default: return heads * dim + t * rs() + h * dim + c;  // the k slice
+    }
+  }
+  template <class T>
+  pdrop::HeadView<T> view(T* p) const {
+    switch (kind) {
+      case HeadKind::hnd: return pdrop::hnd_view(p, heads, tokens, dim);
+      case HeadKind::hnd_cap: return pdrop::hnd_view(p, heads, tokens, dim, cap());
+      case HeadKind::nhd: return pdrop::nhd_view(p, tokens, heads, dim);
+      case HeadKind::nhd_pad: return pdrop::HeadView<T>(p, heads, tokens, dim, dim + 1, ts());
+      default: {  // the k slice of fused rows, split into heads
+        const pdrop::TokenView<T> k_rows(p + heads * dim, tokens, heads * dim, rs());
+        return pdrop::split_heads(k_rows, heads);
+      }
+    }
+  }
+};
+
 // A small std::thread parallel_for: fn(i) for i in [0, n), strided over
 // `threads` threads (the calling thread one of them).
 struct ThreadFor {
