@@ -246,6 +246,50 @@ TEST(Flops, Validation) {
                  "pdrop::kv_cache_bytes");
 }
 
+// From a sequence's record: two images of 30 and 31 tokens at 0.25 with
+// per-image budgets keep 7 + 7 = 14 (the schedule's one-image count says
+// int(61 * 0.25) = 15); the KV bytes and FLOPs of each layer count the
+// rows the keep lists left, written out here by hand.
+TEST(Flops, FromASequenceRecordCountsTheRowsKept) {
+  const ModelShape shape{4, 64, 96, 4, 2, 16};
+  const auto s = Schedule::single_drop(4, 2, 0.25);
+  std::vector<std::int64_t> pos(70);
+  for (std::int64_t i = 0; i < 70; ++i) pos[i] = i;
+  const std::vector<pdrop::ImageSpan> spans{{3, 30}, {36, 31}};  // text 3 + 3 + 3
+  pdrop::SequenceState seq(s, pdrop::TokenView<const std::int64_t>(pos.data(), 70, 1), spans);
+  pdrop_test::expect_invalid([&] { pdrop::kv_cache_bytes(shape, seq); },
+                             "pdrop::kv_cache_bytes: seq has 0 of its schedule's 1 drops applied");
+  std::vector<std::int64_t> counts(2);
+  seq.keep_counts(1, pdrop::Budget::per_span, counts);
+  ASSERT_EQ(counts, (std::vector<std::int64_t>{7, 7}));
+  std::vector<std::int64_t> keep;
+  for (std::int64_t t = 0; t < 70; ++t) {
+    const bool image1 = t >= 3 && t < 33, image2 = t >= 36 && t < 67;
+    if ((!image1 && !image2) || (image1 && t < 10) || (image2 && t < 43)) keep.push_back(t);
+  }
+  ASSERT_EQ(keep.size(), 9u + 14u);
+  seq.apply_drop(keep);
+  const double per_token = 2.0 * 2 * 16 * 2;  // K and V, Hkv 2, hd 16, fp16
+  const auto kv = pdrop::kv_cache_bytes(shape, seq);
+  EXPECT_EQ(kv.dense_per_layer, std::vector<double>(4, 70 * per_token));
+  EXPECT_EQ(kv.pruned_per_layer,
+            (std::vector<double>{70 * per_token, 70 * per_token, 23 * per_token, 23 * per_token}));
+  EXPECT_EQ(kv.pruned, (70.0 + 70 + 23 + 23) * per_token);
+  // The schedule form counts the 61 image tokens as one image: 15 kept.
+  EXPECT_EQ(pdrop::kv_cache_bytes(shape, s, 61, 9).pruned_per_layer[3], (9 + 15) * per_token);
+  const auto fl = pdrop::sequence_flops(shape, seq);
+  const double D = 64, M = 96, H = 4, Hkv = 2, hd = 16;
+  const auto layer = [&](double t) {
+    return 2 * t * D * (H * hd) + 2 * t * D * (Hkv * hd) + 2 * t * t * H * hd + 3 * t * D * M;
+  };
+  EXPECT_DOUBLE_EQ(fl.pruned, 2 * layer(70) + 2 * layer(23));
+  EXPECT_DOUBLE_EQ(fl.dense, 4 * layer(70));
+  ModelShape other = shape;
+  other.layers = 5;
+  pdrop_test::expect_invalid([&] { pdrop::sequence_flops(other, seq); },
+                             "seq.schedule().num_layers() (4) must equal shape.layers (5)");
+}
+
 }  // namespace
 
 #ifdef PDROP_FLOPS_EXE

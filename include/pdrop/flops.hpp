@@ -28,6 +28,12 @@
 //     caches its own t = text_tokens + n_j tokens (layers before a drop keep
 //     their full cache): t * 2 * Hkv * hd * bytes_per_element per layer.
 //
+// The schedule forms count n_j = int(N0 * ratio_j) for one image (or a
+// global budget). The SequenceState forms take a sequence's record after
+// its prefill instead, so each layer counts the tokens the applied keep
+// lists actually left (several images rounded one by one, a query token
+// kept inside an image): exact for that sequence.
+//
 // Sums are in double: exact while a count stays below 2^53, and no overflow
 // at any size an int64 can describe. Every function validates its arguments
 // first and throws pdrop::value_error naming the argument and its value.
@@ -42,6 +48,7 @@
 
 #include "pdrop/errors.hpp"
 #include "pdrop/schedule.hpp"
+#include "pdrop/sequence.hpp"
 
 namespace pdrop {
 
@@ -260,6 +267,64 @@ inline KvCacheReport kv_cache_bytes(const ModelShape& shape, const Schedule& sch
                            static_cast<double>(bytes_per_element);
   return detail::cost_report(schedule, n0, text_tokens,
                              [&](double t) { return t * per_token; });
+}
+
+namespace detail {
+
+// A report from a record whose every drop is applied: per_layer(T_0) dense,
+// per_layer(T_j) for a layer of stage j; returns after checking shape.
+template <class PerLayer>
+CostReport record_report(const char* fn, const ModelShape& shape, const SequenceState& seq,
+                         PerLayer per_layer) {
+  const Schedule& schedule = seq.schedule();
+  if (schedule.num_layers() != shape.layers)
+    fail<value_error>(fn, "seq.schedule().num_layers() (", schedule.num_layers(),
+                      ") must equal shape.layers (", shape.layers, ")");
+  if (seq.drops_applied() != schedule.num_stages() - 1)
+    fail<value_error>(fn, "seq has ", seq.drops_applied(), " of its schedule's ",
+                      schedule.num_stages() - 1, " drops applied: count after the prefill");
+  CostReport r;
+  const double dense_layer = per_layer(static_cast<double>(seq.tokens(0)));
+  for (std::int64_t i = 0; i < shape.layers; ++i) {
+    const double pruned_layer =
+        per_layer(static_cast<double>(seq.tokens(schedule.stage_of_layer(i))));
+    r.dense_per_layer.push_back(dense_layer);
+    r.pruned_per_layer.push_back(pruned_layer);
+    r.dense += dense_layer;
+    r.pruned += pruned_layer;
+  }
+  return r;
+}
+
+}  // namespace detail
+
+// Whole-sequence FLOPs of one sequence's prefill from its record (every
+// drop applied): a layer of stage j runs seq.tokens(j) tokens, dense ones
+// seq.tokens(0). Same formula as sequence_flops above.
+inline FlopsReport sequence_flops(const ModelShape& shape, const SequenceState& seq) {
+  constexpr const char* fn = "pdrop::sequence_flops";
+  const double hd = static_cast<double>(detail::check_model_shape(fn, shape));
+  const double D = static_cast<double>(shape.hidden), M = static_cast<double>(shape.ffn),
+               H = static_cast<double>(shape.heads),
+               Hkv = static_cast<double>(shape.kv_heads);
+  return detail::record_report(fn, shape, seq, [&](double t) {
+    return detail::sequence_layer_flops(t, D, M, H, Hkv, hd);
+  });
+}
+
+// KV-cache bytes right after one sequence's prefill, from its record (every
+// drop applied): layer l holds seq.cache_length(l) - seq.appended() =
+// seq.tokens(j) rows of K and V, t * 2 * Hkv * hd * bytes_per_element bytes.
+inline KvCacheReport kv_cache_bytes(const ModelShape& shape, const SequenceState& seq,
+                                    std::int64_t bytes_per_element = 2) {
+  constexpr const char* fn = "pdrop::kv_cache_bytes";
+  const double hd = static_cast<double>(detail::check_model_shape(fn, shape));
+  if (bytes_per_element < 1)
+    detail::fail<value_error>(fn, "bytes_per_element (", bytes_per_element,
+                              ") must be >= 1");
+  const double per_token = 2.0 * static_cast<double>(shape.kv_heads) * hd *
+                           static_cast<double>(bytes_per_element);
+  return detail::record_report(fn, shape, seq, [&](double t) { return t * per_token; });
 }
 
 }  // namespace pdrop
