@@ -159,26 +159,46 @@ inline std::int64_t check_cost_args(const char* fn, const ModelShape& shape,
   return hd;
 }
 
-// Fills a report: per_layer(t) for every layer, t = text_tokens + n0 (dense)
-// and text_tokens + n_j of the layer's stage (pruned).
+// Fills a report over the schedule's layers: per_layer(dense_tokens) for
+// every layer dense, per_layer(stage_tokens[j]) for a layer of stage j
+// pruned.
 template <class PerLayer>
-CostReport cost_report(const Schedule& schedule, std::int64_t n0,
-                       std::int64_t text_tokens, PerLayer per_layer) {
-  const std::vector<std::int64_t> n = schedule.tokens_per_stage(n0);
+CostReport layer_report(const Schedule& schedule, std::int64_t dense_tokens,
+                        const std::vector<std::int64_t>& stage_tokens, PerLayer per_layer) {
   const std::int64_t layers = schedule.num_layers();
   CostReport r;
   r.dense_per_layer.reserve(static_cast<std::size_t>(layers));
   r.pruned_per_layer.reserve(static_cast<std::size_t>(layers));
-  const double dense_layer = per_layer(static_cast<double>(text_tokens + n0));
+  const double dense_layer = per_layer(static_cast<double>(dense_tokens));
   for (std::int64_t i = 0; i < layers; ++i) {
-    const std::int64_t nj = n[static_cast<std::size_t>(schedule.stage_of_layer(i))];
-    const double pruned_layer = per_layer(static_cast<double>(text_tokens + nj));
+    const std::int64_t t = stage_tokens[static_cast<std::size_t>(schedule.stage_of_layer(i))];
+    const double pruned_layer = per_layer(static_cast<double>(t));
     r.dense_per_layer.push_back(dense_layer);
     r.pruned_per_layer.push_back(pruned_layer);
     r.dense += dense_layer;
     r.pruned += pruned_layer;
   }
   return r;
+}
+
+// The schedule's model: t = text_tokens + n0 dense, text_tokens + n_j of the
+// layer's stage pruned.
+template <class PerLayer>
+CostReport cost_report(const Schedule& schedule, std::int64_t n0,
+                       std::int64_t text_tokens, PerLayer per_layer) {
+  std::vector<std::int64_t> t = schedule.tokens_per_stage(n0);
+  for (std::int64_t& x : t) x += text_tokens;
+  return layer_report(schedule, text_tokens + n0, t, per_layer);
+}
+
+// K and V bytes per cached token: 2 * Hkv * hd * bytes_per_element
+// (bytes_per_element >= 1, checked).
+inline double kv_bytes_per_token(const char* fn, const ModelShape& shape, double hd,
+                                 std::int64_t bytes_per_element) {
+  if (bytes_per_element < 1)
+    fail<value_error>(fn, "bytes_per_element (", bytes_per_element, ") must be >= 1");
+  return 2.0 * static_cast<double>(shape.kv_heads) * hd *
+         static_cast<double>(bytes_per_element);
 }
 
 // The two per-layer formulas, on already-checked sizes.
@@ -260,11 +280,7 @@ inline KvCacheReport kv_cache_bytes(const ModelShape& shape, const Schedule& sch
   constexpr const char* fn = "pdrop::kv_cache_bytes";
   const double hd =
       static_cast<double>(detail::check_cost_args(fn, shape, schedule, n0, text_tokens));
-  if (bytes_per_element < 1)
-    detail::fail<value_error>(fn, "bytes_per_element (", bytes_per_element,
-                              ") must be >= 1");
-  const double per_token = 2.0 * static_cast<double>(shape.kv_heads) * hd *
-                           static_cast<double>(bytes_per_element);
+  const double per_token = detail::kv_bytes_per_token(fn, shape, hd, bytes_per_element);
   return detail::cost_report(schedule, n0, text_tokens,
                              [&](double t) { return t * per_token; });
 }
@@ -283,17 +299,10 @@ CostReport record_report(const char* fn, const ModelShape& shape, const Sequence
   if (seq.drops_applied() != schedule.num_stages() - 1)
     fail<value_error>(fn, "seq has ", seq.drops_applied(), " of its schedule's ",
                       schedule.num_stages() - 1, " drops applied: count after the prefill");
-  CostReport r;
-  const double dense_layer = per_layer(static_cast<double>(seq.tokens(0)));
-  for (std::int64_t i = 0; i < shape.layers; ++i) {
-    const double pruned_layer =
-        per_layer(static_cast<double>(seq.tokens(schedule.stage_of_layer(i))));
-    r.dense_per_layer.push_back(dense_layer);
-    r.pruned_per_layer.push_back(pruned_layer);
-    r.dense += dense_layer;
-    r.pruned += pruned_layer;
-  }
-  return r;
+  std::vector<std::int64_t> t(static_cast<std::size_t>(schedule.num_stages()));
+  for (std::int64_t j = 0; j < schedule.num_stages(); ++j)
+    t[static_cast<std::size_t>(j)] = seq.tokens(j);
+  return layer_report(schedule, seq.tokens(0), t, per_layer);
 }
 
 }  // namespace detail
@@ -319,11 +328,7 @@ inline KvCacheReport kv_cache_bytes(const ModelShape& shape, const SequenceState
                                     std::int64_t bytes_per_element = 2) {
   constexpr const char* fn = "pdrop::kv_cache_bytes";
   const double hd = static_cast<double>(detail::check_model_shape(fn, shape));
-  if (bytes_per_element < 1)
-    detail::fail<value_error>(fn, "bytes_per_element (", bytes_per_element,
-                              ") must be >= 1");
-  const double per_token = 2.0 * static_cast<double>(shape.kv_heads) * hd *
-                           static_cast<double>(bytes_per_element);
+  const double per_token = detail::kv_bytes_per_token(fn, shape, hd, bytes_per_element);
   return detail::record_report(fn, shape, seq, [&](double t) { return t * per_token; });
 }
 
