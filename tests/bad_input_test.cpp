@@ -399,6 +399,17 @@ std::vector<Row> operator_rows() {
   r.push_back({"schedule_image_tokens_n0_negative", [](World&) { pdrop::Schedule::pyramid(8, 2, 0.5).image_tokens(-1, 1); }, {"pdrop::Schedule::image_tokens: n0 (-1) must be >= 0"}});
   r.push_back({"schedule_image_tokens_n0_above_2_pow_53", [](World&) { pdrop::Schedule::pyramid(8, 2, 0.5).image_tokens((I64{1} << 53) + 1, 1); }, {"n0 (9007199254740993) must be <= 2^53"}});
   r.push_back({"schedule_image_tokens_stage_past_end", [](World&) { pdrop::Schedule::pyramid(8, 2, 0.5).image_tokens(100, 2); }, {"stage (2) must be in [0, 2)"}});
+  r.push_back({"schedule_rules_mixed_kinds", [](World&) { pdrop::Schedule::from_rules(8, {2, 4}, {pdrop::KeepRule::count(100), 0.25}); }, {"pdrop::Schedule::from_rules: rules[1] (0.25) and rules[0] (count 100) must be of one kind"}});
+  r.push_back({"schedule_rules_count_increasing", [](World&) { pdrop::Schedule::from_rules(8, {2, 4}, {pdrop::KeepRule::count(100), pdrop::KeepRule::count(101)}); }, {"pdrop::Schedule::from_rules: rules must be non-increasing: [0] = count 100, [1] = count 101"}});
+  r.push_back({"schedule_rules_count_negative", [](World&) { pdrop::Schedule::fastv(8, 2, pdrop::KeepRule::count(-3)); }, {"pdrop::Schedule::from_rules: rules[0].maybe_count (-3) must be in [0, 2^53]"}});
+  r.push_back({"schedule_rules_quota_zero_pivots", [](World&) { pdrop::Schedule::dart(8, 2, pdrop::KeepRule::count(10).with_dart_quota({0, 4})); }, {"rules[0].maybe_dart_quota.image_pivots (0) must be in [1, 2^31]"}});
+  r.push_back({"schedule_rules_rounding_bad", [](World&) { pdrop::KeepRule k(0.5); k.rounding = static_cast<pdrop::Rounding>(9); pdrop::Schedule::from_rules(8, {2}, {k}); }, {"rules[0].rounding (9) is not a pdrop::Rounding"}});
+  r.push_back({"schedule_vtw_count_not_zero", [](World&) { pdrop::Schedule::single_drop(8, 2, pdrop::KeepRule::count(1)).with_strategy(pdrop::Strategy::vtw); }, {"pdrop::Schedule::with_strategy: Strategy::vtw withdraws every image token: rules[0] (count 1) must keep 0"}});
+  r.push_back({"keep_budget_nearest_ratio_above_one", [](World&) { pdrop::keep_budget(10, pdrop::KeepRule::nearest(1.25)); }, {"pdrop::keep_budget: rule.ratio (1.25) must be in [0, 1]"}});
+  r.push_back({"keep_budget_n_negative", [](World&) { pdrop::keep_budget(-1, 0.5); }, {"pdrop::keep_budget: n (-1) must be in [0, 2^53]"}});
+  r.push_back({"dart_llava_1_5_negative", [](World&) { pdrop::dart_llava_1_5(32, -1); }, {"pdrop::dart_llava_1_5: max_num_trunction (-1) must be in [0, 2^53]"}});
+  r.push_back({"dart_llava_next_negative", [](World&) { pdrop::dart_llava_next(32, -5); }, {"pdrop::dart_llava_next: retain_token_num_for_llava_next (-5)"}});
+  r.push_back({"dart_qwen2_vl_ratio_nan", [](World&) { pdrop::dart_qwen2_vl(28, std::nan("")); }, {"pdrop::dart_qwen2_vl: reduction_ratio (nan) must be in [0, 1]"}});
   r.push_back({"schedule_stage_of_layer_negative", [](World&) { pdrop::Schedule::pyramid(8, 2, 0.5).stage_of_layer(-1); }, {"pdrop::Schedule::stage_of_layer: layer (-1) must be in [0, 8)"}});
 
   // ---- npy (in-memory arrays and the writer; the reader's file rejections

@@ -6,17 +6,22 @@
 // (2025). Attention-free, so it works with fused attention kernels as is.
 //
 // Per image span of n tokens keeping k of them:
-//   1. Pivots: the p = min(pivots, k) image tokens with the largest key norm.
-//      A key row is the token's K rows of every head side by side
+//   1. Image pivots: the p = min(pivots, k) image tokens with the largest key
+//      norm. A key row is the token's K rows of every head side by side
 //      (concatenated over heads, as DART's code reshapes (H, T, d) to
 //      (T, H*d)); the norm is L2 by default, as the paper describes it, or
 //      L1 (PivotNorm::l1), as DART's released code computes it.
-//   2. The other k - p tokens are spread over the pivots: pivot r (in
-//      pivot order: largest norm first) gets (k-p)/p tokens, plus one for
-//      the first (k-p) % p pivots. In pivot order, each pivot takes its
-//      share of the remaining candidates (image tokens that are neither a
-//      pivot nor already taken) with the LOWEST cosine similarity to it.
-//   3. Kept: the pivots and every token taken, ascending.
+//   2. Text pivots (options.text_pivots, 0 by default; the authors use 4):
+//      the text tokens after the span (every token after it that lies in no
+//      image span) with the largest key norms, at most as many as there are.
+//      Their rows are compared, they pick image tokens, and they stay text.
+//   3. The other k - p image tokens are spread over the P = p + text pivots
+//      in pivot order (image pivots by norm, then text pivots by norm,
+//      largest first): pivot r gets (k-p)/P tokens, plus one for the first
+//      (k-p) % P pivots. In that order, each pivot takes its share of the
+//      remaining candidates (image tokens that are neither an image pivot
+//      nor already taken) with the LOWEST cosine similarity to it.
+//   4. Kept: the image pivots and every token taken, ascending.
 // Cosine similarity is measured on `features` rows: DART uses the hidden
 // states output by the last full layer (0-based K-1 for a drop after layer
 // K) passed through the model's final norm, and that same layer's keys for
@@ -27,21 +32,23 @@
 // elements are converted to float exactly, products and sums in double, so
 // the choice is reproducible and independent of threads or SIMD width.
 //
-// Differences from the authors' code, on purpose: it also takes text
-// pivots (the largest key norms among the tokens after the image; the
-// tokens they pick are kept, the text pivots stay text) and gives every
-// pivot floor(budget / pivots) tokens, so it keeps slightly fewer or more
-// than asked; pdrop takes image pivots only and keeps exactly k, so a
-// Schedule's token counts hold. The authors iterate a Python set of pivots;
-// pdrop fixes the order (largest norm first). Their code ranks pivots by
-// the L1 norm; pdrop defaults to the L2 norm the paper names
-// (PivotNorm::l1 reproduces the code).
+// The authors' code (DART 5a19452, llava/model/language_model/
+// modeling_llama_self.py l.419-447; docs/strategies.md) is steps 1-4 with
+// L1 norms, 4 image + 4 text pivots, and a quota per pivot that keeps the
+// image pivots on top of the budget: KeepRule's DART quota
+// (pdrop/budget.hpp) gives those counts (132 for their 128 of 576), and
+// with them every pivot gets the same share, as theirs does. One
+// difference stays, on purpose: they visit the pivots in the iteration
+// order of a Python set (hash-slot order, neither sorted nor by norm);
+// pdrop visits them by norm, so when two pivots compete for one token the
+// kept sets may differ (never their sizes).
 //
-// Cost per span: one pass over the n key rows, one over the candidates'
-// feature rows, each converted once and compared with every pivot from L1
-// (p * n * width multiply-adds). Scratch from a Workspace: p + 1 feature
-// rows as float, (p + 1) * n similarity keys (dart_reserve makes the calls
-// allocation-free).
+// Cost per span: one pass over the n key rows (plus the text rows after the
+// span when text pivots are asked for), one over the candidates' feature
+// rows, each converted once and compared with every pivot from L1
+// (P * n * width multiply-adds). Scratch from a Workspace: P + 1 feature
+// rows as float, (P + 1) * n + 2 * text_pivots keys (dart_reserve makes the
+// calls allocation-free).
 #ifndef PDROP_DART_HPP
 #define PDROP_DART_HPP
 
@@ -64,6 +71,7 @@ enum class PivotNorm { l1, l2 };
 struct DartOptions {
   std::int64_t pivots = 8;               // image pivots per span, >= 1
   PivotNorm pivot_norm = PivotNorm::l2;  // l1: as DART's released code
+  std::int64_t text_pivots = 0;          // pivots among the text after each span, >= 0
 };
 
 namespace detail {
@@ -163,33 +171,83 @@ inline std::int64_t validate_dart(const char* fn, HeadView<const void> k, std::s
   max_span = 0;
   for (const ImageSpan& s : spans) max_span = std::max(max_span, s.length);
   const std::int64_t total = check_keep_counts(fn, spans, keep_counts);
-  if (opt.pivots < 1)
-    fail<value_error>(fn, "options.pivots (", opt.pivots, ") must be >= 1");
+  if (opt.pivots < 1 || opt.pivots > (std::int64_t{1} << 31))
+    fail<value_error>(fn, "options.pivots (", opt.pivots, ") must be in [1, 2^31]");
+  if (opt.text_pivots < 0 || opt.text_pivots > (std::int64_t{1} << 31))
+    fail<value_error>(fn, "options.text_pivots (", opt.text_pivots,
+                      ") must be in [0, 2^31]");
   if (opt.pivot_norm != PivotNorm::l1 && opt.pivot_norm != PivotNorm::l2)
     fail<value_error>(fn, "options.pivot_norm (", static_cast<int>(opt.pivot_norm),
                       ") must be PivotNorm::l1 or PivotNorm::l2");
   return total;
 }
 
+// Text pivots of span `sp` (the `want` text tokens after it with the
+// largest key norms, larger first, ties to the lower index; tokens in a
+// later span are not text) into piv[0, count); norms' keys into nkey.
+// Returns the count (at most want). Throws value_error on a non-finite key
+// row among the tokens read.
+template <class Tk>
+std::int64_t text_pivots(const char* fn, const SegRows<Tk>& keys, std::int64_t tokens,
+                         span<const ImageSpan> spans, std::int64_t sp, std::int64_t want,
+                         PivotNorm norm, std::uint64_t* nkey, std::int64_t* piv) {
+  std::int64_t have = 0;
+  std::int64_t next = sp + 1;  // the next span after sp
+  for (std::int64_t t = spans[sp].start + spans[sp].length; t < tokens && want > 0; ++t) {
+    while (next < spans.size && spans[next].start + spans[next].length <= t) ++next;
+    if (next < spans.size && t >= spans[next].start) {
+      t = spans[next].start + spans[next].length - 1;
+      continue;
+    }
+    const double v = row_norm(keys, t, norm);
+    if (!std::isfinite(v))
+      fail<value_error>(fn, "k holds a non-finite value in the key row of token ", t);
+    const std::uint64_t kv = mono64(v);
+    // Insert into the sorted list (larger first; t is the largest index so
+    // far, so an equal key goes after the ones already there).
+    std::int64_t pos = have;
+    while (pos > 0 && nkey[pos - 1] < kv) --pos;
+    if (pos >= want) continue;
+    const std::int64_t last = have < want ? have : want - 1;
+    for (std::int64_t i = last; i > pos; --i) {
+      nkey[i] = nkey[i - 1];
+      piv[i] = piv[i - 1];
+    }
+    nkey[pos] = kv;
+    piv[pos] = t;
+    if (have < want) ++have;
+  }
+  return have;
+}
+
 // DART on validated inputs. Leaves the kept tokens (absolute positions,
 // ascending) in ws.indices()[0, total) and returns that pointer; throws
 // value_error on a non-finite row that takes part (only ws written).
+// `tokens` is the key rows' count (text pivots lie in [span end, tokens)).
 // `forced` (sorted, unique, each inside a span) are kept outside DART's
 // choice: a span with f of them keeps them and max(k - f, 0) DART picks
 // among its other tokens (`total` counts both).
 template <class Tk, class Tf>
-std::int64_t* dart_core(const char* fn, const SegRows<Tk>& keys, const SegRows<Tf>& feats,
-                        span<const ImageSpan> spans, span<const std::int64_t> keep_counts,
-                        std::int64_t total, std::int64_t max_span, const DartOptions& opt,
-                        Workspace& ws, span<const std::int64_t> forced = {}) {
+std::int64_t* dart_core(const char* fn, const SegRows<Tk>& keys, std::int64_t tokens,
+                        const SegRows<Tf>& feats, span<const ImageSpan> spans,
+                        span<const std::int64_t> keep_counts, std::int64_t total,
+                        std::int64_t max_span, const DartOptions& opt, Workspace& ws,
+                        span<const std::int64_t> forced = {}) {
   const std::int64_t width = feats.width();
-  const std::int64_t pmax = std::min(opt.pivots, max_span);
-  std::int64_t* out = ws.indices(static_cast<std::size_t>(total + max_span));
+  const std::int64_t pimg = std::min(opt.pivots, max_span);
+  const std::int64_t ptxt = std::min(opt.text_pivots, tokens);
+  const std::int64_t pmax = pimg + ptxt;
+  // indices: kept (total), candidates (max_span), text pivots (ptxt).
+  std::int64_t* out = ws.indices(static_cast<std::size_t>(total + max_span + ptxt));
   std::int64_t* idx = out + total;
-  // keys: norms (max_span), pivot |y|^2 (pmax), similarities (pmax rows).
-  std::uint64_t* key = ws.keys(static_cast<std::size_t>(max_span + pmax + pmax * max_span));
+  std::int64_t* tpiv = idx + max_span;
+  // keys: norms (max_span), pivot |y|^2 (pmax), similarities (pmax rows),
+  // text pivots' norms (ptxt).
+  std::uint64_t* key =
+      ws.keys(static_cast<std::size_t>(max_span + pmax + pmax * max_span + ptxt));
   std::uint64_t* pp = key + max_span;
   std::uint64_t* sim = pp + pmax;
+  std::uint64_t* tkey = sim + pmax * max_span;
   float* pivot = ws.scratch(static_cast<std::size_t>((pmax + 1) * width));
   float* buf = pivot + pmax * width;
   std::int64_t done = 0;
@@ -226,15 +284,19 @@ std::int64_t* dart_core(const char* fn, const SegRows<Tk>& keys, const SegRows<T
       if (p < m) std::nth_element(idx, idx + p, idx + m, by_norm);
       std::sort(idx, idx + p, by_norm);
       const std::int64_t extra = k - p;
-      // Pivots with a non-zero share: the first min(p, extra).
-      const std::int64_t active = std::min(p, extra);
+      const std::int64_t pt =
+          extra > 0 ? text_pivots(fn, keys, tokens, spans, sp, ptxt, opt.pivot_norm, tkey, tpiv)
+                    : 0;
+      const std::int64_t np = p + pt;  // pivots in visiting order: image, then text
+      // Pivots with a non-zero share: the first min(np, extra).
+      const std::int64_t active = std::min(np, extra);
       for (std::int64_t r = 0; r < active; ++r) {
+        const std::int64_t t = r < p ? start + idx[r] : tpiv[r - p];
         float* y = pivot + r * width;
-        load_row(feats, start + idx[r], y);
+        load_row(feats, t, y);
         const double yy = dot_f64(y, y, width);
         if (!std::isfinite(yy))
-          fail<value_error>(fn, "features hold a non-finite value in the row of token ",
-                            start + idx[r]);
+          fail<value_error>(fn, "features hold a non-finite value in the row of token ", t);
         put_f64(pp + r, yy);
       }
       // Every candidate's row is read once, against all active pivots.
@@ -253,9 +315,9 @@ std::int64_t* dart_core(const char* fn, const SegRows<Tk>& keys, const SegRows<T
           sim[r * n + i] = mono64(cos);
         }
       }
-      std::int64_t taken = p;  // idx[0, taken): pivots and tokens taken
+      std::int64_t taken = p;  // idx[0, taken): image pivots and tokens taken
       for (std::int64_t r = 0; r < active; ++r) {
-        const std::int64_t share = extra / p + (r < extra % p ? 1 : 0);
+        const std::int64_t share = extra / np + (r < extra % np ? 1 : 0);
         // Lower similarity first, then lower index.
         const std::uint64_t* s_r = sim + r * n;
         const auto by_sim = [s_r](std::int64_t a, std::int64_t b) {
@@ -293,16 +355,25 @@ inline void check_kept(const char* fn, span<const ImageSpan> spans,
 }  // namespace detail
 
 // Grows `ws` so that DART calls with up to `image_tokens` image tokens over
-// all spans, feature rows of up to `width` elements and up to `pivots`
-// pivots allocate nothing.
+// all spans, feature rows of up to `width` elements, `options`' pivots (image
+// and text) and up to `queries` query positions allocate nothing.
 inline void dart_reserve(Workspace& ws, std::int64_t image_tokens, std::int64_t width,
-                         std::int64_t pivots = DartOptions{}.pivots, std::int64_t queries = 1) {
+                         const DartOptions& options, std::int64_t queries = 1) {
   ws.forced(static_cast<std::size_t>(std::max<std::int64_t>(queries, 0)));
   const std::int64_t n = std::max<std::int64_t>(image_tokens, 0);
-  const std::int64_t p = std::min(std::max<std::int64_t>(pivots, 0), n);
-  ws.indices(static_cast<std::size_t>(2 * n));
-  ws.keys(static_cast<std::size_t>(n + p + p * n));
+  const std::int64_t t = std::max<std::int64_t>(options.text_pivots, 0);
+  const std::int64_t p = std::min(std::max<std::int64_t>(options.pivots, 0), n) + t;
+  ws.indices(static_cast<std::size_t>(2 * n + t));
+  ws.keys(static_cast<std::size_t>(n + p + p * n + t));
   ws.scratch(static_cast<std::size_t>((p + 1) * std::max<std::int64_t>(width, 0)));
+}
+
+// The same with `pivots` image pivots and no text pivots.
+inline void dart_reserve(Workspace& ws, std::int64_t image_tokens, std::int64_t width,
+                         std::int64_t pivots = DartOptions{}.pivots, std::int64_t queries = 1) {
+  DartOptions o;
+  o.pivots = pivots;
+  dart_reserve(ws, image_tokens, width, o, queries);
 }
 
 // DART's pick of keep_counts[i] image tokens of each span.
@@ -318,7 +389,8 @@ inline void dart_reserve(Workspace& ws, std::int64_t image_tokens, std::int64_t 
 //   kept         out, sum(keep_counts) entries: absolute positions of the
 //                kept tokens, ascending (span after span), ready for
 //                build_keep_list.
-//   options      pivots per span (>= 1) and the pivot norm.
+//   options      image pivots per span (>= 1), text pivots (>= 0; the text
+//                tokens after each span, see the header) and the pivot norm.
 // Throws shape_error / value_error before writing on bad shapes, counts or
 // options, and value_error (kept untouched) when a key row of a span with
 // keep_counts > 0 or a feature row compared is not finite.
@@ -338,7 +410,7 @@ void dart_select(HeadView<const Tk> k, TokenView<const Tf> features,
       features.row_stride, sizeof(Tf), spans, keep_counts, options, max_span);
   detail::check_kept(fn, spans, keep_counts, total, kept);
   const std::int64_t* out =
-      detail::dart_core(fn, detail::seg_rows(k), detail::seg_rows(features), spans,
+      detail::dart_core(fn, detail::seg_rows(k), k.tokens, detail::seg_rows(features), spans,
                         keep_counts, total, max_span, options, ws);
   std::copy(out, out + total, kept.data);
 }
@@ -356,8 +428,8 @@ void dart_select(HeadView<const Tk> k, span<const ImageSpan> spans,
                             spans, keep_counts, options, max_span);
   detail::check_kept(fn, spans, keep_counts, total, kept);
   const auto rows = detail::seg_rows(k);
-  const std::int64_t* out = detail::dart_core(fn, rows, rows, spans, keep_counts, total,
-                                              max_span, options, ws);
+  const std::int64_t* out = detail::dart_core(fn, rows, k.tokens, rows, spans, keep_counts,
+                                              total, max_span, options, ws);
   std::copy(out, out + total, kept.data);
 }
 

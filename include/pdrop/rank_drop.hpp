@@ -44,6 +44,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "pdrop/budget.hpp"
 #include "pdrop/compact.hpp"
 #include "pdrop/detail/check.hpp"
 #include "pdrop/errors.hpp"
@@ -54,35 +55,16 @@
 
 namespace pdrop {
 
-// How a drop's image-token budget is spread over several image spans
-// (several images, or the frames of a video, in one sequence).
-//  per_span: each span i keeps keep_counts[i] of its own tokens (PyramidDrop's
-//            rule applied image by image: int(n_i * ratio) each).
-//  global:   one count for all spans together, int(sum n_i * ratio), filled
-//            with the best-scored tokens of the union of the spans (an image
-//            the query ignores may lose more than another). Text between the
-//            images is always kept.
-enum class Budget { per_span, global };
-
-// int(n * ratio): Python's int() of the double product, as
-// Schedule::image_tokens. n >= 0 (<= 2^53), ratio in [0, 1].
-inline std::int64_t keep_budget(std::int64_t n, double ratio) {
-  constexpr const char* fn = "pdrop::keep_budget";
-  if (n < 0 || n > (std::int64_t{1} << 53))
-    detail::fail<value_error>(fn, "n (", n, ") must be in [0, 2^53]");
-  if (!(ratio >= 0.0 && ratio <= 1.0))
-    detail::fail<value_error>(fn, "ratio (", ratio, ") must be in [0, 1]");
-  return static_cast<std::int64_t>(static_cast<double>(n) * ratio);
-}
-
-// Per-span budgets: keep_counts[i] = int(spans[i].length * ratio).
-//   spans        the spans whose lengths the ratio applies to: the ORIGINAL
-//                spans (before any drop) when ratio is a stage's ratio of
-//                the original tokens (Schedule::ratios()[j]).
-//   ratio        in [0, 1].
+// Per-span budgets: keep_counts[i] = keep_budget(spans[i].length, rule),
+// int(spans[i].length * ratio) for a ratio.
+//   spans        the spans whose lengths the rule applies to: the ORIGINAL
+//                spans (before any drop) when it is a stage's rule of the
+//                original tokens (Schedule::keep_rules()[j]).
+//   rule         a ratio in [0, 1] (a double converts) or any KeepRule
+//                (pdrop/budget.hpp: a count, Python rounding, DART's quota).
 //   keep_counts  out, spans.size entries (the keep_counts of rank_and_drop).
 // Everything is validated before keep_counts is written.
-inline void per_span_budgets(span<const ImageSpan> spans, double ratio,
+inline void per_span_budgets(span<const ImageSpan> spans, const KeepRule& rule,
                              span<std::int64_t> keep_counts) {
   constexpr const char* fn = "pdrop::per_span_budgets";
   if (spans.size < 0 || (spans.size > 0 && spans.data == nullptr))
@@ -93,24 +75,22 @@ inline void per_span_budgets(span<const ImageSpan> spans, double ratio,
   if (keep_counts.size > 0 && keep_counts.data == nullptr)
     detail::fail<shape_error>(fn, "keep_counts.data is null with ", keep_counts.size,
                               " entries");
-  if (!(ratio >= 0.0 && ratio <= 1.0))
-    detail::fail<value_error>(fn, "ratio (", ratio, ") must be in [0, 1]");
+  detail::check_keep_rule(fn, "rule", rule);
   for (std::int64_t i = 0; i < spans.size; ++i)
-    if (spans[i].length < 0 || spans[i].length > (std::int64_t{1} << 53))
+    if (spans[i].length < 0 || spans[i].length > detail::kMaxBudgetTokens)
       detail::fail<value_error>(fn, "spans[", i, "].length (", spans[i].length,
                                 ") must be in [0, 2^53]");
   for (std::int64_t i = 0; i < spans.size; ++i)
-    keep_counts[i] = keep_budget(spans[i].length, ratio);
+    keep_counts[i] = detail::apply_keep_rule(spans[i].length, rule);
 }
 
-// Global budget: int((sum of spans[i].length) * ratio), the n_keep of
-// rank_and_drop_global. spans as per_span_budgets (original lengths).
-inline std::int64_t global_budget(span<const ImageSpan> spans, double ratio) {
+// Global budget: keep_budget(sum of spans[i].length, rule), the n_keep of
+// rank_and_drop_global. spans and rule as per_span_budgets.
+inline std::int64_t global_budget(span<const ImageSpan> spans, const KeepRule& rule) {
   constexpr const char* fn = "pdrop::global_budget";
   if (spans.size < 0 || (spans.size > 0 && spans.data == nullptr))
     detail::fail<shape_error>(fn, "spans.data is null with ", spans.size, " entries");
-  if (!(ratio >= 0.0 && ratio <= 1.0))
-    detail::fail<value_error>(fn, "ratio (", ratio, ") must be in [0, 1]");
+  detail::check_keep_rule(fn, "rule", rule);
   std::int64_t n = 0;
   for (std::int64_t i = 0; i < spans.size; ++i) {
     if (spans[i].length < 0)
@@ -118,9 +98,9 @@ inline std::int64_t global_budget(span<const ImageSpan> spans, double ratio) {
                                 ") must be >= 0");
     n = detail::checked_add(fn, "sum of spans[i].length", n, spans[i].length);
   }
-  if (n > (std::int64_t{1} << 53))
+  if (n > detail::kMaxBudgetTokens)
     detail::fail<value_error>(fn, "the sum of span lengths (", n, ") must be <= 2^53");
-  return keep_budget(n, ratio);
+  return detail::apply_keep_rule(n, rule);
 }
 
 namespace detail {

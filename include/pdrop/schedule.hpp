@@ -14,6 +14,11 @@
 //                                   several spans with per-span budgets keep
 //                                   int(N0_i * ratio[j]) each.
 //
+// A stage may instead be budgeted by any KeepRule (pdrop/budget.hpp): an
+// absolute count (FastV's fast_v_attention_rank), Python's round (FastV's
+// HF port), or DART's per-pivot quota; from_rules builds such schedules and
+// image_tokens applies the stage's rule, the one place the rule lives.
+//
 // What a sequence holds after its drops (its length per stage, its spans,
 // the position and cache length of a decode token at each layer) follows
 // from the keep lists actually applied, not from these counts: a query
@@ -37,10 +42,12 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "pdrop/budget.hpp"
 #include "pdrop/compact.hpp"
 #include "pdrop/errors.hpp"
 
@@ -144,18 +151,25 @@ class Schedule {
     return from_lists(layers, std::move(drops), std::move(ratios));
   }
 
-  // One drop after (1-based) layer `after_layer`, keeping `keep_ratio` of
-  // the image tokens for the rest of the model (strategy pyramid_drop).
+  // One drop after (1-based) layer `after_layer`, keeping `keep` of the
+  // image tokens for the rest of the model (strategy pyramid_drop): a ratio
+  // (a double converts) or any KeepRule.
   static Schedule single_drop(std::int64_t layers, std::int64_t after_layer,
-                              double keep_ratio) {
-    return from_lists(layers, {after_layer}, {keep_ratio});
+                              const KeepRule& keep) {
+    const bool plain = !keep.maybe_count && !keep.maybe_dart_quota &&
+                       keep.rounding == Rounding::truncate;
+    return plain ? from_lists(layers, {after_layer}, {keep.ratio})
+                 : from_rules(layers, {after_layer}, {keep});
   }
 
   // FastV: single_drop with Strategy::fastv (original positions). FastV's
-  // defaults: K = 2, keep_ratio = 0.5.
+  // title setting: K = 2, keep ratio 0.5. Its main code takes a count
+  // (KeepRule::count(144): 144 of 576 tokens), its HF port rounds
+  // L * (1 - r) to nearest (KeepRule::nearest(1.0 - r)); a plain ratio
+  // truncates, as its lmms-eval port does. docs/strategies.md cites each.
   static Schedule fastv(std::int64_t layers, std::int64_t after_layer,
-                        double keep_ratio) {
-    return single_drop(layers, after_layer, keep_ratio).with_strategy(Strategy::fastv);
+                        const KeepRule& keep) {
+    return single_drop(layers, after_layer, keep).with_strategy(Strategy::fastv);
   }
 
   // VTW: every image token withdrawn after (1-based) layer `after_layer`
@@ -164,12 +178,14 @@ class Schedule {
     return single_drop(layers, after_layer, 0.0).with_strategy(Strategy::vtw);
   }
 
-  // DART: single_drop with Strategy::dart (original positions). DART's
-  // example scripts keep 128 of LLaVA-1.5's 576 image tokens (reduction
-  // ratio 0.778), i.e. keep_ratio 128/576.
+  // DART: single_drop with Strategy::dart (original positions); `keep` a
+  // ratio or a KeepRule. The authors' own budget (a count per pivot, image
+  // pivots on top: 132 of 576 for their "128") is a KeepRule with a DART
+  // quota; dart_llava_1_5 / dart_llava_next / dart_qwen2_vl
+  // (pdrop/strategies.hpp) build their published settings.
   static Schedule dart(std::int64_t layers, std::int64_t after_layer,
-                       double keep_ratio) {
-    return single_drop(layers, after_layer, keep_ratio).with_strategy(Strategy::dart);
+                       const KeepRule& keep) {
+    return single_drop(layers, after_layer, keep).with_strategy(Strategy::dart);
   }
 
   // This schedule run by `strategy`, with the position mode it implies
@@ -185,10 +201,14 @@ class Schedule {
                                   ") is not a pdrop::Strategy");
     }
     if (strategy == Strategy::vtw)
-      for (std::size_t j = 1; j < ratios_.size(); ++j)
-        if (ratios_[j] != 0.0)
+      for (std::size_t j = 1; j < rules_.size(); ++j)
+        if (!rules_[j].keeps_none()) {
+          if (rules_[j].maybe_count || rules_[j].maybe_dart_quota)
+            detail::fail<value_error>(fn, "Strategy::vtw withdraws every image token: rules[",
+                                      j - 1, "] (", to_string(rules_[j]), ") must keep 0");
           detail::fail<value_error>(fn, "Strategy::vtw withdraws every image token: ratios[",
                                     j - 1, "] (", ratios_[j], ") must be 0");
+        }
     Schedule s = *this;
     s.strategy_ = strategy;
     s.position_mode_ = default_position_mode(strategy);
@@ -214,44 +234,34 @@ class Schedule {
   // leading 1.0). The lists must have the same length.
   static Schedule from_lists(std::int64_t layers,
                              std::vector<std::int64_t> drop_layers,
-                             std::vector<double> ratios) {
-    constexpr const char* fn = "pdrop::Schedule::from_lists";
-    if (layers < 1) detail::fail<value_error>(fn, "layers (", layers, ") must be >= 1");
-    if (drop_layers.size() != ratios.size())
-      detail::fail<value_error>(fn, "drop_layers has ", drop_layers.size(),
-                                " entries but ratios has ", ratios.size());
-    for (std::size_t i = 0; i < drop_layers.size(); ++i) {
-      const std::int64_t l = drop_layers[i];
-      if (l < 1 || l > layers - 1)
-        detail::fail<value_error>(fn, "drop_layers[", i, "] (", l,
-                                  ") must be in [1, layers-1 = ", layers - 1,
-                                  "]: a drop after the last layer prunes nothing");
-      if (i > 0 && l <= drop_layers[i - 1])
-        detail::fail<value_error>(fn, "drop_layers must be strictly increasing: [",
-                                  i - 1, "] = ", drop_layers[i - 1], ", [", i,
-                                  "] = ", l);
-      const double r = ratios[i];
-      if (!(r >= 0.0 && r <= 1.0))
-        detail::fail<value_error>(fn, "ratios[", i, "] (", r, ") must be in [0, 1]");
-      if (i > 0 && r > ratios[i - 1])
-        detail::fail<value_error>(fn, "ratios must be non-increasing: [", i - 1,
-                                  "] = ", ratios[i - 1], ", [", i, "] = ", r);
-    }
-    Schedule s;
-    s.layers_ = layers;
-    s.drops_ = std::move(drop_layers);
-    s.ratios_.reserve(ratios.size() + 1);
-    s.ratios_.push_back(1.0);
-    s.ratios_.insert(s.ratios_.end(), ratios.begin(), ratios.end());
-    return s;
+                             const std::vector<double>& ratios) {
+    return from_rules_impl("pdrop::Schedule::from_lists", true, layers,
+                           std::move(drop_layers),
+                           std::vector<KeepRule>(ratios.begin(), ratios.end()));
+  }
+
+  // Explicit lists of KeepRules (pdrop/budget.hpp): drop after each layer of
+  // `drop_layers` (as from_lists), stage i+1 keeping rules[i] of the
+  // original image tokens. The rules after the drops must be of one kind
+  // (all ratios with one rounding, or all counts) with one DART quota (or
+  // none), and non-increasing (ratio or count), so every n keeps
+  // non-increasing counts. Throws value_error naming rules[i].
+  static Schedule from_rules(std::int64_t layers, std::vector<std::int64_t> drop_layers,
+                             std::vector<KeepRule> rules) {
+    return from_rules_impl("pdrop::Schedule::from_rules", false, layers,
+                           std::move(drop_layers), std::move(rules));
   }
 
   std::int64_t num_layers() const { return layers_; }
   std::int64_t num_stages() const { return static_cast<std::int64_t>(ratios_.size()); }
   // 1-based "drop after layer l" points, one per stage boundary.
   const std::vector<std::int64_t>& drop_layers() const { return drops_; }
-  // [1.0, r_1, ...]: the kept fraction of N0 in each stage.
+  // [1.0, r_1, ...]: the kept fraction of N0 in each stage (before any
+  // rounding rule or DART quota; NaN for a stage budgeted by a count).
   const std::vector<double>& ratios() const { return ratios_; }
+  // [KeepRule{}, rule_1, ...]: each stage's budget rule (pdrop/budget.hpp);
+  // stage 0 keeps everything.
+  const std::vector<KeepRule>& keep_rules() const { return rules_; }
   // The method that picks the kept tokens (pyramid_drop unless set).
   Strategy strategy() const { return strategy_; }
   // How positions follow a drop: pass it to compact_positions.
@@ -275,10 +285,11 @@ class Schedule {
     return 0;
   }
 
-  // n_j = int(n0 * ratio[j]): image tokens alive in stage j.
+  // n_j = keep_budget(n0, keep_rules()[j]), int(n0 * ratio[j]) for a ratio:
+  // image tokens alive in stage j of n0 original ones.
   std::int64_t image_tokens(std::int64_t n0, std::int64_t stage) const {
     check_stage("pdrop::Schedule::image_tokens", n0, stage);
-    return static_cast<std::int64_t>(static_cast<double>(n0) * ratios_[stage]);
+    return detail::apply_keep_rule(n0, rules_[static_cast<std::size_t>(stage)]);
   }
 
   // [n_0, n_1, ...] for every stage.
@@ -291,6 +302,66 @@ class Schedule {
 
  private:
   Schedule() = default;
+  // plain: from_lists (plain ratios, named "ratios" in errors).
+  static Schedule from_rules_impl(const char* fn, bool plain, std::int64_t layers,
+                                  std::vector<std::int64_t> drop_layers,
+                                  std::vector<KeepRule> rules) {
+    const char* what = plain ? "ratios" : "rules";
+    if (layers < 1) detail::fail<value_error>(fn, "layers (", layers, ") must be >= 1");
+    if (drop_layers.size() != rules.size())
+      detail::fail<value_error>(fn, "drop_layers has ", drop_layers.size(), " entries but ",
+                                what, " has ", rules.size());
+    for (std::size_t i = 0; i < drop_layers.size(); ++i) {
+      const std::int64_t l = drop_layers[i];
+      if (l < 1 || l > layers - 1)
+        detail::fail<value_error>(fn, "drop_layers[", i, "] (", l,
+                                  ") must be in [1, layers-1 = ", layers - 1,
+                                  "]: a drop after the last layer prunes nothing");
+      if (i > 0 && l <= drop_layers[i - 1])
+        detail::fail<value_error>(fn, "drop_layers must be strictly increasing: [",
+                                  i - 1, "] = ", drop_layers[i - 1], ", [", i,
+                                  "] = ", l);
+      const KeepRule& r = rules[i];
+      if (plain) {
+        if (!(r.ratio >= 0.0 && r.ratio <= 1.0))
+          detail::fail<value_error>(fn, "ratios[", i, "] (", r.ratio, ") must be in [0, 1]");
+        if (i > 0 && r.ratio > rules[i - 1].ratio)
+          detail::fail<value_error>(fn, "ratios must be non-increasing: [", i - 1, "] = ",
+                                    rules[i - 1].ratio, ", [", i, "] = ", r.ratio);
+        continue;
+      }
+      const std::string name = detail::concat("rules[", i, "]");
+      detail::check_keep_rule(fn, name.c_str(), r);
+      if (i == 0) continue;
+      const KeepRule& p = rules[i - 1];
+      const bool same_kind = p.maybe_count.has_value() == r.maybe_count.has_value() &&
+                             (r.maybe_count || p.rounding == r.rounding);
+      const bool same_quota =
+          p.maybe_dart_quota.has_value() == r.maybe_dart_quota.has_value() &&
+          (!r.maybe_dart_quota ||
+           (p.maybe_dart_quota->image_pivots == r.maybe_dart_quota->image_pivots &&
+            p.maybe_dart_quota->text_pivots == r.maybe_dart_quota->text_pivots));
+      if (!same_kind || !same_quota)
+        detail::fail<value_error>(fn, name, " (", to_string(r), ") and rules[", i - 1, "] (",
+                                  to_string(p),
+                                  ") must be of one kind (ratios with one rounding, or "
+                                  "counts) with the same DART quota");
+      if (r.maybe_count ? *r.maybe_count > *p.maybe_count : r.ratio > p.ratio)
+        detail::fail<value_error>(fn, "rules must be non-increasing: [", i - 1, "] = ",
+                                  to_string(p), ", [", i, "] = ", to_string(r));
+    }
+    Schedule s;
+    s.layers_ = layers;
+    s.drops_ = std::move(drop_layers);
+    s.rules_.reserve(rules.size() + 1);
+    s.rules_.push_back(KeepRule{});
+    s.rules_.insert(s.rules_.end(), rules.begin(), rules.end());
+    s.ratios_.reserve(s.rules_.size());
+    for (const KeepRule& r : s.rules_)
+      s.ratios_.push_back(r.maybe_count ? std::numeric_limits<double>::quiet_NaN() : r.ratio);
+    return s;
+  }
+
   void check_stage(const char* fn, std::int64_t n0, std::int64_t stage) const {
     if (n0 < 0) detail::fail<value_error>(fn, "n0 (", n0, ") must be >= 0");
     if (n0 > (std::int64_t{1} << 53))
@@ -303,6 +374,7 @@ class Schedule {
   std::int64_t layers_ = 0;
   std::vector<std::int64_t> drops_;
   std::vector<double> ratios_;
+  std::vector<KeepRule> rules_;
   Strategy strategy_ = Strategy::pyramid_drop;
   PositionMode position_mode_ = PositionMode::reindex;
 };

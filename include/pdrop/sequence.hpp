@@ -156,11 +156,12 @@ class SequenceState {
   }
   span<const ImageSpan> spans() const { return spans(drops_applied()); }
 
-  // Budgets of the drop into stage j (1 <= j < schedule().num_stages()) at
-  // the schedule's ratio_j, from the ORIGINAL spans (PyramidDrop's rule:
-  // the ratio is of the original image tokens): per_span writes
-  // int(N0_i * ratio_j) for each span (spans(0).size entries), global one
-  // int(sum N0_i * ratio_j). Returns the entries written.
+  // Budgets of the drop into stage j (1 <= j < schedule().num_stages()) by
+  // the schedule's rule_j (Schedule::keep_rules(); a ratio_j unless set
+  // otherwise), from the ORIGINAL spans (PyramidDrop's rule: the ratio is of
+  // the original image tokens): per_span writes keep_budget(N0_i, rule_j),
+  // int(N0_i * ratio_j), for each span (spans(0).size entries), global one
+  // keep_budget(sum N0_i, rule_j). Returns the entries written.
   std::int64_t keep_counts(std::int64_t stage, Budget budget, span<std::int64_t> out) const {
     constexpr const char* fn = "pdrop::SequenceState::keep_counts";
     if (stage < 1 || stage >= schedule_.num_stages())
@@ -170,16 +171,16 @@ class SequenceState {
       detail::fail<value_error>(fn, "budget (", static_cast<int>(budget),
                                 ") is not a pdrop::Budget");
     const span<const ImageSpan> original = spans(0);
-    const double ratio = schedule_.ratios()[static_cast<std::size_t>(stage)];
+    const KeepRule& rule = schedule_.keep_rules()[static_cast<std::size_t>(stage)];
     const std::int64_t n = budget == Budget::global ? 1 : original.size;
     if (out.size != n || (n > 0 && out.data == nullptr))
       detail::fail<shape_error>(fn, "out.size (", out.size, ") must be ", n,
                                 budget == Budget::global ? " (one global count)"
                                                          : " (one count per span)");
     if (budget == Budget::global)
-      out[0] = global_budget(original, ratio);
+      out[0] = global_budget(original, rule);
     else
-      per_span_budgets(original, ratio, out);
+      per_span_budgets(original, rule, out);
     return n;
   }
 

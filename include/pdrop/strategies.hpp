@@ -173,6 +173,61 @@ inline std::int64_t training_query_positions(span<const std::int64_t> labels,
   return w;
 }
 
+// DART as its authors' scripts run it (DART 5a19452, via docs/strategies.md,
+// which cites each line): one drop after layer 2 (pruned_layer = 2), 4
+// image + 4 text pivots (pivot_image_token, pivot_text_token), L1 key
+// norms, and their quota of image tokens per pivot with the image pivots
+// kept on top (KeepRule's DART quota, pdrop/budget.hpp). Pass `options` as
+// DropInputs::dart (or dart_select's options) and run `schedule`.
+struct DartSetup {
+  Schedule schedule;    // Strategy::dart: one drop, original positions
+  DartOptions options;  // pivots 4, text_pivots 4, PivotNorm::l1
+};
+
+namespace detail {
+inline DartSetup dart_authors(std::int64_t layers, const KeepRule& base) {
+  DartSetup d{Schedule::dart(layers, 2, base.with_dart_quota(DartQuota{4, 4})), DartOptions{}};
+  d.options.pivots = 4;
+  d.options.text_pivots = 4;
+  d.options.pivot_norm = PivotNorm::l1;
+  return d;
+}
+}  // namespace detail
+
+// LLaVA-1.5 (scripts/v1_5/eval/*.sh): `max_num_trunction` M (their README
+// passes 128) gives every one of the 8 pivots floor(M / 8) image tokens
+// (modeling_llama_self.py l.409): M = 128 keeps 4 + 8 * 16 = 132 of 576.
+// layers: the decoder's layer count (32 for the 7B model), >= 3.
+inline DartSetup dart_llava_1_5(std::int64_t layers, std::int64_t max_num_trunction = 128) {
+  if (max_num_trunction < 0 || max_num_trunction > (std::int64_t{1} << 53))
+    detail::fail<value_error>("pdrop::dart_llava_1_5", "max_num_trunction (",
+                              max_num_trunction, ") must be in [0, 2^53]");
+  return detail::dart_authors(layers, KeepRule::count(max_num_trunction));
+}
+
+// LLaVA-NeXT (scripts/v1_6/eval/*.sh): `retain_token_num_for_llava_next`
+// (320 by default) gives every pivot floor(min(320, N0 - 4) / 8) image
+// tokens, N0 the image tokens of the sample (l.413-417): 324 kept.
+inline DartSetup dart_llava_next(std::int64_t layers,
+                                 std::int64_t retain_token_num_for_llava_next = 320) {
+  if (retain_token_num_for_llava_next < 0 ||
+      retain_token_num_for_llava_next > (std::int64_t{1} << 53))
+    detail::fail<value_error>("pdrop::dart_llava_next", "retain_token_num_for_llava_next (",
+                              retain_token_num_for_llava_next, ") must be in [0, 2^53]");
+  return detail::dart_authors(layers, KeepRule::count(retain_token_num_for_llava_next));
+}
+
+// Qwen2-VL and Qwen2.5-VL (Qwen2-VL/eval_scripts/lmms_eval.sh): the pruned
+// fraction `reduction_ratio` r (their wrapper's default 0.778) gives every
+// pivot int(N0 * (1 - r) / 8) image tokens (modeling_qwen2_vl_self.py
+// l.411; 1 - r computed in double, as Python does).
+inline DartSetup dart_qwen2_vl(std::int64_t layers, double reduction_ratio = 0.778) {
+  if (!(reduction_ratio >= 0.0 && reduction_ratio <= 1.0))
+    detail::fail<value_error>("pdrop::dart_qwen2_vl", "reduction_ratio (", reduction_ratio,
+                              ") must be in [0, 1]");
+  return detail::dart_authors(layers, KeepRule(1.0 - reduction_ratio));
+}
+
 // What drop_by_strategy reads; each strategy uses only its own fields.
 template <class Tq, class Tk, class Tf = float>
 struct DropInputs {
@@ -184,7 +239,7 @@ struct DropInputs {
   TokenView<const Tf> features;        // dart: rows compared (empty: the k rows)
   std::uint64_t seed = 0;              // random
   ScoreOptions score{};                // pyramid_drop, fastv
-  DartOptions dart{};                  // dart
+  DartOptions dart{};                  // dart (DartSetup::options for the authors')
 };
 
 // One drop by `strategy`: picks keep_counts[i] image tokens of each span and
@@ -259,10 +314,10 @@ std::int64_t drop_by_strategy(Strategy strategy, std::int64_t tokens,
   } else if (strategy == Strategy::dart) {
     const auto krows = detail::seg_rows(in.k);
     kept = own_features
-               ? detail::dart_core(fn, krows, detail::seg_rows(in.features), spans,
+               ? detail::dart_core(fn, krows, tokens, detail::seg_rows(in.features), spans,
                                    keep_counts, total, max_span, in.dart, ws, forced)
-               : detail::dart_core(fn, krows, krows, spans, keep_counts, total, max_span,
-                                   in.dart, ws, forced);
+               : detail::dart_core(fn, krows, tokens, krows, spans, keep_counts, total,
+                                   max_span, in.dart, ws, forced);
   } else {  // vtw: only the forced query tokens
     std::int64_t* buf = ws.indices(static_cast<std::size_t>(total));
     std::copy(forced.begin(), forced.end(), buf);
