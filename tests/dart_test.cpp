@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "pdrop/dart.hpp"
+#include "pdrop/sequence.hpp"
 #include "pdrop/strategies.hpp"
 #include "test_util.hpp"
 
@@ -278,6 +279,62 @@ TEST(DartAuthors, PivotsAreVisitedImageFirstThenByNorm) {
   std::vector<std::int64_t> kept(3, -1);
   pdrop::dart_select<float, float>(kv, fv, spans, counts, ws, kept, opt);
   EXPECT_EQ(kept, ours);
+}
+
+// The LLaVA-1.5 preset end to end: a 35-token system prompt, 576 image
+// tokens, 60 text tokens (LLaVA's layout in DART's scripts), through the
+// per-sequence record and drop_by_strategy: 132 image tokens kept, the ones
+// the plain reference with 4 + 4 pivots and L1 norms keeps, each pivot
+// taking 16; positions stay the original ones.
+TYPED_TEST(DartTest, LlavaPresetThroughTheRecordMatchesPlainReference) {
+  using T = TypeParam;
+  std::mt19937 rng(2025);
+  const std::int64_t heads = 4, d = 8, width = 32, start = 35, n = 576, tokens = start + n + 60;
+  const auto kbuf = pdrop_test::random_vector<T>(static_cast<std::size_t>(heads * tokens * d), rng, -2, 2);
+  const auto fbuf = pdrop_test::random_vector<T>(static_cast<std::size_t>(tokens * width), rng, -1, 1);
+  const auto kv = pdrop::nhd_view<const T>(kbuf.data(), tokens, heads, d);
+  const pdrop::TokenView<const T> fv(fbuf.data(), tokens, width);
+  const pdrop::DartSetup dart = pdrop::dart_llava_1_5(32);
+  std::vector<std::int64_t> pos(static_cast<std::size_t>(tokens));
+  for (std::int64_t t = 0; t < tokens; ++t) pos[static_cast<std::size_t>(t)] = t;
+  const std::vector<ImageSpan> spans{{start, n}};
+  pdrop::SequenceState seq(dart.schedule, pdrop::TokenView<const std::int64_t>(pos.data(), tokens, 1),
+                           spans);
+  std::vector<std::int64_t> counts(1);
+  seq.keep_counts(1, pdrop::Budget::per_span, counts);
+  ASSERT_EQ(counts[0], 132);
+  pdrop::DropInputs<T, T, T> in;
+  in.k = kv;
+  in.features = fv;
+  in.dart = dart.options;
+  const std::int64_t last = tokens - 1;
+  in.query_pos = {&last, 1};
+  pdrop::Workspace ws;
+  std::vector<std::int64_t> keep(static_cast<std::size_t>(tokens));
+  const std::int64_t t_new =
+      pdrop::drop_by_strategy(dart.schedule.strategy(), tokens, in, spans, counts, ws, keep);
+  ASSERT_EQ(t_new, tokens - n + 132);
+  keep.resize(static_cast<std::size_t>(t_new));
+  seq.apply_drop(keep);
+  auto key_row = [&](std::int64_t t) {
+    std::vector<double> r;
+    for (std::int64_t h = 0; h < heads; ++h)
+      for (std::int64_t e = 0; e < d; ++e) r.push_back(pdrop_test::as_double(*(kv.row(h, t) + e)));
+    return r;
+  };
+  auto feat_row = [&](std::int64_t t) {
+    std::vector<double> r;
+    for (std::int64_t e = 0; e < width; ++e) r.push_back(pdrop_test::as_double(fbuf[static_cast<std::size_t>(t * width + e)]));
+    return r;
+  };
+  const auto want = naive_dart(key_row, feat_row, spans[0], 132, 4, PivotNorm::l1, 4,
+                               text_after(spans, 0, tokens));
+  std::vector<std::int64_t> kept_image;
+  for (std::int64_t t : keep)
+    if (t >= start && t < start + n) kept_image.push_back(t);
+  EXPECT_EQ(kept_image, want);
+  EXPECT_EQ(seq.tokens(1), t_new);
+  EXPECT_EQ(seq.next_position(31), tokens);  // original positions: max + 1
 }
 
 TEST(Dart, ReservedWorkspaceWithTextPivotsDoesNotGrow) {

@@ -6,6 +6,7 @@
 #include "pdrop/errors.hpp"     // pdrop::invalid_argument and kin
 #include "pdrop/view.hpp"       // TokenView, HeadView, span
 #include "pdrop/workspace.hpp"  // reusable scratch
+#include "pdrop/budget.hpp"     // keep rules: ratio, count, rounding, DART quota
 #include "pdrop/schedule.hpp"   // where drops happen, tokens per stage
 #include "pdrop/score.hpp"      // attention of the query tokens to image tokens
 #include "pdrop/select.hpp"     // top-k in original order
