@@ -223,6 +223,16 @@ TEST(Dart, DuplicatedAndScaledRowsBreakTiesByIndex) {
   }
 }
 
+// One image pivot and one text pivot by L1 key norm, as the authors' code
+// ranks them.
+pdrop::DartOptions one_image_one_text_pivot() {
+  pdrop::DartOptions opt;
+  opt.pivots = 1;
+  opt.text_pivots = 1;
+  opt.pivot_norm = PivotNorm::l1;
+  return opt;
+}
+
 // Issue 15's smallest case, with the value DART's authors' code gives
 // (their get_retained_image_token, 1 image + 1 text pivot, at most two
 // tokens per pivot): image tokens 0-3, text token 4, L1 key norms
@@ -240,10 +250,7 @@ TEST(DartAuthors, SmallestCaseKeepsTheirTokens) {
   const std::vector<std::int64_t> counts{pdrop::keep_budget(4, rule)};
   ASSERT_EQ(counts[0], 3);
   pdrop::Workspace ws;
-  pdrop::DartOptions opt;
-  opt.pivots = 1;
-  opt.text_pivots = 1;
-  opt.pivot_norm = PivotNorm::l1;
+  pdrop::DartOptions opt = one_image_one_text_pivot();
   std::vector<std::int64_t> kept(3, -1);
   pdrop::dart_select<float, float>(kv, fv, spans, counts, ws, kept, opt);
   EXPECT_EQ(kept, (std::vector<std::int64_t>{0, 1, 3}));
@@ -272,10 +279,7 @@ TEST(DartAuthors, PivotsAreVisitedImageFirstThenByNorm) {
   ASSERT_EQ(ours, (std::vector<std::int64_t>{0, 1, 3}));
   ASSERT_NE(ours, text_first);
   pdrop::Workspace ws;
-  pdrop::DartOptions opt;
-  opt.pivots = 1;
-  opt.text_pivots = 1;
-  opt.pivot_norm = PivotNorm::l1;
+  const pdrop::DartOptions opt = one_image_one_text_pivot();
   std::vector<std::int64_t> kept(3, -1);
   pdrop::dart_select<float, float>(kv, fv, spans, counts, ws, kept, opt);
   EXPECT_EQ(kept, ours);

@@ -40,7 +40,13 @@ TEST(Schedule, StageOfLayerAndDropAfter) {
     EXPECT_EQ(s.stage_of_layer(i), expect) << i;
     const std::int64_t after = (i + 1 == 8) ? 1 : (i + 1 == 16) ? 2 : (i + 1 == 24) ? 3 : 0;
     EXPECT_EQ(s.drop_after(i), after) << i;
+    // drop_before: the drop that happens right before 0-based layer i runs.
+    const std::int64_t before = i == 8 ? 1 : i == 16 ? 2 : i == 24 ? 3 : 0;
+    EXPECT_EQ(s.drop_before(i), before) << i;
   }
+  pdrop_test::expect_invalid([&] { (void)s.drop_before(32); },
+                             "pdrop::Schedule::drop_before: layer (32) must be in [0, 32)");
+  pdrop_test::expect_invalid([&] { (void)s.drop_before(-1); }, "layer (-1)");
 }
 
 TEST(Schedule, TruncatesLikePythonInt) {

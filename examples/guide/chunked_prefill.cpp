@@ -80,7 +80,7 @@ std::vector<Cache> prefill(const pdrop::Schedule& s, std::int64_t T, pdrop::Imag
     std::int64_t n = end - c0;
     for (std::int64_t l = 0; l < L; ++l) {
       append(cache[l], l, chunk_pos.data(), n);
-      const std::int64_t j = l > 0 ? s.drop_after(l - 1) : 0;
+      const std::int64_t j = s.drop_before(l);
       if (end < T || j == 0) continue;  // no drop before the last token is here
       toy_row(l, T - 1, 0, q_last.data());
       // [snippet chunked_drop]

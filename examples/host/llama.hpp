@@ -455,7 +455,7 @@ class Session {
       rms_norm(X, L.attn_norm, c.rms_eps, h.topRows(T));
       project(L, h.topRows(T), q.topRows(T), k.topRows(T), v.topRows(T));
 
-      if (const std::int64_t stage = l > 0 ? schedule_.drop_after(l - 1) : 0) {
+      if (const std::int64_t stage = schedule_.drop_before(l)) {
         const auto t_drop = clock::now();
         const std::int64_t last = T - 1;
         std::vector<float> scores;

@@ -285,6 +285,18 @@ class Schedule {
     return 0;
   }
 
+  // The stage that starts AT 0-based layer `layer` in [0, num_layers()),
+  // when a drop happens right before it runs (drop_after(layer - 1)); 0
+  // when none does. For a runtime that drops at the top of a layer with
+  // that layer's own q/k: `if (j = s.drop_before(l)) { drop; } run(l);`.
+  // Throws value_error naming `layer` outside [0, num_layers()).
+  std::int64_t drop_before(std::int64_t layer) const {
+    if (layer < 0 || layer >= layers_)
+      detail::fail<value_error>("pdrop::Schedule::drop_before", "layer (", layer,
+                                ") must be in [0, ", layers_, ")");
+    return layer > 0 ? drop_after(layer - 1) : 0;
+  }
+
   // n_j = keep_budget(n0, keep_rules()[j]), int(n0 * ratio[j]) for a ratio:
   // image tokens alive in stage j of n0 original ones.
   std::int64_t image_tokens(std::int64_t n0, std::int64_t stage) const {
