@@ -210,8 +210,7 @@ DropResult run_drop(const fs::path& in) {
                                          k.raw.shape[2]);
     din.features = pdrop::TokenView<const float>(feats.data<float>(), feats.raw.shape[0],
                                                  feats.raw.shape[1]);
-    din.dart.pivots = opt.dart_pivots;
-    din.dart.pivot_norm = pdrop::PivotNorm::l2;
+    din.dart = opt.dart;
     tokens = din.k.tokens;
   }
   std::vector<std::int64_t> keep(static_cast<std::size_t>(std::max<std::int64_t>(tokens, 0)));

@@ -52,6 +52,7 @@ class Spec:
     budget: str = "per_span"
     rounding: str = "none"
     steps: int = 4
+    dart: dict = field(default_factory=dict)   # Plan's dart_* fields
 
     @property
     def key(self) -> str:
@@ -90,6 +91,11 @@ CASES = [
     Spec("qwen2_vl", "two_images_global", prompt="What is the difference between both images?",
          images=["astronaut", "coffee"], layer_list=[1, 3], ratios=[0.5, 0.25], budget="global"),
     Spec("qwen2_vl", "video_pyramid", prompt="What happens in this video?", video=True),
+    # DART as its authors run Qwen2-VL (pdrop::dart_qwen2_vl): reduction
+    # ratio 0.778, 4 image + 4 text pivots by L1 key norm, the per-pivot quota.
+    Spec("qwen2_vl", "dart_authors_coffee", prompt="Describe the image briefly.",
+         images=["coffee"], layer_list=[2], ratios=[1 - 0.778], strategy="dart",
+         dart={"dart_pivots": 4, "dart_text_pivots": 4, "dart_norm": "l1", "dart_quota": True}),
     # Qwen2.5-VL: window attention in the vision tower, time-scaled video positions.
     Spec("qwen2_5_vl", "pyramid_rocket", images=["rocket"]),
     Spec("qwen2_5_vl", "video_pyramid", prompt="What happens in this video?", video=True),
@@ -164,7 +170,7 @@ def generate(out: str, specs: list[Spec]) -> None:
                 case.write_weights(os.path.join(out, arch, "weights"), lm)
                 wrote_weights = True
             plan = prune.Plan(spec.layer_list, spec.ratios, spec.strategy, spec.budget,
-                              spec.rounding)
+                              spec.rounding, **spec.dart)
             try:
                 rec = prune.run(lm, embeds, pos, spans, plan, spec.steps)
             except prune.MarginError as e:
@@ -177,7 +183,7 @@ def generate(out: str, specs: list[Spec]) -> None:
                 "schedule": {"layer_list": spec.layer_list, "ratios": spec.ratios,
                              "strategy": spec.strategy, "budget": spec.budget,
                              "rounding": spec.rounding,
-                             "positions": plan.position_mode(lm.rows)},
+                             "positions": plan.position_mode(lm.rows), **spec.dart},
                 "kept_per_drop": [int(len(d.kept)) for d in rec.drops],
                 "transformers": transformers.__version__,
                 "torch": torch.__version__.split("+")[0],

@@ -25,21 +25,26 @@ namespace npy = pdrop::npy;
 using pdrop_test::read_f32;
 using pdrop_test::read_i64;
 
-// options.npy: [strategy, budget, rounding, position mode, DART pivots].
+// options.npy: [strategy, budget, rounding, position mode, DART pivots],
+// then optionally [DART text pivots, pivot norm (0 L1, 1 L2), quota].
 struct Options {
   pdrop::Strategy strategy;
   pdrop::Budget budget;
   pdrop::ProbRounding rounding;
   pdrop::PositionMode positions;
-  std::int64_t pivots;
+  pdrop::DartOptions dart;
 };
 
 Options read_options(const fs::path& file) {
   const auto o = read_i64(file);
-  EXPECT_EQ(o.size(), 5u) << file;
+  EXPECT_TRUE(o.size() == 5u || o.size() == 8u) << file;
+  pdrop::DartOptions dart;
+  dart.pivots = o.at(4);
+  dart.text_pivots = o.size() == 8u ? o.at(5) : 0;
+  dart.pivot_norm = o.size() == 8u && o.at(6) == 0 ? pdrop::PivotNorm::l1 : pdrop::PivotNorm::l2;
   return {static_cast<pdrop::Strategy>(o.at(0)), static_cast<pdrop::Budget>(o.at(1)),
           static_cast<pdrop::ProbRounding>(o.at(2)), static_cast<pdrop::PositionMode>(o.at(3)),
-          o.at(4)};
+          dart};
 }
 
 std::vector<pdrop::ImageSpan> read_spans(const fs::path& file) {
@@ -119,8 +124,7 @@ TEST_P(GoldenDrop, CppApiMatchesTheModel) {
         feats = npy::read((d / "features.npy").string());
         in.features = pdrop::TokenView<const float>(feats.data<float>(), feats.shape.at(0),
                                                     feats.shape.at(1));
-        in.dart.pivots = opt.pivots;
-        in.dart.pivot_norm = pdrop::PivotNorm::l2;
+        in.dart = opt.dart;
       } else {
         in.k = pdrop::hnd_view<const float>(nullptr, 0, 0, 0);
       }

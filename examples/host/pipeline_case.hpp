@@ -25,7 +25,8 @@ struct CaseOptions {
   pdrop::Budget budget = pdrop::Budget::per_span;
   pdrop::ProbRounding rounding = pdrop::ProbRounding::none;
   pdrop::PositionMode position_mode = pdrop::PositionMode::reindex;
-  std::int64_t dart_pivots = 8;
+  pdrop::DartOptions dart{};  // pivots, text pivots, pivot norm
+  bool dart_quota = false;    // stages keep by DART's per-pivot quota
 };
 
 struct PipelineCase {
@@ -38,6 +39,7 @@ struct PipelineCase {
   std::vector<double> ratios;              // kept fraction of N0 after each drop
   pdrop::Strategy strategy = pdrop::Strategy::pyramid_drop;
   pdrop::PositionMode position_mode = pdrop::PositionMode::reindex;
+  bool dart_quota = false;                 // ratios kept by DART's per-pivot quota
   DropOptions drop;
   Mat decode_embeds;                       // (steps, D)
 };
@@ -188,19 +190,29 @@ inline Weights load_weights(const std::filesystem::path& wdir) {
 // it is not 5 i8 values in range.
 inline CaseOptions read_case_options(const std::filesystem::path& file) {
   const auto o = pdrop::npy::to_i64(
-      detail::read_case(file.parent_path(), file.filename().string(), {5}, pdrop::npy::dtype::i8));
-  if (o[0] < 0 || o[0] > 3 || o[1] < 0 || o[1] > 1 || o[2] < 0 || o[2] > 2 || o[3] < 0 ||
-      o[3] > 1 || o[4] < 1)
+      detail::read_case(file.parent_path(), file.filename().string(), {-1}, pdrop::npy::dtype::i8));
+  if (o.size() != 5 && o.size() != 8)
     throw pdrop::invalid_argument(pdrop::detail::concat(
-        file.string(), ": [strategy, budget, rounding, positions, pivots] = [", o[0], ", ", o[1],
-        ", ", o[2], ", ", o[3], ", ", o[4], "] out of range (strategy 0-3, budget 0-1, "
-        "rounding 0-2, positions 0-1, pivots >= 1)"));
+        file.string(), ": expected 5 or 8 options, got ", o.size()));
+  // Cases without the DART extras: no text pivots, L2 norm, no quota.
+  const std::int64_t text = o.size() == 8 ? o[5] : 0, norm = o.size() == 8 ? o[6] : 1,
+                     quota = o.size() == 8 ? o[7] : 0;
+  if (o[0] < 0 || o[0] > 3 || o[1] < 0 || o[1] > 1 || o[2] < 0 || o[2] > 2 || o[3] < 0 ||
+      o[3] > 1 || o[4] < 1 || text < 0 || norm < 0 || norm > 1 || quota < 0 || quota > 1)
+    throw pdrop::invalid_argument(pdrop::detail::concat(
+        file.string(), ": [strategy, budget, rounding, positions, pivots, text pivots, norm, quota] = [",
+        o[0], ", ", o[1], ", ", o[2], ", ", o[3], ", ", o[4], ", ", text, ", ", norm, ", ", quota,
+        "] out of range (strategy 0-3, budget 0-1, rounding 0-2, positions 0-1, pivots >= 1, "
+        "text pivots >= 0, norm 0-1, quota 0-1)"));
   CaseOptions c;
   c.strategy = static_cast<pdrop::Strategy>(o[0]);
   c.budget = static_cast<pdrop::Budget>(o[1]);
   c.rounding = static_cast<pdrop::ProbRounding>(o[2]);
   c.position_mode = static_cast<pdrop::PositionMode>(o[3]);
-  c.dart_pivots = o[4];
+  c.dart.pivots = o[4];
+  c.dart.text_pivots = text;
+  c.dart.pivot_norm = static_cast<pdrop::PivotNorm>(norm);
+  c.dart_quota = quota == 1;
   return c;
 }
 
@@ -237,8 +249,8 @@ inline PipelineCase load_pipeline_case(const std::filesystem::path& dir) {
   pc.drop.budget = o.budget;
   pc.drop.score.round_probs = o.rounding;
   pc.position_mode = o.position_mode;
-  pc.drop.dart.pivots = o.dart_pivots;
-  pc.drop.dart.pivot_norm = pdrop::PivotNorm::l2;
+  pc.drop.dart = o.dart;
+  pc.dart_quota = o.dart_quota;
   const auto dec = read_case(dir, "decode_embeds.npy", {-1, D}, dtype::f4);
   pc.decode_embeds = detail::to_mat(dec, 0, dec.shape[0], D);
   return pc;
@@ -247,7 +259,11 @@ inline PipelineCase load_pipeline_case(const std::filesystem::path& dir) {
 // Prefill with the case's schedule, then one decode step per decode embed.
 inline PipelineOutputs run_pipeline_case(const PipelineCase& pc) {
   const Config& c = pc.weights.cfg;
-  pdrop::Schedule schedule = pdrop::Schedule::from_lists(c.layers, pc.layer_list, pc.ratios)
+  std::vector<pdrop::KeepRule> rules(pc.ratios.begin(), pc.ratios.end());
+  if (pc.dart_quota)
+    for (pdrop::KeepRule& r : rules)
+      r = r.with_dart_quota({pc.drop.dart.pivots, pc.drop.dart.text_pivots});
+  pdrop::Schedule schedule = pdrop::Schedule::from_rules(c.layers, pc.layer_list, rules)
                                  .with_strategy(pc.strategy)
                                  .with_position_mode(pc.position_mode);
   const std::int64_t steps = pc.decode_embeds.rows();

@@ -91,9 +91,13 @@ def write_weights(path: str, lm: LM) -> None:
 
 
 def options_array(plan: Plan, rows: int) -> np.ndarray:
-    return np.array([STRATEGY_CODE[plan.strategy], BUDGET_CODE[plan.budget],
-                     ROUNDING_CODE[plan.rounding], POSITION_CODE[plan.position_mode(rows)],
-                     plan.dart_pivots], np.int64)
+    """(5,), or (8,) when a DART option past the pivots is set (docs/golden.md)."""
+    o = [STRATEGY_CODE[plan.strategy], BUDGET_CODE[plan.budget],
+         ROUNDING_CODE[plan.rounding], POSITION_CODE[plan.position_mode(rows)],
+         plan.dart_pivots]
+    if plan.dart_text_pivots or plan.dart_norm != "l2" or plan.dart_quota:
+        o += [plan.dart_text_pivots, 0 if plan.dart_norm == "l1" else 1, int(plan.dart_quota)]
+    return np.array(o, np.int64)
 
 
 def write_case(path: str, embeds: np.ndarray, rec: Record, plan: Plan, rows: int,

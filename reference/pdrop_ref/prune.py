@@ -56,6 +56,9 @@ class Plan:
     budget: str = "per_span"         # per_span | global
     rounding: str = "none"           # none | fp16
     dart_pivots: int = 8
+    dart_text_pivots: int = 0        # DART's pivots among the text after the image
+    dart_norm: str = "l2"            # l2 | l1 (the authors' code)
+    dart_quota: bool = False         # DART's per-pivot quota (pdrop/budget.hpp)
 
     def validate(self, layers: int) -> None:
         if self.strategy not in STRATEGIES:
@@ -83,6 +86,11 @@ class Plan:
             raise ValueError(f"{self.strategy} drops once; got layer_list {self.layer_list}")
         if self.strategy == "vtw" and self.ratios != [0.0]:
             raise ValueError("vtw withdraws every image token: ratios must be [0.0]")
+        if self.dart_norm not in ("l1", "l2") or self.dart_text_pivots < 0:
+            raise ValueError(f"DART norm '{self.dart_norm}' must be l1 or l2 and text pivots "
+                             f"({self.dart_text_pivots}) >= 0")
+        if self.strategy != "dart" and (self.dart_quota or self.dart_text_pivots):
+            raise ValueError("text pivots and the DART quota are DART's")
         if self.budget == "global" and self.strategy not in ("pyramid", "fastv"):
             raise ValueError(f"a global budget needs a scoring strategy (pyramid, fastv), "
                              f"not {self.strategy}")
@@ -166,10 +174,22 @@ def attention_scores(q, query_pos, k, spans, rounding="none", perturb=None):
     return score[idx].float()
 
 
-def budgets(spans0, ratio, budget):
+def budgets(spans0, ratio, budget, quota=None):
+    """Kept count per span (or one global count): int(n * ratio); with DART's
+    quota (image_pivots, text_pivots), every pivot gets the same number of
+    image tokens, floor(min(int(n * ratio), n - image_pivots) / pivots), and
+    the image pivots are kept on top, at most n."""
+    def one(n):
+        b = int(n * ratio)
+        if quota is None:
+            return b
+        pi, pt = quota
+        base = min(b, n - pi)
+        per = base // (pi + pt) if base > 0 else 0
+        return min(n, pi + (pi + pt) * per)
     if budget == "global":
-        return [int(sum(n for _, n in spans0) * ratio)]
-    return [int(n * ratio) for _, n in spans0]
+        return [one(sum(n for _, n in spans0))]
+    return [one(n) for _, n in spans0]
 
 
 def _groups(lengths, counts, budget):
@@ -217,36 +237,53 @@ def robust_fp16(lo, hi, lengths, counts, budget, rel) -> None:
                               "the other way")
 
 
-def dart_select(keys, feats, spans, counts, pivots, check=False):
-    """DART as pdrop/dart.hpp states it, per span: pivots are the min(pivots,
-    k) tokens of largest L2 key norm (keys (T, Hkv*d), ties to the lower
-    index); the other k - p are shared out in pivot order ((k-p)//p each,
-    one more for the first (k-p)%p), each pivot taking, among the tokens not
-    yet kept, those of lowest cosine similarity to it on feats (T, D), ties
-    to the lower index. Returns absolute kept positions, ascending. With
-    check, raises MarginError when a pivot-norm or similarity boundary is
-    within 1e-5 (relative / absolute)."""
+def _top_by_norm(norms, want, check, what):
+    """Indices of the `want` largest norms, larger first, ties to the lower
+    index; with check, MarginError when the boundary is within 1e-5."""
+    by_norm = torch.sort(-norms, stable=True).indices
+    if check and 0 < want < len(norms):
+        a, b = norms[by_norm[want - 1]].item(), norms[by_norm[want]].item()
+        if a - b < 1e-5 * a:
+            raise MarginError(f"DART {what} key norms {a!r} and {b!r} at the pivot boundary "
+                              "differ by less than 1e-5 (relative)")
+    return by_norm[:want].tolist()
+
+
+def dart_select(keys, feats, spans, counts, pivots, check=False, text_pivots=0, norm="l2"):
+    """DART as pdrop/dart.hpp states it, per span: image pivots are the
+    min(pivots, k) tokens of largest key norm (L2 or L1 over keys (T, Hkv*d),
+    ties to the lower index); text pivots the text_pivots tokens of largest
+    key norm among the tokens after the span that lie in no span (only when
+    k > p). The other k - p image tokens are shared out over the pivots in
+    order (image pivots, then text pivots; (k-p)//P each, one more for the
+    first (k-p)%P), each pivot taking, among the image tokens not yet kept,
+    those of lowest cosine similarity to it on feats (T, D), ties to the
+    lower index. Returns absolute kept positions, ascending. With check,
+    raises MarginError when a pivot-norm or similarity boundary is within
+    1e-5 (relative / absolute)."""
+    T = keys.shape[0]
+    image = {s + i for s, n in spans for i in range(n)}
+    all_norms = keys.double().abs().sum(dim=-1) if norm == "l1" else keys.double().norm(dim=-1)
     kept_all = []
     for (s, n), k in zip(spans, counts):
         if k == 0:
             continue
-        norms = keys[s:s + n].double().norm(dim=-1)
         p = min(pivots, k)
-        by_norm = torch.sort(-norms, stable=True).indices
-        piv = by_norm[:p].tolist()
-        if check and p < n:
-            a, b = norms[by_norm[p - 1]].item(), norms[by_norm[p]].item()
-            if a - b < 1e-5 * a:
-                raise MarginError(f"DART pivot key norms {a!r} and {b!r} at the pivot boundary "
-                                  "differ by less than 1e-5 (relative)")
+        piv = _top_by_norm(all_norms[s:s + n], p, check, "image")
+        extra = k - p
+        text = [t for t in range(s + n, T) if t not in image] if extra > 0 else []
+        tpiv = [text[i] for i in _top_by_norm(all_norms[text], min(text_pivots, len(text)),
+                                              check, "text")] if text else []
         taken = set(piv)
         f = feats[s:s + n].double()
         fn = f.norm(dim=-1)
-        extra = k - p
-        for r, pv in enumerate(piv):
-            share = extra // p + (1 if r < extra % p else 0)
-            denom = fn * fn[pv]
-            cos = torch.where(denom > 0, (f @ f[pv]) / torch.where(denom > 0, denom, 1), 0.0)
+        visit = [feats[s + i].double() for i in piv] + [feats[t].double() for t in tpiv]
+        np_ = len(visit)
+        for r, y in enumerate(visit):
+            share = extra // np_ + (1 if r < extra % np_ else 0)
+            yn = y.norm()
+            denom = fn * yn
+            cos = torch.where(denom > 0, (f @ y) / torch.where(denom > 0, denom, 1), 0.0)
             order = torch.sort(cos, stable=True).indices.tolist()
             got, last = 0, None
             for i in order:
@@ -383,7 +420,8 @@ def run(lm: LM, embeds, pos, spans, plan: Plan | None, steps: int, check=True) -
         if l in drops:
             ratio = drops[l]
             T = hidden.shape[1]
-            counts = budgets(spans0, ratio, plan.budget)
+            quota = (plan.dart_pivots, plan.dart_text_pivots) if plan.dart_quota else None
+            counts = budgets(spans0, ratio, plan.budget, quota)
             lengths = [n for _, n in cur]
             q_rows = np.zeros((lm.heads, 0, lm.head_dim), np.float32)
             qpos = np.zeros(0, np.int64)
@@ -426,7 +464,8 @@ def run(lm: LM, embeds, pos, spans, plan: Plan | None, steps: int, check=True) -
                 _, k = lm.qk(lm.layers[l - 1], *prev_in)
                 feats = lm.norm(hidden)[0]
                 keys = k.transpose(0, 1).reshape(T, -1)
-                kept = dart_select(keys, feats, cur, counts, plan.dart_pivots, check)
+                kept = dart_select(keys, feats, cur, counts, plan.dart_pivots, check,
+                                   plan.dart_text_pivots, plan.dart_norm)
                 feats = feats.numpy()
             kept_set = set(kept)
             image = {s + i for s, n in cur for i in range(n)}
