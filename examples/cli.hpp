@@ -34,13 +34,13 @@
 
 namespace pdrop_cli {
 
-// Newlines of nested messages flattened: every error is one line.
 // A bad combination of flags, found after parsing (e.g. "--ratios needs
 // --drop-layers"): reported like a parse error.
 struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Newlines of nested messages flattened: every error is one line.
 inline std::string one_line(std::string s) {
   for (char& c : s)
     if (c == '\n' || c == '\r') c = ' ';
