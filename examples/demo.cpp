@@ -15,7 +15,11 @@
 // It writes pdrop-demo.svg: tokens per layer and time per layer, both runs.
 //
 //   pdrop-demo [--layers 16] [--dim 512] [--repeats 3] [--decode 16]
-//              [--svg pdrop-demo.svg] [--quick]
+//              [--svg pdrop-demo.svg] [--quick] [--help] [--version]
+//
+// --quick is the small setting the tests run (8 layers, width 128, 4 heads,
+// 576 image tokens, 1 repeat); --layers/--dim/--repeats given with it win.
+// A bad flag or value: one line on stderr, exit status 1 (examples/cli.hpp).
 #include <pdrop/flops.hpp>
 #include <pdrop/pdrop.hpp>
 
@@ -31,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "cli.hpp"
 #include "host/llama.hpp"
 
 namespace {
@@ -153,159 +158,187 @@ void write_svg(const std::string& path, const Run& dense, const Run& pruned,
   f << buf << "</svg>\n";
 }
 
+// --quick: small enough for an unoptimised build (the tests run it).
+Options quick_options() {
+  Options q;
+  q.layers = 8;
+  q.dim = 128;
+  q.heads = 4;
+  q.image = 576;
+  q.repeats = 1;
+  return q;
+}
+
+int run_demo(const Options& o) {
+  pdrop_host::Config c;
+  c.layers = o.layers; c.dim = o.dim; c.heads = o.heads; c.kv_heads = o.heads;
+  c.ffn = o.dim * 11008 / 4096;  // LLaMA-7B's FFN ratio
+  const std::int64_t text = o.system + o.question, T = text + o.image;
+  const pdrop::ImageSpan image{o.system, o.image};
+  const auto w = pdrop_host::random_weights(c, 2025);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd;
+  Mat embeds(T, c.dim);
+  for (Eigen::Index i = 0; i < embeds.size(); ++i) embeds.data()[i] = nd(rng);
+
+  const auto pyramid = pdrop::Schedule::pyramid(c.layers, 4, 0.5);
+  const auto dense_s = pdrop::Schedule::dense(c.layers);
+  std::printf("model: %lld layers, width %lld, %lld heads, FFN %lld (random weights)\n",
+              static_cast<long long>(c.layers), static_cast<long long>(c.dim),
+              static_cast<long long>(c.heads), static_cast<long long>(c.ffn));
+  std::printf("prompt: %lld tokens = %lld system + %lld image + %lld question\n",
+              static_cast<long long>(T), static_cast<long long>(o.system),
+              static_cast<long long>(o.image), static_cast<long long>(o.question));
+  std::printf("pyramid (drops after layers");
+  for (auto l : pyramid.drop_layers()) std::printf(" %lld", static_cast<long long>(l));
+  std::printf("): image tokens per stage");
+  for (auto n : pyramid.tokens_per_stage(o.image)) std::printf(" %lld", static_cast<long long>(n));
+  std::printf("\n");
+
+  // Warm up (page in weights, caches), then dense and pruned `repeats`
+  // times each, alternating; the fastest run of each is reported (the
+  // least disturbed by whatever else the machine runs).
+  // The first dense and pruned runs keep their sessions for decoding.
+  prefill(w, pyramid, embeds, image);
+  std::unique_ptr<pdrop_host::Session> dense_session, pruned_session;
+  Run dense = prefill(w, dense_s, embeds, image, o.decode, &dense_session);
+  Run pruned = prefill(w, pyramid, embeds, image, o.decode, &pruned_session);
+  for (int r = 1; r < o.repeats; ++r) {
+    Run d = prefill(w, dense_s, embeds, image);
+    Run p = prefill(w, pyramid, embeds, image);
+    if (d.seconds < dense.seconds) dense = std::move(d);
+    if (p.seconds < pruned.seconds) pruned = std::move(p);
+  }
+
+  std::printf("\nstage  layers  tokens(dense/pruned)  time dense   time pruned\n");
+  for (std::int64_t j = 0; j < pyramid.num_stages(); ++j) {
+    double td = 0, tp = 0;
+    std::int64_t first = -1, last = -1;
+    for (std::int64_t l = 0; l < c.layers; ++l)
+      if (pyramid.stage_of_layer(l) == j) {
+        td += dense.result.stats.layer_seconds[l];
+        tp += pruned.result.stats.layer_seconds[l];
+        if (first < 0) first = l;
+        last = l;
+      }
+    std::printf("%5lld  %2lld-%-3lld %8lld / %-8lld   %8.3f s   %8.3f s\n",
+                static_cast<long long>(j), static_cast<long long>(first + 1),
+                static_cast<long long>(last + 1),
+                static_cast<long long>(dense.result.stats.layer_tokens[first]),
+                static_cast<long long>(pruned.result.stats.layer_tokens[first]), td, tp);
+  }
+  // How far the pruned run moved: last prompt row (the one that generates
+  // the first token), and a logits proxy through a random LM head.
+  const Vec hd = dense.result.out.bottomRows(1).transpose();
+  const Vec hp = pruned.result.out.bottomRows(1).transpose();
+  Mat lm = Mat::Zero(1000, c.dim);
+  for (Eigen::Index i = 0; i < lm.size(); ++i) lm.data()[i] = nd(rng);
+  const Vec ld = lm * hd, lp = lm * hp;
+  Eigen::Index ad = 0, ap = 0;
+  ld.maxCoeff(&ad);
+  lp.maxCoeff(&ap);
+  std::printf("\nlast hidden state: relative L2 difference %.4f, cosine %.4f\n",
+              (hp - hd).norm() / hd.norm(), hp.dot(hd) / (hp.norm() * hd.norm()));
+  std::printf("first-token logits proxy (random 1000-way head): top-1 %s (dense %lld, "
+              "pruned %lld), relative L2 difference %.4f\n",
+              ad == ap ? "same" : "differs", static_cast<long long>(ad),
+              static_cast<long long>(ap), (lp - ld).norm() / ld.norm());
+  std::printf("rank & drop: %.2f ms in all, %.3f%% of the pruned prefill\n",
+              1e3 * pruned.result.stats.drop_seconds,
+              100.0 * pruned.result.stats.drop_seconds / pruned.seconds);
+
+  pdrop::ModelShape shape{c.layers, c.dim, c.ffn, c.heads, c.kv_heads, 0};
+  const auto flops = pdrop::sequence_flops(shape, pyramid, o.image, text);
+  const double predicted = flops.dense / flops.pruned, measured = dense.seconds / pruned.seconds;
+  std::printf("prefill: dense %.3f s, pruned %.3f s; whole-sequence GFLOPs dense %.1f, pruned %.1f\n",
+              dense.seconds, pruned.seconds, flops.dense / 1e9, flops.pruned / 1e9);
+
+  // KV cache after prefill: the rows each layer's cache holds (K and V,
+  // Hkv * d floats each), summed over the layers; pdrop::kv_cache_bytes
+  // predicts the same from the schedule alone.
+  const std::int64_t row_bytes =
+      2 * c.kv_heads * c.head_dim() * static_cast<std::int64_t>(sizeof(float));
+  auto total = [](const std::vector<std::int64_t>& v) {
+    return std::accumulate(v.begin(), v.end(), std::int64_t{0});
+  };
+  const std::int64_t rows_d = total(dense.cache_rows), rows_p = total(pruned.cache_rows);
+  const auto kv = pdrop::kv_cache_bytes(shape, pyramid, o.image, text,
+                                        static_cast<std::int64_t>(sizeof(float)));
+  bool kv_agrees = kv.dense == static_cast<double>(rows_d * row_bytes) &&
+                   kv.pruned == static_cast<double>(rows_p * row_bytes);
+  for (std::int64_t l = 0; l < c.layers; ++l)
+    kv_agrees = kv_agrees &&
+                kv.dense_per_layer[l] == static_cast<double>(dense.cache_rows[l] * row_bytes) &&
+                kv.pruned_per_layer[l] == static_cast<double>(pruned.cache_rows[l] * row_bytes);
+  std::printf("\nKV cache after prefill (K+V in fp32, %lld bytes a row, all %lld layers):\n",
+              static_cast<long long>(row_bytes), static_cast<long long>(c.layers));
+  std::printf("  dense  %11lld bytes in %6lld rows (%.2f MiB)\n",
+              static_cast<long long>(rows_d * row_bytes), static_cast<long long>(rows_d),
+              static_cast<double>(rows_d * row_bytes) / (1 << 20));
+  std::printf("  pruned %11lld bytes in %6lld rows (%.2f MiB), %.1f%% less; "
+              "pdrop::kv_cache_bytes: %s\n",
+              static_cast<long long>(rows_p * row_bytes), static_cast<long long>(rows_p),
+              static_cast<double>(rows_p * row_bytes) / (1 << 20),
+              100.0 * (1.0 - static_cast<double>(rows_p) / static_cast<double>(rows_d)),
+              kv_agrees ? "same" : "DIFFERENT");
+  // Decode after each prefill: the same o.decode token embeddings fed one
+  // by one, each step attending over the layer's (pruned) cache.
+  Mat steps(o.decode, c.dim);
+  for (Eigen::Index i = 0; i < steps.size(); ++i) steps.data()[i] = nd(rng);
+  const double dec_d = decode_seconds(*dense_session, steps, 3);
+  const double dec_p = decode_seconds(*pruned_session, steps, 3);
+  std::printf("decode of %lld tokens after prefill (best of 3):\n",
+              static_cast<long long>(o.decode));
+  std::printf("  dense  %8.3f s (%.2f ms a token)\n", dec_d,
+              1e3 * dec_d / static_cast<double>(o.decode));
+  std::printf("  pruned %8.3f s (%.2f ms a token), decode speedup %.2fx\n", dec_p,
+              1e3 * dec_p / static_cast<double>(o.decode), dec_d / dec_p);
+  std::printf("\n");
+  write_svg(o.svg, dense, pruned, pyramid, text, measured, predicted);
+  std::printf("wrote %s\n", o.svg.c_str());
+  std::printf("prefill speedup: measured %.2fx, predicted %.2fx\n", measured, predicted);
+  if (!kv_agrees) {
+    std::fprintf(stderr, "pdrop-demo: the host's KV cache rows differ from pdrop::kv_cache_bytes\n");
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) { std::fprintf(stderr, "pdrop-demo: %s needs a value\n", a.c_str()); std::exit(1); }
-      return argv[++i];
-    };
-    if (a == "--layers") o.layers = std::stoll(next());
-    else if (a == "--dim") o.dim = std::stoll(next());
-    else if (a == "--svg") o.svg = next();
-    else if (a == "--repeats") o.repeats = std::max(1, std::stoi(next()));
-    else if (a == "--decode") o.decode = std::max<std::int64_t>(1, std::stoll(next()));
-    else if (a == "--quick") { o.layers = 8; o.dim = 128; o.heads = 4; o.image = 576; o.repeats = 1; }
-    else { std::fprintf(stderr, "pdrop-demo: unknown flag %s\n", a.c_str()); return 1; }
-  }
-  try {
-    pdrop_host::Config c;
-    c.layers = o.layers; c.dim = o.dim; c.heads = o.heads; c.kv_heads = o.heads;
-    c.ffn = o.dim * 11008 / 4096;  // LLaMA-7B's FFN ratio
-    const std::int64_t text = o.system + o.question, T = text + o.image;
-    const pdrop::ImageSpan image{o.system, o.image};
-    const auto w = pdrop_host::random_weights(c, 2025);
-    std::mt19937 rng(7);
-    std::normal_distribution<float> nd;
-    Mat embeds(T, c.dim);
-    for (Eigen::Index i = 0; i < embeds.size(); ++i) embeds.data()[i] = nd(rng);
-
-    const auto pyramid = pdrop::Schedule::pyramid(c.layers, 4, 0.5);
-    const auto dense_s = pdrop::Schedule::dense(c.layers);
-    std::printf("model: %lld layers, width %lld, %lld heads, FFN %lld (random weights)\n",
-                static_cast<long long>(c.layers), static_cast<long long>(c.dim),
-                static_cast<long long>(c.heads), static_cast<long long>(c.ffn));
-    std::printf("prompt: %lld tokens = %lld system + %lld image + %lld question\n",
-                static_cast<long long>(T), static_cast<long long>(o.system),
-                static_cast<long long>(o.image), static_cast<long long>(o.question));
-    std::printf("pyramid (drops after layers");
-    for (auto l : pyramid.drop_layers()) std::printf(" %lld", static_cast<long long>(l));
-    std::printf("): image tokens per stage");
-    for (auto n : pyramid.tokens_per_stage(o.image)) std::printf(" %lld", static_cast<long long>(n));
-    std::printf("\n");
-
-    // Warm up (page in weights, caches), then dense and pruned `repeats`
-    // times each, alternating; the fastest run of each is reported (the
-    // least disturbed by whatever else the machine runs).
-    // The first dense and pruned runs keep their sessions for decoding.
-    prefill(w, pyramid, embeds, image);
-    std::unique_ptr<pdrop_host::Session> dense_session, pruned_session;
-    Run dense = prefill(w, dense_s, embeds, image, o.decode, &dense_session);
-    Run pruned = prefill(w, pyramid, embeds, image, o.decode, &pruned_session);
-    for (int r = 1; r < o.repeats; ++r) {
-      Run d = prefill(w, dense_s, embeds, image);
-      Run p = prefill(w, pyramid, embeds, image);
-      if (d.seconds < dense.seconds) dense = std::move(d);
-      if (p.seconds < pruned.seconds) pruned = std::move(p);
+  CLI::App app{"PyramidDrop on a LLaVA-NeXT-shaped prompt, dense vs pruned: a LLaMA-style "
+               "decoder with random weights prefills it both ways and decodes after each."};
+  pdrop_cli::setup(app, "pdrop-demo");
+  const Options quick_o = quick_options();
+  auto* layers = app.add_option("--layers", o.layers,
+                                "decoder layers, " + std::to_string(quick_o.layers) + " with --quick")
+                     ->check(pdrop_cli::integer_at_least(1));
+  auto* dim = app.add_option("--dim", o.dim,
+                             "hidden size, " + std::to_string(quick_o.dim) + " with --quick")
+                  ->check(pdrop_cli::integer_at_least(1));
+  auto* repeats =
+      app.add_option("--repeats", o.repeats,
+                     "prefills of each kind, the fastest reported; " +
+                         std::to_string(quick_o.repeats) + " with --quick")
+          ->check(pdrop_cli::integer_at_least(1));
+  app.add_option("--decode", o.decode, "tokens decoded after each prefill")
+      ->check(pdrop_cli::integer_at_least(1));
+  app.add_option("--svg", o.svg, "where to write the picture (tokens and time per layer)");
+  bool quick = false;
+  app.add_flag("--quick", quick,
+               "a small setting: " + std::to_string(quick_o.image) + " image tokens, " +
+                   std::to_string(quick_o.heads) +
+                   " heads, and the --quick values above unless given");
+  return pdrop_cli::run(app, argc, argv, [&] {
+    if (quick) {  // flags given explicitly win over --quick's values
+      o.heads = quick_o.heads;
+      o.image = quick_o.image;
+      if (layers->count() == 0) o.layers = quick_o.layers;
+      if (dim->count() == 0) o.dim = quick_o.dim;
+      if (repeats->count() == 0) o.repeats = quick_o.repeats;
     }
-
-    std::printf("\nstage  layers  tokens(dense/pruned)  time dense   time pruned\n");
-    for (std::int64_t j = 0; j < pyramid.num_stages(); ++j) {
-      double td = 0, tp = 0;
-      std::int64_t first = -1, last = -1;
-      for (std::int64_t l = 0; l < c.layers; ++l)
-        if (pyramid.stage_of_layer(l) == j) {
-          td += dense.result.stats.layer_seconds[l];
-          tp += pruned.result.stats.layer_seconds[l];
-          if (first < 0) first = l;
-          last = l;
-        }
-      std::printf("%5lld  %2lld-%-3lld %8lld / %-8lld   %8.3f s   %8.3f s\n",
-                  static_cast<long long>(j), static_cast<long long>(first + 1),
-                  static_cast<long long>(last + 1),
-                  static_cast<long long>(dense.result.stats.layer_tokens[first]),
-                  static_cast<long long>(pruned.result.stats.layer_tokens[first]), td, tp);
-    }
-    // How far the pruned run moved: last prompt row (the one that generates
-    // the first token), and a logits proxy through a random LM head.
-    const Vec hd = dense.result.out.bottomRows(1).transpose();
-    const Vec hp = pruned.result.out.bottomRows(1).transpose();
-    Mat lm = Mat::Zero(1000, c.dim);
-    for (Eigen::Index i = 0; i < lm.size(); ++i) lm.data()[i] = nd(rng);
-    const Vec ld = lm * hd, lp = lm * hp;
-    Eigen::Index ad = 0, ap = 0;
-    ld.maxCoeff(&ad);
-    lp.maxCoeff(&ap);
-    std::printf("\nlast hidden state: relative L2 difference %.4f, cosine %.4f\n",
-                (hp - hd).norm() / hd.norm(), hp.dot(hd) / (hp.norm() * hd.norm()));
-    std::printf("first-token logits proxy (random 1000-way head): top-1 %s (dense %lld, "
-                "pruned %lld), relative L2 difference %.4f\n",
-                ad == ap ? "same" : "differs", static_cast<long long>(ad),
-                static_cast<long long>(ap), (lp - ld).norm() / ld.norm());
-    std::printf("rank & drop: %.2f ms in all, %.3f%% of the pruned prefill\n",
-                1e3 * pruned.result.stats.drop_seconds,
-                100.0 * pruned.result.stats.drop_seconds / pruned.seconds);
-
-    pdrop::ModelShape shape{c.layers, c.dim, c.ffn, c.heads, c.kv_heads, 0};
-    const auto flops = pdrop::sequence_flops(shape, pyramid, o.image, text);
-    const double predicted = flops.dense / flops.pruned, measured = dense.seconds / pruned.seconds;
-    std::printf("prefill: dense %.3f s, pruned %.3f s; whole-sequence GFLOPs dense %.1f, pruned %.1f\n",
-                dense.seconds, pruned.seconds, flops.dense / 1e9, flops.pruned / 1e9);
-
-    // KV cache after prefill: the rows each layer's cache holds (K and V,
-    // Hkv * d floats each), summed over the layers; pdrop::kv_cache_bytes
-    // predicts the same from the schedule alone.
-    const std::int64_t row_bytes =
-        2 * c.kv_heads * c.head_dim() * static_cast<std::int64_t>(sizeof(float));
-    auto total = [](const std::vector<std::int64_t>& v) {
-      return std::accumulate(v.begin(), v.end(), std::int64_t{0});
-    };
-    const std::int64_t rows_d = total(dense.cache_rows), rows_p = total(pruned.cache_rows);
-    const auto kv = pdrop::kv_cache_bytes(shape, pyramid, o.image, text,
-                                          static_cast<std::int64_t>(sizeof(float)));
-    bool kv_agrees = kv.dense == static_cast<double>(rows_d * row_bytes) &&
-                     kv.pruned == static_cast<double>(rows_p * row_bytes);
-    for (std::int64_t l = 0; l < c.layers; ++l)
-      kv_agrees = kv_agrees &&
-                  kv.dense_per_layer[l] == static_cast<double>(dense.cache_rows[l] * row_bytes) &&
-                  kv.pruned_per_layer[l] == static_cast<double>(pruned.cache_rows[l] * row_bytes);
-    std::printf("\nKV cache after prefill (K+V in fp32, %lld bytes a row, all %lld layers):\n",
-                static_cast<long long>(row_bytes), static_cast<long long>(c.layers));
-    std::printf("  dense  %11lld bytes in %6lld rows (%.2f MiB)\n",
-                static_cast<long long>(rows_d * row_bytes), static_cast<long long>(rows_d),
-                static_cast<double>(rows_d * row_bytes) / (1 << 20));
-    std::printf("  pruned %11lld bytes in %6lld rows (%.2f MiB), %.1f%% less; "
-                "pdrop::kv_cache_bytes: %s\n",
-                static_cast<long long>(rows_p * row_bytes), static_cast<long long>(rows_p),
-                static_cast<double>(rows_p * row_bytes) / (1 << 20),
-                100.0 * (1.0 - static_cast<double>(rows_p) / static_cast<double>(rows_d)),
-                kv_agrees ? "same" : "DIFFERENT");
-    // Decode after each prefill: the same o.decode token embeddings fed one
-    // by one, each step attending over the layer's (pruned) cache.
-    Mat steps(o.decode, c.dim);
-    for (Eigen::Index i = 0; i < steps.size(); ++i) steps.data()[i] = nd(rng);
-    const double dec_d = decode_seconds(*dense_session, steps, 3);
-    const double dec_p = decode_seconds(*pruned_session, steps, 3);
-    std::printf("decode of %lld tokens after prefill (best of 3):\n",
-                static_cast<long long>(o.decode));
-    std::printf("  dense  %8.3f s (%.2f ms a token)\n", dec_d,
-                1e3 * dec_d / static_cast<double>(o.decode));
-    std::printf("  pruned %8.3f s (%.2f ms a token), decode speedup %.2fx\n", dec_p,
-                1e3 * dec_p / static_cast<double>(o.decode), dec_d / dec_p);
-    std::printf("\n");
-    write_svg(o.svg, dense, pruned, pyramid, text, measured, predicted);
-    std::printf("wrote %s\n", o.svg.c_str());
-    std::printf("prefill speedup: measured %.2fx, predicted %.2fx\n", measured, predicted);
-    if (!kv_agrees) {
-      std::fprintf(stderr, "pdrop-demo: the host's KV cache rows differ from pdrop::kv_cache_bytes\n");
-      return 1;
-    }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "pdrop-demo: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+    return run_demo(o);
+  });
 }

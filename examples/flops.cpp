@@ -1,157 +1,66 @@
 // pdrop-flops: what a PyramidDrop schedule saves on a model, by pdrop's
 // FLOPs and memory model (pdrop/flops.hpp).
 //
-//   pdrop-flops [--preset NAME | --num-layers L --hidden D --ffn M --heads H
+//   pdrop-flops [--preset NAME | --layers L --hidden D --ffn M --heads H
 //                [--kv-heads K] [--head-dim d] --image-tokens N0]
-//               [--stages S --lambda X | --layers l1,l2,... --ratios r1,r2,...]
+//               [--stages S --lambda X | --drop-layers l1,l2,... --ratios r1,r2,...]
 //               [--image-tokens N0] [--text-tokens T] [--kv-bytes B]
+//               [--help] [--version]
 //
 // Prints the shape and the schedule, the image tokens of each stage, then
 // the paper's image-token prefill FLOPs (one line, "image-token prefill
 // TFLOPs: dense X.XX, pruned Y.YY (Z.Z% fewer)"), the whole-sequence prefill
 // FLOPs (text included) and the KV-cache size after prefill, dense vs pruned.
-// On a bad flag or value: one line on stderr, exit status 1.
+// On a bad flag or value: one line on stderr, exit status 1 (examples/cli.hpp).
 #include <pdrop/flops.hpp>
 
-#include <cerrno>
-#include <charconv>
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <exception>
-#include <map>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "cli.hpp"
+
 namespace {
 
-constexpr const char* kUsage =
-    "usage: pdrop-flops [options]\n"
-    "\n"
+constexpr const char* kDescription =
     "Prefill FLOPs and KV-cache size of a PyramidDrop schedule, dense vs pruned.\n"
     "\n"
-    "Model (default: --preset llava-1.5-7b):\n"
-    "  --preset NAME        one of: {presets}\n"
-    "or an explicit shape (not with --preset; --num-layers, --hidden, --ffn,\n"
-    "--heads and --image-tokens are then required):\n"
-    "  --num-layers L       decoder layers\n"
-    "  --hidden D           hidden size\n"
-    "  --ffn M              FFN (SwiGLU) intermediate size\n"
-    "  --heads H            query heads\n"
-    "  --kv-heads K         key/value heads (default H; GQA when K < H)\n"
-    "  --head-dim d         head dim (default D / H)\n"
-    "  --image-tokens N0    image tokens before any drop (default: the preset's)\n"
-    "\n"
-    "Schedule (default: pyramid, 4 stages, lambda 0.5):\n"
-    "  --stages S           pyramid stages; drops after layers k*floor(L/S)\n"
-    "  --lambda X           pyramid ratio: stage k keeps X^k of the image tokens\n"
-    "  --layers l1,l2,...   explicit drop points (1-based: \"after layer l\")\n"
-    "  --ratios r1,r2,...   explicit kept fractions of N0 after each drop\n"
-    "\n"
-    "Whole-sequence count and KV cache:\n"
-    "  --text-tokens T      non-image prompt tokens (system prompt + question),\n"
-    "                       counted by the whole-sequence FLOPs and the KV cache\n"
-    "                       only; the paper's image-token count excludes text\n"
-    "                       (default 60)\n"
-    "  --kv-bytes B         bytes per cached K/V element (default 2: fp16/bf16)\n"
-    "  --help               this text\n"
+    "Model: --preset, or an explicit shape (--layers, --hidden, --ffn, --heads and\n"
+    "--image-tokens; --kv-heads and --head-dim optional), not both.\n"
+    "Schedule: a pyramid (--stages, --lambda), or explicit lists (--drop-layers\n"
+    "with --ratios), not both.\n"
     "\n"
     "Counts (one multiply-add = one FLOP; scoring not counted):\n"
     "  image-token: the paper's (PyramidDrop, arXiv 2410.17247): image tokens\n"
     "    only, per layer 4*n*D^2 + 2*n^2*D + 3*n*D*M with n the stage's tokens.\n"
     "  whole-sequence: t = T + n tokens per layer, GQA-aware:\n"
     "    2*t*D*(H*d) + 2*t*D*(K*d) + 2*t^2*H*d + 3*t*D*M.\n"
-    "  KV cache: sum over layers of t * 2 * K * d * B bytes.\n";
+    "  KV cache: sum over layers of t * 2 * K * d * B bytes.";
 
-// Thrown for a bad command line; main prints it on one line.
-struct usage_error : std::runtime_error {
-  using std::runtime_error::runtime_error;
+using pdrop_cli::usage_error;
+
+// "a, b, c", or "none" for an empty list.
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const std::string& x : v) out += (out.empty() ? "" : ", ") + x;
+  return out.empty() ? "none" : out;
+}
+
+// The command line as parsed; an optional is set when its flag was given.
+struct Args {
+  std::string preset = "llava-1.5-7b";
+  bool preset_given = false;
+  std::optional<std::int64_t> layers, hidden, ffn, heads, kv_heads, head_dim, image_tokens;
+  std::int64_t stages = 4;
+  double lambda = 0.5;
+  bool stages_given = false, lambda_given = false;
+  std::vector<std::int64_t> drop_layers;
+  std::vector<double> ratios;
+  bool drop_layers_given = false, ratios_given = false;
+  std::int64_t text_tokens = 60, kv_bytes = 2;
 };
-
-std::string one_line(std::string s) {
-  for (char& c : s)
-    if (c == '\n' || c == '\r') c = ' ';
-  return s;
-}
-
-std::int64_t parse_int(const std::string& flag, const std::string& text) {
-  std::int64_t v = 0;
-  const char* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, v);
-  if (text.empty() || ec != std::errc() || ptr != end)
-    throw usage_error(flag + ": '" + text + "' is not an integer");
-  return v;
-}
-
-double parse_double(const std::string& flag, const std::string& text) {
-  if (text.empty() || std::isspace(static_cast<unsigned char>(text[0])))
-    throw usage_error(flag + ": '" + text + "' is not a number");
-  errno = 0;
-  char* end = nullptr;
-  const double v = std::strtod(text.c_str(), &end);
-  if (errno != 0 || end != text.c_str() + text.size() || !std::isfinite(v))
-    throw usage_error(flag + ": '" + text + "' is not a finite number");
-  return v;
-}
-
-std::vector<std::string> split_commas(const std::string& flag, const std::string& text) {
-  std::vector<std::string> parts;
-  std::size_t start = 0;
-  while (true) {
-    const std::size_t comma = text.find(',', start);
-    parts.push_back(text.substr(start, comma - start));
-    if (parts.back().empty())
-      throw usage_error(flag + ": '" + text + "' has an empty entry");
-    if (comma == std::string::npos) return parts;
-    start = comma + 1;
-  }
-}
-
-// Flags that take a value; --help takes none.
-const char* const kValueFlags[] = {
-    "--preset",     "--stages",       "--lambda",      "--layers",  "--ratios",
-    "--num-layers", "--hidden",       "--ffn",         "--heads",   "--kv-heads",
-    "--head-dim",   "--image-tokens", "--text-tokens", "--kv-bytes"};
-
-bool is_value_flag(const std::string& f) {
-  for (const char* k : kValueFlags)
-    if (f == k) return true;
-  return false;
-}
-
-// "--flag value" and "--flag=value", each flag at most once.
-std::map<std::string, std::string> parse_flags(const std::vector<std::string>& args,
-                                               bool& help) {
-  std::map<std::string, std::string> flags;
-  help = false;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    std::string flag = args[i];
-    std::optional<std::string> value;
-    if (const std::size_t eq = flag.find('=');
-        flag.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-    }
-    if (flag == "--help" || flag == "-h") {
-      if (value) throw usage_error(flag + " takes no value");
-      help = true;
-      continue;
-    }
-    if (!is_value_flag(flag)) {
-      if (flag.rfind("-", 0) == 0) throw usage_error("unknown flag '" + flag + "'");
-      throw usage_error("unexpected argument '" + flag + "'");
-    }
-    if (!value) {
-      if (i + 1 >= args.size()) throw usage_error(flag + " needs a value");
-      value = args[++i];
-    }
-    if (!flags.emplace(flag, *value).second) throw usage_error(flag + " given twice");
-  }
-  return flags;
-}
 
 struct Setup {
   std::string model_name;
@@ -163,95 +72,53 @@ struct Setup {
   std::int64_t kv_bytes = 2;
 };
 
-Setup build(std::map<std::string, std::string> flags) {
+Setup build(const Args& a) {
   Setup s;
-  auto take = [&](const char* name) -> std::optional<std::string> {
-    const auto it = flags.find(name);
-    if (it == flags.end()) return std::nullopt;
-    std::string v = it->second;
-    flags.erase(it);
-    return v;
-  };
-  auto take_int = [&](const char* name) -> std::optional<std::int64_t> {
-    if (auto v = take(name)) return parse_int(name, *v);
-    return std::nullopt;
-  };
-
   // Model.
-  const auto preset = take("--preset");
-  const auto num_layers = take_int("--num-layers");
-  const auto hidden = take_int("--hidden");
-  const auto ffn = take_int("--ffn");
-  const auto heads = take_int("--heads");
-  const auto kv_heads = take_int("--kv-heads");
-  const auto head_dim = take_int("--head-dim");
-  const auto image_tokens = take_int("--image-tokens");
   const bool explicit_shape =
-      num_layers || hidden || ffn || heads || kv_heads || head_dim;
+      a.layers || a.hidden || a.ffn || a.heads || a.kv_heads || a.head_dim;
   if (explicit_shape) {
-    if (preset) throw usage_error("--preset cannot be combined with an explicit shape");
-    if (!num_layers) throw usage_error("an explicit shape needs --num-layers");
-    if (!hidden) throw usage_error("an explicit shape needs --hidden");
-    if (!ffn) throw usage_error("an explicit shape needs --ffn");
-    if (!heads) throw usage_error("an explicit shape needs --heads");
-    if (!image_tokens) throw usage_error("an explicit shape needs --image-tokens");
+    if (a.preset_given) throw usage_error("--preset cannot be combined with an explicit shape");
+    if (!a.layers) throw usage_error("an explicit shape needs --layers");
+    if (!a.hidden) throw usage_error("an explicit shape needs --hidden");
+    if (!a.ffn) throw usage_error("an explicit shape needs --ffn");
+    if (!a.heads) throw usage_error("an explicit shape needs --heads");
+    if (!a.image_tokens) throw usage_error("an explicit shape needs --image-tokens");
     s.model_name = "explicit shape";
-    s.shape.layers = *num_layers;
-    s.shape.hidden = *hidden;
-    s.shape.ffn = *ffn;
-    s.shape.heads = *heads;
-    s.shape.kv_heads = kv_heads ? *kv_heads : *heads;
-    s.shape.head_dim = head_dim ? *head_dim : 0;
-    s.image_tokens = *image_tokens;
+    s.shape.layers = *a.layers;
+    s.shape.hidden = *a.hidden;
+    s.shape.ffn = *a.ffn;
+    s.shape.heads = *a.heads;
+    s.shape.kv_heads = a.kv_heads ? *a.kv_heads : *a.heads;
+    s.shape.head_dim = a.head_dim ? *a.head_dim : 0;
+    s.image_tokens = *a.image_tokens;
   } else {
-    const pdrop::ModelPreset p = pdrop::model_preset(preset ? *preset : "llava-1.5-7b");
+    const pdrop::ModelPreset p = pdrop::model_preset(a.preset);
     s.model_name = p.name;
     s.shape = p.shape;
-    s.image_tokens = image_tokens ? *image_tokens : p.image_tokens;
+    s.image_tokens = a.image_tokens ? *a.image_tokens : p.image_tokens;
   }
   // Check the shape here, so that a bad one is reported before the schedule.
   pdrop::resolved_head_dim(s.shape);
 
   // Schedule.
-  const auto stages = take_int("--stages");
-  const auto lambda_text = take("--lambda");
-  const auto layers_text = take("--layers");
-  const auto ratios_text = take("--ratios");
-  if (layers_text || ratios_text) {
-    if (stages || lambda_text)
-      throw usage_error("--layers/--ratios cannot be combined with --stages/--lambda");
-    if (!layers_text) throw usage_error("--ratios needs --layers");
-    if (!ratios_text) throw usage_error("--layers needs --ratios");
-    std::vector<std::int64_t> drops;
-    for (const auto& t : split_commas("--layers", *layers_text))
-      drops.push_back(parse_int("--layers", t));
-    std::vector<double> ratios;
-    for (const auto& t : split_commas("--ratios", *ratios_text))
-      ratios.push_back(parse_double("--ratios", t));
-    s.schedule =
-        pdrop::Schedule::from_lists(s.shape.layers, std::move(drops), std::move(ratios));
+  if (a.drop_layers_given || a.ratios_given) {
+    if (a.stages_given || a.lambda_given)
+      throw usage_error("--drop-layers/--ratios cannot be combined with --stages/--lambda");
+    if (!a.drop_layers_given) throw usage_error("--ratios needs --drop-layers");
+    if (!a.ratios_given) throw usage_error("--drop-layers needs --ratios");
+    s.schedule = pdrop::Schedule::from_lists(s.shape.layers, a.drop_layers, a.ratios);
     s.schedule_name = "explicit";
   } else {
-    const std::int64_t st = stages ? *stages : 4;
-    const double lambda = lambda_text ? parse_double("--lambda", *lambda_text) : 0.5;
-    s.schedule = pdrop::Schedule::pyramid(s.shape.layers, st, lambda);
+    s.schedule = pdrop::Schedule::pyramid(s.shape.layers, a.stages, a.lambda);
     char buf[96];
     std::snprintf(buf, sizeof buf, "pyramid, %lld stages, lambda %g",
-                  static_cast<long long>(st), lambda);
+                  static_cast<long long>(a.stages), a.lambda);
     s.schedule_name = buf;
   }
-
-  if (const auto t = take_int("--text-tokens")) s.text_tokens = *t;
-  if (const auto b = take_int("--kv-bytes")) s.kv_bytes = *b;
-  if (!flags.empty()) throw usage_error("unused flag '" + flags.begin()->first + "'");
+  s.text_tokens = a.text_tokens;
+  s.kv_bytes = a.kv_bytes;
   return s;
-}
-
-// "a, b, c", or "none" for an empty list.
-std::string join(const std::vector<std::string>& v) {
-  std::string out;
-  for (const std::string& x : v) out += (out.empty() ? "" : ", ") + x;
-  return out.empty() ? "none" : out;
 }
 
 std::string format_g(double x) {
@@ -314,21 +181,90 @@ void run(const Setup& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    const std::vector<std::string> args(argv + 1, argv + argc);
-    bool help = false;
-    const auto flags = parse_flags(args, help);
-    if (help) {
-      std::string usage = kUsage;
-      const std::string key = "{presets}";
-      usage.replace(usage.find(key), key.size(), join(pdrop::model_preset_names()));
-      std::fputs(usage.c_str(), stdout);
-      return 0;
-    }
-    run(build(flags));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "pdrop-flops: %s (see --help)\n", one_line(e.what()).c_str());
-    return 1;
-  }
-  return 0;
+  CLI::App app{kDescription};
+  pdrop_cli::setup(app, "pdrop-flops");
+  Args a;
+  // Flags whose value, when not given, comes from the preset or another flag.
+  std::int64_t layers = 0, hidden = 0, ffn = 0, heads = 0, kv_heads = 0, head_dim = 0,
+               image_tokens = 0;
+  const auto count = pdrop_cli::integer_at_least(1);
+  auto* preset = app.add_option("--preset", a.preset,
+                                "model preset, one of: " + join(pdrop::model_preset_names()))
+                     ->type_name("NAME")
+                     ->check(CLI::Validator(
+                         [](std::string& name) -> std::string {
+                           for (const std::string& n : pdrop::model_preset_names())
+                             if (n == name) return "";
+                           return "'" + name + "' is not a preset (one of: " +
+                                  join(pdrop::model_preset_names()) + ")";
+                         },
+                         "", "preset"));
+  auto* o_image_tokens =
+      app.add_option("--image-tokens", image_tokens,
+                     "image tokens before any drop (default: the preset's)")
+          ->type_name("N0")->check(count)->default_str("");
+  auto* o_layers =
+      app.add_option("--layers", layers, "decoder layers (explicit shape)")
+          ->type_name("L")
+          ->check(CLI::Validator(
+              [](std::string& text) -> std::string {
+                std::string why = pdrop_cli::check_integer(text, 1);
+                if (!why.empty() && text.find(',') != std::string::npos)
+                  why += "; --layers is the layer count, drop points are --drop-layers";
+                return why;
+              },
+              "", "layers"))
+          ->default_str("");
+  auto* o_hidden = app.add_option("--hidden", hidden, "hidden size D (explicit shape)")
+                       ->type_name("D")->check(count)->default_str("");
+  auto* o_ffn = app.add_option("--ffn", ffn, "FFN (SwiGLU) intermediate size M (explicit shape)")
+                    ->type_name("M")->check(count)->default_str("");
+  auto* o_heads = app.add_option("--heads", heads, "query heads H (explicit shape)")
+                      ->type_name("H")->check(count)->default_str("");
+  auto* o_kv_heads =
+      app.add_option("--kv-heads", kv_heads,
+                     "key/value heads K (explicit shape; default H, GQA when K < H)")
+          ->type_name("K")->check(count)->default_str("");
+  auto* o_head_dim = app.add_option("--head-dim", head_dim, "head dim (explicit shape; default D / H)")
+                         ->type_name("d")->check(count)->default_str("");
+  auto* o_stages = app.add_option("--stages", a.stages,
+                                  "pyramid stages; drops after layers k*floor(L/S)")
+                       ->type_name("S")->check(count);
+  auto* o_lambda = app.add_option("--lambda", a.lambda,
+                                  "pyramid ratio: stage k keeps X^k of the image tokens")
+                       ->type_name("X")->check(pdrop_cli::finite_number());
+  auto* o_drop_layers =
+      app.add_option("--drop-layers", a.drop_layers,
+                     "explicit drop points, 1-based (\"after layer l\"); with --ratios")
+          ->type_name("l1,l2,...")->delimiter(',')->check(pdrop_cli::integer_at_least(0))
+          ->default_str("");
+  auto* o_ratios = app.add_option("--ratios", a.ratios,
+                                  "explicit kept fractions of N0 after each drop; with --drop-layers")
+                       ->type_name("r1,r2,...")->delimiter(',')->check(pdrop_cli::finite_number())
+                       ->default_str("");
+  app.add_option("--text-tokens", a.text_tokens,
+                 "text tokens (system prompt + question); the whole-sequence count and the "
+                 "KV cache include them, the paper's image-token count does not")
+      ->type_name("T")->check(pdrop_cli::integer_at_least(0));
+  app.add_option("--kv-bytes", a.kv_bytes, "bytes per cached K/V element (2: fp16/bf16)")
+      ->type_name("B")->check(count);
+  return pdrop_cli::run(app, argc, argv, [&] {
+    auto given = [](const CLI::Option* o, std::int64_t v) {
+      return o->count() ? std::optional<std::int64_t>(v) : std::nullopt;
+    };
+    a.preset_given = preset->count() > 0;
+    a.layers = given(o_layers, layers);
+    a.hidden = given(o_hidden, hidden);
+    a.ffn = given(o_ffn, ffn);
+    a.heads = given(o_heads, heads);
+    a.kv_heads = given(o_kv_heads, kv_heads);
+    a.head_dim = given(o_head_dim, head_dim);
+    a.image_tokens = given(o_image_tokens, image_tokens);
+    a.stages_given = o_stages->count() > 0;
+    a.lambda_given = o_lambda->count() > 0;
+    a.drop_layers_given = o_drop_layers->count() > 0;
+    a.ratios_given = o_ratios->count() > 0;
+    run(build(a));
+    return 0;
+  });
 }

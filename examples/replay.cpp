@@ -12,6 +12,8 @@
 //     probability rounding.
 //     writes OUT_DIR/kept.npy (kept image tokens, positions at the drop,
 //     ascending) and, for a scoring strategy, OUT_DIR/scores.npy (n,) f4.
+//     Prints "pdrop-replay: DROP_DIR: kept K [of n] image tokens -> OUT_DIR"
+//     and then "wrote OUT_DIR/<file>" for each file written.
 //
 //   pdrop-replay pipeline CASE_DIR OUT_DIR
 //     a whole case: the language model's weights (CASE_DIR/weights or
@@ -21,7 +23,9 @@
 //     decode step per decode embedding.
 //     writes kept_<j>.npy and positions_<j>.npy (rows, T') per drop,
 //     prefill_out.npy and decode_out.npy (f4, final-norm rows), cache_len.npy
-//     (L,) and decode_pos.npy (steps, L, rows) i8.
+//     (L,) and decode_pos.npy (steps, L, rows) i8. Prints one summary line
+//     ("... drops keeping [...] image tokens ... -> OUT_DIR"), then "wrote
+//     OUT_DIR/<file>" for each file written.
 //
 //   pdrop-replay check CASE_DIR
 //     runs `pipeline` and `score` on every drop_<j>/ and compares with the
@@ -30,12 +34,15 @@
 //     rounding), outputs within 1e-4. Prints one line per comparison and
 //     a verdict; exits 0 when all match, 2 when any differs.
 //
+// --help and --help after a mode (e.g. `pdrop-replay score --help`) print
+// the flags and arguments; --version prints pdrop's version.
 // On bad input it prints one line to stderr, exits 1 and writes nothing:
 // everything is read and computed first, outputs go to temporary files that
 // are renamed into place only once all of them are written.
 #include <pdrop/npy.hpp>
 #include <pdrop/pdrop.hpp>
 
+#include "cli.hpp"
 #include "host/pipeline_case.hpp"
 
 #include <algorithm>
@@ -55,7 +62,7 @@ constexpr const char* kUsage =
     "usage: pdrop-replay score DROP_DIR OUT_DIR | pipeline CASE_DIR OUT_DIR | check CASE_DIR";
 
 [[noreturn]] void usage_error(const std::string& what) {
-  throw pdrop::invalid_argument(what + " (" + kUsage + ")");
+  throw pdrop_cli::usage_error(what + "; " + kUsage);
 }
 
 npy::array read_in(const fs::path& dir, const char* name) {
@@ -109,9 +116,15 @@ struct Outputs {
     write((dir / (name + ".tmp")).string());
     names.push_back(name);
   }
-  void commit() {
-    for (const auto& n : names) fs::rename(dir / (n + ".tmp"), dir / n);
+  // Renames every file into place; returns their paths.
+  std::vector<fs::path> commit() {
+    std::vector<fs::path> written;
+    for (const auto& n : names) {
+      fs::rename(dir / (n + ".tmp"), dir / n);
+      written.push_back(dir / n);
+    }
     names.clear();
+    return written;
   }
   ~Outputs() {
     std::error_code ec;
@@ -221,7 +234,7 @@ DropResult run_drop(const fs::path& in) {
   return r;
 }
 
-void write_drop(const DropResult& r, const fs::path& out) {
+std::vector<fs::path> write_drop(const DropResult& r, const fs::path& out) {
   fs::create_directories(out);
   Outputs files{out, {}};
   if (r.scored)
@@ -231,14 +244,14 @@ void write_drop(const DropResult& r, const fs::path& out) {
   files.add("kept.npy", [&](const std::string& p) {
     npy::write(p, {static_cast<std::int64_t>(r.kept.size())}, r.kept.data());
   });
-  files.commit();
+  return files.commit();
 }
 
 // ---- pipeline: a whole case -------------------------------------------------
 
 using pdrop_host::detail::rows_first;
 
-void write_pipeline(const pdrop_host::PipelineCase& pc, const pdrop_host::PipelineOutputs& res,
+std::vector<fs::path> write_pipeline(const pdrop_host::PipelineCase& pc, const pdrop_host::PipelineOutputs& res,
                     const fs::path& out) {
   const std::int64_t rows = pc.rows, L = pc.weights.cfg.layers, steps = pc.decode_embeds.rows();
   fs::create_directories(out);
@@ -264,7 +277,7 @@ void write_pipeline(const pdrop_host::PipelineCase& pc, const pdrop_host::Pipeli
   files.add("decode_pos.npy", [&](const std::string& p) {
     npy::write(p, {steps, L, rows}, res.decode_pos.data());
   });
-  files.commit();
+  return files.commit();
 }
 
 std::string list(const std::vector<std::size_t>& v) {
@@ -273,10 +286,25 @@ std::string list(const std::vector<std::size_t>& v) {
   return s + "]";
 }
 
+// What a successful run wrote: one line per file, after the summary line
+// (nothing is printed when a run fails: it writes nothing).
+void print_written(const std::vector<fs::path>& written) {
+  for (const fs::path& p : written) std::printf("wrote %s\n", p.string().c_str());
+}
+
+void run_score(const fs::path& in, const fs::path& out) {
+  const DropResult r = run_drop(in);
+  const std::vector<fs::path> written = write_drop(r, out);
+  const std::string of = r.scored ? pdrop::detail::concat(" of ", r.scores.size()) : "";
+  std::printf("pdrop-replay: %s: kept %zu%s image tokens -> %s\n", in.string().c_str(),
+              r.kept.size(), of.c_str(), out.string().c_str());
+  print_written(written);
+}
+
 void run_pipeline(const fs::path& in, const fs::path& out) {
   const pdrop_host::PipelineCase pc = pdrop_host::load_pipeline_case(in);
   const pdrop_host::PipelineOutputs res = pdrop_host::run_pipeline_case(pc);
-  write_pipeline(pc, res, out);
+  const std::vector<fs::path> written = write_pipeline(pc, res, out);
   std::vector<std::size_t> kept;
   for (const auto& k : res.kept) kept.push_back(k.size());
   std::printf("pdrop-replay: %s: %lld tokens, %zu drops keeping %s image tokens, %lld decode "
@@ -284,6 +312,7 @@ void run_pipeline(const fs::path& in, const fs::path& out) {
               in.string().c_str(), static_cast<long long>(pc.embeds.rows()), res.kept.size(),
               list(kept).c_str(), static_cast<long long>(pc.decode_embeds.rows()),
               out.string().c_str());
+  print_written(written);
 }
 
 // ---- check: a case against its own expected files ---------------------------
@@ -387,38 +416,55 @@ int run_check(const fs::path& in) {
   return c.failures ? 2 : 0;
 }
 
-// One line: newlines of nested messages flattened.
-std::string one_line(std::string s) {
-  for (char& ch : s)
-    if (ch == '\n' || ch == '\r') ch = ' ';
-  return s;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    const std::vector<std::string> args(argv + 1, argv + argc);
-    if (args.empty()) usage_error("no mode given");
-    if (args[0] == "-h" || args[0] == "--help") {
-      std::printf("%s\n", kUsage);
-      return 0;
+  CLI::App app{"Replays tensors dumped from a PyTorch model (reference/make_golden.py, "
+               "reference/dump.py; layout: docs/golden.md) through pdrop."};
+  pdrop_cli::setup(app, "pdrop-replay");
+  // The modes' arguments are checked here, not by CLI11, so that a wrong
+  // count says which arguments the mode takes.
+  app.allow_extras();
+  std::string in, out;
+  auto* score = app.add_subcommand(
+      "score", "one drop: DROP_DIR's q/k (+ DART features) -> OUT_DIR/kept.npy, scores.npy");
+  score->add_option("DROP_DIR", in, "a drop folder (drop_<j>/ of a case)")->type_name("DIR");
+  score->add_option("OUT_DIR", out, "where to write kept.npy and scores.npy")->type_name("DIR");
+  auto* pipeline = app.add_subcommand(
+      "pipeline", "a whole case through the reference host -> OUT_DIR/kept_<j>.npy, "
+                  "positions_<j>.npy, prefill_out.npy, decode_out.npy, cache_len.npy, "
+                  "decode_pos.npy");
+  pipeline->add_option("CASE_DIR", in, "a case folder (holds drop_<j>/)")->type_name("DIR");
+  pipeline->add_option("OUT_DIR", out, "where to write the outputs")->type_name("DIR");
+  auto* check = app.add_subcommand(
+      "check", "score and pipeline on CASE_DIR, compared with its own files; exit 2 when "
+               "anything differs");
+  check->add_option("CASE_DIR", in, "a case folder")->type_name("DIR");
+  for (CLI::App* mode : {score, pipeline, check}) mode->allow_extras();
+  app.require_subcommand(0, 1);
+  return pdrop_cli::run(app, argc, argv, [&]() -> int {
+    CLI::App* mode = app.get_subcommands().empty() ? nullptr : app.get_subcommands()[0];
+    std::vector<std::string> extra = app.remaining();
+    if (mode)
+      for (const std::string& x : mode->remaining()) extra.push_back(x);
+    for (const std::string& x : extra)
+      if (x.size() > 1 && x[0] == '-') usage_error("unknown flag '" + x + "'");
+    if (!mode) {
+      if (extra.empty()) usage_error("no mode given");
+      usage_error("unknown mode '" + extra[0] + "'");
     }
-    if (args[0] == "score") {
-      if (args.size() != 3) usage_error("score takes DROP_DIR OUT_DIR");
-      write_drop(run_drop(args[1]), args[2]);
-    } else if (args[0] == "pipeline") {
-      if (args.size() != 3) usage_error("pipeline takes CASE_DIR OUT_DIR");
-      run_pipeline(args[1], args[2]);
-    } else if (args[0] == "check") {
-      if (args.size() != 2) usage_error("check takes CASE_DIR");
-      return run_check(args[1]);
+    const bool two = mode != check;
+    if (!extra.empty() || in.empty() || (two && out.empty()))
+      usage_error(mode->get_name() + (mode == score      ? " takes DROP_DIR OUT_DIR"
+                                      : mode == pipeline ? " takes CASE_DIR OUT_DIR"
+                                                         : " takes CASE_DIR"));
+    if (mode == score) {
+      run_score(in, out);
+    } else if (mode == pipeline) {
+      run_pipeline(in, out);
     } else {
-      usage_error("unknown mode '" + args[0] + "'");
+      return run_check(in);
     }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "pdrop-replay: %s\n", one_line(e.what()).c_str());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

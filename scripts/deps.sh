@@ -2,8 +2,9 @@
 # Installs what pdrop's build, tests, benchmarks and reference need, when it
 # is missing:
 #   1. Debian packages. Eigen is the library's only dependency; the rest is
-#      for building and testing (DLPack and OpenMPI for the optional DLPack
-#      views and the two-rank tensor-parallel test; python3-venv for 2.).
+#      for building and testing (CLI11 for the tools' command lines; DLPack
+#      and OpenMPI for the optional DLPack views and the two-rank
+#      tensor-parallel test; python3-venv for 2.).
 #   2. The Python reference's packages (reference/requirements.txt, exact
 #      pins: transformers, torch, ...) in a virtual environment, .venv/ at
 #      the top of the tree (git ignores it; PDROP_VENV names another folder).
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake g++ clang libeigen3-dev libgtest-dev libgmock-dev libbenchmark-dev
-          libdlpack-dev libopenmpi-dev openmpi-bin python3 python3-venv)
+          libcli11-dev libdlpack-dev libopenmpi-dev openmpi-bin python3 python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -395,10 +395,10 @@ TEST(FlopsTool, ExplicitListsAndShapeMatchThePreset) {
   const std::string want =
       "image-token prefill TFLOPs: dense 3.82, pruned 1.78 (53.4% fewer)";
   for (const char* args :
-       {"--preset llava-1.5-7b --layers 8,16,24 --ratios 0.5,0.25,0.125",
-        "--num-layers 32 --hidden 4096 --ffn 11008 --heads 32 --kv-heads 8 "
+       {"--preset llava-1.5-7b --drop-layers 8,16,24 --ratios 0.5,0.25,0.125",
+        "--layers 32 --hidden 4096 --ffn 11008 --heads 32 --kv-heads 8 "
         "--image-tokens 576",
-        "--num-layers=32 --hidden=4096 --ffn=11008 --heads=32 --image-tokens=576 "
+        "--layers=32 --hidden=4096 --ffn=11008 --heads=32 --image-tokens=576 "
         "--lambda=0.5"}) {
     SCOPED_TRACE(args);
     const ToolRun r = flops_tool(args);
@@ -413,9 +413,9 @@ TEST(FlopsTool, HelpAndBadInput) {
   EXPECT_NE(help.out.find("--text-tokens"), std::string::npos);
   EXPECT_NE(help.out.find("llava-next-7b"), std::string::npos);
   for (const char* args : {"--bogus", "--stages", "--stages x", "--preset nope",
-                           "--stages 4 --layers 8 --ratios 0.5", "--hidden 4096",
+                           "--stages 4 --drop-layers 8 --ratios 0.5", "--hidden 4096",
                            "--preset llava-1.5-7b --hidden 4096", "--image-tokens 0",
-                           "--layers 8,16 --ratios 0.5", "--lambda 2", "--kv-bytes 0",
+                           "--drop-layers 8,16 --ratios 0.5", "--lambda 2", "--kv-bytes 0",
                            "--stages 3 --stages 4", "stray"}) {
     SCOPED_TRACE(args);
     const ToolRun r = flops_tool(args);
