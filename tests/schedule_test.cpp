@@ -183,4 +183,21 @@ TEST(Schedule, StrategyValidation) {
   EXPECT_EQ(Schedule::dense(8).with_strategy(Strategy::vtw).strategy(), Strategy::vtw);
 }
 
+
+// A default-constructed Schedule is a placeholder: no layers, no drop, one
+// stage that keeps every image token; assigning a built one replaces it.
+TEST(Schedule, DefaultConstructedIsAnEmptyPlaceholder) {
+  pdrop::Schedule s;
+  EXPECT_EQ(s.num_layers(), 0);
+  EXPECT_EQ(s.num_stages(), 1);
+  EXPECT_TRUE(s.drop_layers().empty());
+  EXPECT_EQ(s.tokens_per_stage(576), (std::vector<std::int64_t>{576}));
+  EXPECT_EQ(s.strategy(), pdrop::Strategy::pyramid_drop);
+  pdrop_test::expect_invalid([&] { (void)s.stage_of_layer(0); }, "layer (0) must be in [0, 0)");
+  pdrop_test::expect_invalid([&] { (void)s.drop_before(0); }, "layer (0) must be in [0, 0)");
+  s = pdrop::Schedule::pyramid(32, 4, 0.5);
+  EXPECT_EQ(s.tokens_per_stage(576), (std::vector<std::int64_t>{576, 288, 144, 72}));
+  EXPECT_EQ(s.keep_rules().size(), 4u);
+}
+
 }  // namespace

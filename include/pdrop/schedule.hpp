@@ -225,6 +225,11 @@ class Schedule {
     return s;
   }
 
+  // A placeholder to assign a built schedule to: no layers, no drop, one
+  // stage keeping every image token (num_layers() 0, num_stages() 1, so
+  // stage_of_layer and drop_before reject every layer).
+  Schedule() = default;
+
   // No drop: every layer sees every token.
   static Schedule dense(std::int64_t layers) { return from_lists(layers, {}, {}); }
 
@@ -313,7 +318,6 @@ class Schedule {
   }
 
  private:
-  Schedule() = default;
   // plain: from_lists (plain ratios, named "ratios" in errors).
   static Schedule from_rules_impl(const char* fn, bool plain, std::int64_t layers,
                                   std::vector<std::int64_t> drop_layers,
@@ -365,10 +369,8 @@ class Schedule {
     Schedule s;
     s.layers_ = layers;
     s.drops_ = std::move(drop_layers);
-    s.rules_.reserve(rules.size() + 1);
-    s.rules_.push_back(KeepRule{});
-    s.rules_.insert(s.rules_.end(), rules.begin(), rules.end());
-    s.ratios_.reserve(s.rules_.size());
+    s.rules_.insert(s.rules_.end(), rules.begin(), rules.end());  // after stage 0's
+    s.ratios_.clear();
     for (const KeepRule& r : s.rules_)
       s.ratios_.push_back(r.maybe_count ? std::numeric_limits<double>::quiet_NaN() : r.ratio);
     return s;
@@ -385,8 +387,8 @@ class Schedule {
 
   std::int64_t layers_ = 0;
   std::vector<std::int64_t> drops_;
-  std::vector<double> ratios_;
-  std::vector<KeepRule> rules_;
+  std::vector<double> ratios_{1.0};
+  std::vector<KeepRule> rules_{KeepRule{}};
   Strategy strategy_ = Strategy::pyramid_drop;
   PositionMode position_mode_ = PositionMode::reindex;
 };
