@@ -294,53 +294,17 @@ TEST(Flops, FromASequenceRecordCountsTheRowsKept) {
 
 #ifdef PDROP_FLOPS_EXE
 
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
+#include "tool_util.hpp"
 
 namespace {
 
-namespace fs = std::filesystem;
+using pdrop_test::lines_of;
+using pdrop_test::ToolRun;
 
-struct ToolRun {
-  int status;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-// Runs pdrop-flops with `args`, capturing stdout and stderr in temp files.
+// Runs pdrop-flops with `args` in a scratch folder.
 ToolRun flops_tool(const std::string& args) {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const fs::path dir =
-      fs::temp_directory_path() /
-      ("pdrop_flops_test_" + std::to_string(::getpid()) + "_" + info->name());
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string cmd = std::string("'") + PDROP_FLOPS_EXE + "' " + args + " > '" +
-                          out.string() + "' 2> '" + err.string() + "'";
-  const int raw = std::system(cmd.c_str());
-  ToolRun r{WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(out), slurp(err)};
-  std::error_code ec;
-  fs::remove_all(dir, ec);
-  return r;
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream is(text);
-  for (std::string l; std::getline(is, l);) lines.push_back(l);
-  return lines;
+  const pdrop_test::Scratch s("pdrop_flops_test");
+  return pdrop_test::run_tool(PDROP_FLOPS_EXE, args, s.dir);
 }
 
 // The lines of `out` that start with "image-token prefill TFLOPs:".

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "golden_util.hpp"
+#include "tool_util.hpp"
 
 #ifndef PDROP_VERSION
 #error "tests/CMakeLists.txt defines PDROP_VERSION (the project's version) for pdrop_tests"
@@ -30,53 +31,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct ToolRun {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-// A scratch folder per test, removed afterwards.
-struct Scratch {
-  fs::path dir;
-  Scratch() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir = fs::temp_directory_path() / ("pdrop_tools_test_" + std::to_string(::getpid()) + "_" +
-                                       info->test_suite_name() + "_" + info->name());
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-};
-
-// Runs `exe args` in `cwd` (so a stray output file lands in the scratch
-// folder), capturing stdout and stderr.
-ToolRun run_tool(const std::string& exe, const std::string& args, const fs::path& cwd) {
-  const fs::path out = cwd / "stdout.txt", err = cwd / "stderr.txt";
-  const std::string cmd = "cd '" + cwd.string() + "' && '" + exe + "' " + args + " > '" +
-                          out.string() + "' 2> '" + err.string() + "'";
-  const int raw = std::system(cmd.c_str());
-  ToolRun r{WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(out), slurp(err)};
-  fs::remove(out);
-  fs::remove(err);
-  return r;
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream is(text);
-  for (std::string l; std::getline(is, l);) lines.push_back(l);
-  return lines;
-}
+using pdrop_test::lines_of;
+using pdrop_test::run_tool;
+using pdrop_test::Scratch;
+using pdrop_test::ToolRun;
 
 bool contains(const std::string& text, const std::string& needle) {
   return text.find(needle) != std::string::npos;
