@@ -205,8 +205,10 @@ inline double kv_bytes_per_token(const char* fn, const ModelShape& shape, double
 inline double paper_layer_flops(double n, double D, double M) {
   return 4.0 * n * D * D + 2.0 * n * n * D + 3.0 * n * D * M;
 }
-inline double sequence_layer_flops(double t, double D, double M, double H, double Hkv,
-                                   double hd) {
+inline double sequence_layer_flops(const ModelShape& shape, double hd, double t) {
+  const double D = static_cast<double>(shape.hidden), M = static_cast<double>(shape.ffn),
+               H = static_cast<double>(shape.heads),
+               Hkv = static_cast<double>(shape.kv_heads);
   return 2.0 * t * D * (H * hd) + 2.0 * t * D * (Hkv * hd) + 2.0 * t * t * H * hd +
          3.0 * t * D * M;
 }
@@ -237,10 +239,7 @@ inline double layer_sequence_flops(const ModelShape& shape, std::int64_t t) {
   constexpr const char* fn = "pdrop::layer_sequence_flops";
   const double hd = static_cast<double>(detail::check_model_shape(fn, shape));
   if (t < 0) detail::fail<value_error>(fn, "t (", t, ") must be >= 0");
-  return detail::sequence_layer_flops(
-      static_cast<double>(t), static_cast<double>(shape.hidden),
-      static_cast<double>(shape.ffn), static_cast<double>(shape.heads),
-      static_cast<double>(shape.kv_heads), hd);
+  return detail::sequence_layer_flops(shape, hd, static_cast<double>(t));
 }
 
 // The paper's count (image tokens only, text excluded) for `schedule` with
@@ -262,11 +261,8 @@ inline FlopsReport sequence_flops(const ModelShape& shape, const Schedule& sched
                                   std::int64_t n0, std::int64_t text_tokens) {
   const double hd = static_cast<double>(
       detail::check_cost_args("pdrop::sequence_flops", shape, schedule, n0, text_tokens));
-  const double D = static_cast<double>(shape.hidden), M = static_cast<double>(shape.ffn),
-               H = static_cast<double>(shape.heads),
-               Hkv = static_cast<double>(shape.kv_heads);
   return detail::cost_report(schedule, n0, text_tokens, [&](double t) {
-    return detail::sequence_layer_flops(t, D, M, H, Hkv, hd);
+    return detail::sequence_layer_flops(shape, hd, t);
   });
 }
 
@@ -313,11 +309,8 @@ CostReport record_report(const char* fn, const ModelShape& shape, const Sequence
 inline FlopsReport sequence_flops(const ModelShape& shape, const SequenceState& seq) {
   constexpr const char* fn = "pdrop::sequence_flops";
   const double hd = static_cast<double>(detail::check_model_shape(fn, shape));
-  const double D = static_cast<double>(shape.hidden), M = static_cast<double>(shape.ffn),
-               H = static_cast<double>(shape.heads),
-               Hkv = static_cast<double>(shape.kv_heads);
   return detail::record_report(fn, shape, seq, [&](double t) {
-    return detail::sequence_layer_flops(t, D, M, H, Hkv, hd);
+    return detail::sequence_layer_flops(shape, hd, t);
   });
 }
 
