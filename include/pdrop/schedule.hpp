@@ -378,7 +378,7 @@ class Schedule {
 
   void check_stage(const char* fn, std::int64_t n0, std::int64_t stage) const {
     if (n0 < 0) detail::fail<value_error>(fn, "n0 (", n0, ") must be >= 0");
-    if (n0 > (std::int64_t{1} << 53))
+    if (n0 > detail::kMaxBudgetTokens)
       detail::fail<value_error>(fn, "n0 (", n0, ") must be <= 2^53");
     if (stage < 0 || stage >= num_stages())
       detail::fail<value_error>(fn, "stage (", stage, ") must be in [0, ",
