@@ -18,6 +18,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <initializer_list>
 #include <vector>
 
 #include "golden_util.hpp"
@@ -136,35 +137,53 @@ INSTANTIATE_TEST_SUITE_P(Cli, Tools, ::testing::ValuesIn(tools()),
                            return n;
                          });
 
-#ifdef PDROP_DEMO_EXE
-const Tool& demo() {
-  static const Tool t = tools().front();
-  return t;
+// The tool named `name` (it must be built: callers sit under its #ifdef).
+const Tool& tool_named(const std::string& name) {
+  static const std::vector<Tool> all = tools();
+  for (const Tool& t : all)
+    if (t.name == name) return t;
+  ADD_FAILURE() << name << " is not among the built tools";
+  return all.front();
 }
+
+// A bad value: the arguments, the flag the error must name, and the value.
+struct BadValue {
+  const char* args;
+  const char* flag;
+  const char* value;
+};
+
+// Each case is one line on stderr naming its flag and its value (quoted as
+// '<value>' when `quoted`), exit status 1.
+void expect_bad_values(const Tool& t, const fs::path& dir, std::initializer_list<BadValue> cases,
+                       bool quoted) {
+  for (const BadValue& c : cases) {
+    SCOPED_TRACE(c.args);
+    const ToolRun r = run_tool(t.exe, c.args, dir);
+    expect_one_line_error(t, r);
+    EXPECT_TRUE(contains(r.err, c.flag)) << r.err;
+    const std::string value = quoted ? std::string("'") + c.value + "'" : c.value;
+    EXPECT_TRUE(contains(r.err, value)) << r.err;
+  }
+}
+
+#ifdef PDROP_DEMO_EXE
+const Tool& demo() { return tool_named("pdrop-demo"); }
 
 // Counts must be integers >= 1; each bad value names the flag and the value,
 // and nothing runs (no SVG is written).
 TEST(DemoCli, BadCountsAreOneLineNamingFlagAndValue) {
   Scratch s;
-  struct Case {
-    const char* args;
-    const char* flag;
-    const char* value;
-  };
-  for (const Case& c : {Case{"--layers abc", "--layers", "abc"},
-                        Case{"--layers=abc", "--layers", "abc"},
-                        Case{"--layers -3", "--layers", "-3"},
-                        Case{"--layers 1.5", "--layers", "1.5"},
-                        Case{"--dim 0", "--dim", "0"},
-                        Case{"--repeats -1", "--repeats", "-1"},
-                        Case{"--decode 0", "--decode", "0"},
-                        Case{"--layers 99999999999999999999", "--layers", "99999999999999999999"}}) {
-    SCOPED_TRACE(c.args);
-    const ToolRun r = run_tool(demo().exe, c.args, s.dir);
-    expect_one_line_error(demo(), r);
-    EXPECT_TRUE(contains(r.err, c.flag)) << r.err;
-    EXPECT_TRUE(contains(r.err, c.value)) << r.err;
-  }
+  expect_bad_values(demo(), s.dir,
+                    {{"--layers abc", "--layers", "abc"},
+                     {"--layers=abc", "--layers", "abc"},
+                     {"--layers -3", "--layers", "-3"},
+                     {"--layers 1.5", "--layers", "1.5"},
+                     {"--dim 0", "--dim", "0"},
+                     {"--repeats -1", "--repeats", "-1"},
+                     {"--decode 0", "--decode", "0"},
+                     {"--layers 99999999999999999999", "--layers", "99999999999999999999"}},
+                    false);
   for (const char* args : {"--layers", "stray", "--layers 4 --layers 5"}) {
     SCOPED_TRACE(args);
     expect_one_line_error(demo(), run_tool(demo().exe, args, s.dir));
@@ -203,38 +222,22 @@ TEST(DemoCli, ExplicitFlagsWinOverQuickEvenBeforeIt) {
 #endif  // PDROP_DEMO_EXE
 
 #ifdef PDROP_FLOPS_EXE
-const Tool& flops() {
-  static const Tool t = [] {
-    for (const Tool& x : tools())
-      if (x.name == "pdrop-flops") return x;
-    return Tool{};
-  }();
-  return t;
-}
+const Tool& flops() { return tool_named("pdrop-flops"); }
 
 TEST(FlopsCli, BadValuesAreOneLineNamingFlagAndValue) {
   Scratch s;
-  struct Case {
-    const char* args;
-    const char* flag;
-    const char* value;
-  };
-  for (const Case& c : {Case{"--stages x", "--stages", "x"},
-                        Case{"--stages -1", "--stages", "-1"},
-                        Case{"--text-tokens -5", "--text-tokens", "-5"},
-                        Case{"--kv-bytes 0", "--kv-bytes", "0"},
-                        Case{"--lambda nan", "--lambda", "nan"},
-                        Case{"--lambda 0.5x", "--lambda", "0.5x"},
-                        Case{"--preset nope", "--preset", "nope"},
-                        Case{"--layers 32 --hidden abc", "--hidden", "abc"},
-                        Case{"--drop-layers 8,x --ratios 0.5,0.25", "--drop-layers", "x"},
-                        Case{"--drop-layers 8,16 --ratios 0.5,y", "--ratios", "y"}}) {
-    SCOPED_TRACE(c.args);
-    const ToolRun r = run_tool(flops().exe, c.args, s.dir);
-    expect_one_line_error(flops(), r);
-    EXPECT_TRUE(contains(r.err, c.flag)) << r.err;
-    EXPECT_TRUE(contains(r.err, std::string("'") + c.value + "'")) << r.err;
-  }
+  expect_bad_values(flops(), s.dir,
+                    {{"--stages x", "--stages", "x"},
+                     {"--stages -1", "--stages", "-1"},
+                     {"--text-tokens -5", "--text-tokens", "-5"},
+                     {"--kv-bytes 0", "--kv-bytes", "0"},
+                     {"--lambda nan", "--lambda", "nan"},
+                     {"--lambda 0.5x", "--lambda", "0.5x"},
+                     {"--preset nope", "--preset", "nope"},
+                     {"--layers 32 --hidden abc", "--hidden", "abc"},
+                     {"--drop-layers 8,x --ratios 0.5,0.25", "--drop-layers", "x"},
+                     {"--drop-layers 8,16 --ratios 0.5,y", "--ratios", "y"}},
+                    true);
 }
 
 // --layers is the decoder layer count in every tool; the drop points are
@@ -273,10 +276,7 @@ TEST(FlopsCli, HelpShowsDefaults) {
 #endif  // PDROP_FLOPS_EXE
 
 #ifdef PDROP_REPLAY_EXE
-const Tool& replay() {
-  static const Tool t = tools().back();
-  return t;
-}
+const Tool& replay() { return tool_named("pdrop-replay"); }
 
 // A mode's --help lists its arguments.
 TEST(ReplayCli, ModeHelpListsItsArguments) {
