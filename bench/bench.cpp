@@ -506,7 +506,10 @@ void register_all() {
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::AddCustomContext("pdrop_simd", pdrop::detail::simd_path());
+  // The kernels that ran (run-time dispatch, PDROP_SIMD) and the CPU level
+  // the benchmark was compiled for (pdrop/config.hpp).
+  benchmark::AddCustomContext("pdrop_simd", pdrop::to_string(pdrop::simd_target()));
+  benchmark::AddCustomContext("pdrop_abi", PDROP_ABI_NAME);
   register_all();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

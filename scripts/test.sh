@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Builds and runs every test, twice:
-#   1. g++, RelWithDebInfo, -Werror: unit, golden, replay, header and
-#      CMake-consumer tests;
+# Builds and runs every test:
+#   1. g++, RelWithDebInfo, -Werror: unit, golden, replay, header, link and
+#      CMake-consumer tests, built for baseline x86-64; where the CPU has
+#      AVX2, FMA and F16C, run-time dispatch must pick the AVX2 kernels
+#      (PDROP_EXPECT_SIMD), and the unit tests run again with the portable
+#      kernels forced (PDROP_SIMD=portable);
 #   2. clang++, PDROP_SANITIZE=ON (AddressSanitizer + UBSan, no recovery),
-#      -Werror: the same tests.
+#      -Werror: the same tests;
 #   3. when the CPU has AVX2, FMA and F16C: clang++ -O2 -march=x86-64-v3
-#      with the sanitizers, so the AVX2 kernels (which builds 1 and 2, for
-#      baseline x86-64, do not compile in) pass the same tests.
+#      with the sanitizers, where the AVX2 kernels are the TU's own code
+#      rather than a target attribute's.
 # Each build also compiles every public header on its own. Then the Python
 # reference (in .venv, from scripts/deps.sh):
 #   4. every relative link of the Markdown files resolves;
@@ -31,10 +34,20 @@ run() {  # run NAME CXX CMAKE_ARGS...
   (cd "$dir" && ctest --output-on-failure -j"$jobs")
 }
 
-run gcc g++ -DCMAKE_BUILD_TYPE=RelWithDebInfo
-run clang-sanitize clang++ -DCMAKE_BUILD_TYPE=Debug -DPDROP_SANITIZE=ON
 if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && grep -qw f16c /proc/cpuinfo; then
-  PDROP_EXPECT_SIMD=avx2+fma+f16c \
+  best=avx2
+else
+  best=portable
+fi
+
+PDROP_EXPECT_SIMD=$best run gcc g++ -DCMAKE_BUILD_TYPE=RelWithDebInfo
+if [ "$best" = avx2 ]; then
+  echo "== gcc: unit tests again, portable kernels forced (PDROP_SIMD=portable)"
+  PDROP_SIMD=portable PDROP_EXPECT_SIMD=portable build/test-gcc/tests/pdrop_tests --gtest_brief=1
+fi
+PDROP_EXPECT_SIMD=$best run clang-sanitize clang++ -DCMAKE_BUILD_TYPE=Debug -DPDROP_SANITIZE=ON
+if [ "$best" = avx2 ]; then
+  PDROP_EXPECT_SIMD=avx2 \
     run clang-avx2 clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPDROP_SANITIZE=ON \
         -DCMAKE_CXX_FLAGS=-march=x86-64-v3
 else

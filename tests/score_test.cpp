@@ -197,25 +197,3 @@ TEST(ScoreErrors, NonFiniteInputIsAnErrorNotAPick) {
 }
 
 }  // namespace
-
-namespace {
-
-// scripts/test.sh's clang-avx2 run sets PDROP_EXPECT_SIMD=avx2+fma+f16c:
-// that build must really run the AVX2 kernels (a flag lost on the way
-// would silently test the portable ones twice). Without the variable, the
-// path must follow the compiler's target macros.
-TEST(ScoreKernel, SimdPathIsTheOneAskedFor) {
-  const char* path = pdrop::detail::simd_path();
-  RecordProperty("simd_path", path);
-  if (const char* want = std::getenv("PDROP_EXPECT_SIMD")) {
-    EXPECT_STREQ(path, want);
-    return;
-  }
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__) && !defined(PDROP_NO_SIMD)
-  EXPECT_STREQ(path, "avx2+fma+f16c");
-#else
-  EXPECT_STREQ(path, "portable");
-#endif
-}
-
-}  // namespace

@@ -34,6 +34,7 @@
 #include <cstring>
 #include <exception>
 
+#include "pdrop/config.hpp"
 #include "pdrop/compact.hpp"
 #include "pdrop/detail/check.hpp"
 #include "pdrop/errors.hpp"
@@ -42,7 +43,7 @@
 #include "pdrop/view.hpp"
 #include "pdrop/workspace.hpp"
 
-namespace pdrop {
+PDROP_BEGIN_NAMESPACE
 
 // One sequence of a batch drop.
 //   q, query_pos, k, spans   as rank_and_drop (k.tokens is the sequence's
@@ -307,6 +308,6 @@ std::int64_t rank_and_drop_batch(span<const SequenceDrop<Tq, Tk>> seqs, Workspac
       });
 }
 
-}  // namespace pdrop
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_BATCH_HPP

@@ -44,9 +44,10 @@
 #include <optional>
 #include <string>
 
+#include "pdrop/config.hpp"
 #include "pdrop/errors.hpp"
 
-namespace pdrop {
+PDROP_BEGIN_NAMESPACE
 
 // How a drop's image-token budget is spread over several image spans
 // (several images, or the frames of a video, in one sequence).
@@ -188,6 +189,6 @@ inline std::int64_t keep_budget(std::int64_t n, const KeepRule& rule) {
   return detail::apply_keep_rule(n, rule);
 }
 
-}  // namespace pdrop
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_BUDGET_HPP

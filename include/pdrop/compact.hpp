@@ -28,12 +28,13 @@
 #include <optional>
 #include <type_traits>
 
+#include "pdrop/config.hpp"
 #include "pdrop/detail/check.hpp"
 #include "pdrop/errors.hpp"
 #include "pdrop/score.hpp"
 #include "pdrop/view.hpp"
 
-namespace pdrop {
+PDROP_BEGIN_NAMESPACE
 
 enum class PositionMode {
   reindex,        // positions become 0..T_new-1 (reference default)
@@ -329,6 +330,6 @@ void compact_positions(TokenView<P> positions, span<const std::int64_t> keep,
     *positions.row(i) = static_cast<P>(base + i);
 }
 
-}  // namespace pdrop
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_COMPACT_HPP

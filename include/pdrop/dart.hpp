@@ -57,14 +57,16 @@
 #include <cstdint>
 #include <cstring>
 
+#include "pdrop/config.hpp"
 #include "pdrop/detail/check.hpp"
+#include "pdrop/detail/std.hpp"
 #include "pdrop/detail/simd.hpp"
 #include "pdrop/errors.hpp"
 #include "pdrop/score.hpp"
 #include "pdrop/view.hpp"
 #include "pdrop/workspace.hpp"
 
-namespace pdrop {
+PDROP_BEGIN_NAMESPACE
 
 enum class PivotNorm { l1, l2 };
 
@@ -328,7 +330,7 @@ std::int64_t* dart_core(const char* fn, const SegRows<Tk>& keys, std::int64_t to
       }
       for (std::int64_t i = 0; i < k; ++i) dst[i] = start + idx[i];
     }
-    std::sort(dst, dst + k + nf);
+    std::sort(dst, dst + k + nf, less{});
     done += k + nf;
     fi = fe;
   }
@@ -433,6 +435,6 @@ void dart_select(HeadView<const Tk> k, span<const ImageSpan> spans,
   std::copy(out, out + total, kept.data);
 }
 
-}  // namespace pdrop
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_DART_HPP

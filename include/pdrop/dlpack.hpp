@@ -47,11 +47,12 @@
 #include <limits>
 #include <type_traits>
 
+#include "pdrop/config.hpp"
 #include "pdrop/detail/check.hpp"
 #include "pdrop/errors.hpp"
 #include "pdrop/view.hpp"
 
-namespace pdrop {
+PDROP_BEGIN_NAMESPACE
 
 // Which axes of a per-head DLPack tensor are heads and tokens (the last is
 // always the head dim). An optional leading batch axis of size 1 comes first.
@@ -298,6 +299,6 @@ span<T> dlpack_span(const DLManagedTensor& managed, const char* name = "tensor")
   return dlpack_span<T>(managed.dl_tensor, name);
 }
 
-}  // namespace pdrop
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_DLPACK_HPP

@@ -12,7 +12,9 @@
 #include <string>
 #include <utility>
 
-namespace pdrop {
+#include "pdrop/config.hpp"
+
+PDROP_BEGIN_NAMESPACE
 
 // Base of every error pdrop reports for bad input.
 class invalid_argument : public std::invalid_argument {
@@ -50,6 +52,6 @@ template <class Error = invalid_argument, class... Parts>
 }
 
 }  // namespace detail
-}  // namespace pdrop
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_ERRORS_HPP

@@ -46,11 +46,12 @@
 #include <string>
 #include <vector>
 
+#include "pdrop/config.hpp"
 #include "pdrop/errors.hpp"
 #include "pdrop/schedule.hpp"
 #include "pdrop/sequence.hpp"
 
-namespace pdrop {
+PDROP_BEGIN_NAMESPACE
 
 // A decoder-only LLM's sizes. head_dim 0 means hidden / heads.
 struct ModelShape {
@@ -325,6 +326,6 @@ inline KvCacheReport kv_cache_bytes(const ModelShape& shape, const SequenceState
   return detail::record_report(fn, shape, seq, [&](double t) { return t * per_token; });
 }
 
-}  // namespace pdrop
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_FLOPS_HPP

@@ -32,12 +32,13 @@
 #include <limits>
 #include <type_traits>
 
+#include "pdrop/config.hpp"
 #include "pdrop/detail/check.hpp"
 #include "pdrop/errors.hpp"
 #include "pdrop/score.hpp"
 #include "pdrop/view.hpp"
 
-namespace pdrop {
+PDROP_BEGIN_NAMESPACE
 
 // One image (t = 1) or video (t frames) as a grid of LLM tokens, after the
 // vision encoder's spatial merge: t * h * w tokens, temporal-major, then
@@ -155,6 +156,6 @@ std::int64_t mrope_next_position(TokenView<const P> positions) {
   return m + 1;
 }
 
-}  // namespace pdrop
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_MROPE_HPP

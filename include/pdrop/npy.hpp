@@ -22,13 +22,15 @@
 #include <utility>
 #include <vector>
 
+#include "pdrop/config.hpp"
 #include "pdrop/errors.hpp"
 
 #if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__)
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "pdrop/npy.hpp: little-endian only");
 #endif
 
-namespace pdrop::npy {
+PDROP_BEGIN_NAMESPACE
+namespace npy {
 
 static_assert(sizeof(Eigen::half) == 2 && std::is_trivially_copyable_v<Eigen::half> &&
               sizeof(float) == 4 && sizeof(double) == 8, "npy: unexpected element type sizes");
@@ -395,6 +397,7 @@ inline void write(const std::string& path, const std::vector<std::int64_t>& shap
   write(path, dtype::i8, shape, data);
 }
 
-}  // namespace pdrop::npy
+}  // namespace npy
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_NPY_HPP

@@ -3,11 +3,13 @@
 #ifndef PDROP_PDROP_HPP
 #define PDROP_PDROP_HPP
 
+#include "pdrop/config.hpp"     // version, the inline namespace
 #include "pdrop/errors.hpp"     // pdrop::invalid_argument and kin
 #include "pdrop/view.hpp"       // TokenView, HeadView, span
 #include "pdrop/workspace.hpp"  // reusable scratch
 #include "pdrop/budget.hpp"     // keep rules: ratio, count, rounding, DART quota
 #include "pdrop/schedule.hpp"   // where drops happen, tokens per stage
+#include "pdrop/dispatch.hpp"   // which SIMD kernels scoring runs (run-time dispatch)
 #include "pdrop/score.hpp"      // attention of the query tokens to image tokens
 #include "pdrop/select.hpp"     // top-k in original order
 #include "pdrop/compact.hpp"    // keep list, compaction of rows/heads/positions

@@ -44,16 +44,18 @@
 #include <cstdint>
 #include <utility>
 
+#include "pdrop/config.hpp"
 #include "pdrop/budget.hpp"
 #include "pdrop/compact.hpp"
 #include "pdrop/detail/check.hpp"
+#include "pdrop/detail/std.hpp"
 #include "pdrop/errors.hpp"
 #include "pdrop/score.hpp"
 #include "pdrop/select.hpp"
 #include "pdrop/view.hpp"
 #include "pdrop/workspace.hpp"
 
-namespace pdrop {
+PDROP_BEGIN_NAMESPACE
 
 // Per-span budgets: keep_counts[i] = keep_budget(spans[i].length, rule),
 // int(spans[i].length * ratio) for a ratio.
@@ -121,7 +123,7 @@ inline span<const std::int64_t> forced_tokens(span<const ImageSpan> spans,
         [](std::int64_t p, const ImageSpan& x) { return p < x.start; });
     if (s != spans.data && q < (s - 1)->end()) f[n++] = q;
   }
-  std::sort(f, f + n);
+  std::sort(f, f + n, less{});
   n = std::unique(f, f + n) - f;
   return {f, n};
 }
@@ -434,6 +436,6 @@ std::int64_t rank_and_drop_global(HeadView<const Tq> q, span<const std::int64_t>
       });
 }
 
-}  // namespace pdrop
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_RANK_DROP_HPP

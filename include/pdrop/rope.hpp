@@ -90,11 +90,12 @@
 #include <limits>
 #include <type_traits>
 
+#include "pdrop/config.hpp"
 #include "pdrop/detail/check.hpp"
 #include "pdrop/errors.hpp"
 #include "pdrop/view.hpp"
 
-namespace pdrop {
+PDROP_BEGIN_NAMESPACE
 
 // The dimensions a rotary pair couples, for r = 2 * inv_freq.size rotary
 // dimensions: rotate_half (i, i + r/2), interleaved (2i, 2i + 1).
@@ -312,6 +313,6 @@ void rerotate_heads(HeadView<T> x, TokenView<const P> from_positions,
   }
 }
 
-}  // namespace pdrop
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_ROPE_HPP

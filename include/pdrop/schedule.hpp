@@ -47,11 +47,12 @@
 #include <utility>
 #include <vector>
 
+#include "pdrop/config.hpp"
 #include "pdrop/budget.hpp"
 #include "pdrop/compact.hpp"
 #include "pdrop/errors.hpp"
 
-namespace pdrop {
+PDROP_BEGIN_NAMESPACE
 namespace detail {
 
 // x rounded to 15 significant decimal digits, as the double nearest that
@@ -393,6 +394,6 @@ class Schedule {
   PositionMode position_mode_ = PositionMode::reindex;
 };
 
-}  // namespace pdrop
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_SCHEDULE_HPP

@@ -28,17 +28,20 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
+#include <utility>
 
+#include "pdrop/config.hpp"
 #include "pdrop/detail/check.hpp"
-#include "pdrop/detail/logits_gemm.hpp"
 #include "pdrop/detail/simd.hpp"
+#include "pdrop/dispatch.hpp"
 #include "pdrop/errors.hpp"
 #include "pdrop/view.hpp"
 #include "pdrop/workspace.hpp"
 
-namespace pdrop {
+PDROP_BEGIN_NAMESPACE
 
 // Image tokens [start, start + length) of a sequence.
 struct ImageSpan {
@@ -193,64 +196,6 @@ inline float round_prob(float p, ProbRounding r) {
   return p;
 }
 
-// ---- softmax of one logits row, fused with the image-token accumulation ----
-//
-// Softmax over l[0..n) (l is overwritten with e^(l - max)); the probability
-// of every image token below n is added into acc (spans laid out one after
-// the other). Returns the first key whose logit is not finite (l untouched
-// then), or -1.
-inline std::int64_t softmax_add(float* l, std::int64_t n, span<const ImageSpan> spans,
-                                ProbRounding rounding, float* acc) {
-  const std::int64_t n8 = n - n % 8;
-  f8 mv = f8_set1(-std::numeric_limits<float>::infinity());
-  f8 zv = f8_zero();  // x * 0: 0 for finite x, NaN for Inf / NaN
-  const f8 zero = f8_zero();
-  for (std::int64_t t = 0; t < n8; t += 8) {
-    const f8 x = f8_load(l + t);
-    mv = f8_max(x, mv);
-    zv = f8_fma(x, zero, zv);
-  }
-  float m = f8_max_lane(mv), z = f8_sum(zv);
-  for (std::int64_t t = n8; t < n; ++t) {
-    m = l[t] > m ? l[t] : m;
-    z += l[t] * 0.0f;
-  }
-  if (!(z == 0.0f && m > -std::numeric_limits<float>::infinity())) {
-    for (std::int64_t t = 0; t < n; ++t)
-      if (!std::isfinite(l[t])) return t;
-  }
-  const f8 mb = f8_set1(m);
-  f8 sv = f8_zero();
-  for (std::int64_t t = 0; t < n8; t += 8) {
-    const f8 e = f8_exp_nonpositive(f8_sub(f8_load(l + t), mb));
-    f8_store(l + t, e);
-    sv = f8_add(sv, e);
-  }
-  float sum = f8_sum(sv);
-  for (std::int64_t t = n8; t < n; ++t) {
-    l[t] = exp_nonpositive(l[t] - m);
-    sum += l[t];
-  }
-  const float inv = 1.0f / sum;
-  std::int64_t offset = 0;
-  for (const ImageSpan& s : spans) {
-    const std::int64_t stop = std::min(s.end(), n);
-    const float* e = l + s.start;
-    float* a = acc + offset;
-    const std::int64_t len = stop - s.start;
-    if (rounding == ProbRounding::none) {
-      const f8 iv = f8_set1(inv);
-      std::int64_t i = 0;
-      for (; i + 8 <= len; i += 8) f8_store(a + i, f8_fma(f8_load(e + i), iv, f8_load(a + i)));
-      for (; i < len; ++i) a[i] += e[i] * inv;
-    } else {
-      for (std::int64_t i = 0; i < len; ++i) a[i] += round_prob(e[i] * inv, rounding);
-    }
-    offset += s.length;
-  }
-  return -1;
-}
-
 // The fixed inputs of one scoring call, shared by every kv-head group.
 template <class Tq, class Tk>
 struct ScoreJob {
@@ -271,25 +216,36 @@ struct ScoreFault {
 
 inline std::int64_t pad16(std::int64_t n) { return (n + 15) / 16 * 16; }
 
-// One kv-head group g: its query rows as float into qf (rows x dim), their
-// logits into `logits` (rows x keys), then each row's probabilities of the
-// image tokens added into acc, rows in order.
+// ---- the kernels, once per SIMD target (detail/score_kernels-inl.hpp) ----
+//
+// simd_<target>::score_group(job, g, qf, logits, acc): kv-head group g's
+// query rows as float into qf (rows x dim), their logits into `logits`
+// (rows x keys), then each row's probabilities of the image tokens added
+// into acc, rows in order; returns where a non-finite logit stopped it.
+namespace simd_portable {
+#include "pdrop/detail/score_kernels-inl.hpp"
+}  // namespace simd_portable
+#if PDROP_DETAIL_HAVE_AVX2
+PDROP_DETAIL_AVX2_BEGIN
+namespace simd_avx2 {
+#include "pdrop/detail/score_kernels-inl.hpp"
+}  // namespace simd_avx2
+PDROP_DETAIL_AVX2_END
+#endif
+
 template <class Tq, class Tk>
-ScoreFault score_group(const ScoreJob<Tq, Tk>& job, std::int64_t g, float* qf,
-                       float* logits, float* acc) {
-  const std::int64_t d = job.q.dim, nq = job.q.tokens;
-  for (std::int64_t r = 0; r < job.rows; ++r) {
-    row_to_float(job.q.row(g * job.group + r / nq, r % nq), d, qf + r * d);
-    f8_interleave_like<Tk>(qf + r * d, d);
-  }
-  group_logits(qf, job.rows, d, job.k.row(g, 0), job.k.token_stride, job.keys,
-               job.scale, logits, job.keys);
-  for (std::int64_t r = 0; r < job.rows; ++r) {
-    const std::int64_t bad = softmax_add(logits + r * job.keys, job.query_pos[r % nq] + 1,
-                                         job.spans, job.rounding, acc);
-    if (bad >= 0) return ScoreFault{r, bad};
-  }
-  return ScoreFault{};
+using ScoreGroupKernel = ScoreFault (*)(const ScoreJob<Tq, Tk>&, std::int64_t, float*,
+                                        float*, float*);
+
+// The score_group of the target simd_target() names (pdrop/dispatch.hpp).
+template <class Tq, class Tk>
+ScoreGroupKernel<Tq, Tk> score_group_kernel() {
+#if PDROP_DETAIL_HAVE_AVX2
+  if (simd_target() == SimdTarget::avx2) return &simd_avx2::score_group<Tq, Tk>;
+#else
+  (void)simd_target();  // reports a bad PDROP_SIMD here too
+#endif
+  return &simd_portable::score_group<Tq, Tk>;
 }
 
 template <class Tq, class Tk>
@@ -349,6 +305,7 @@ struct GroupSums {
 template <class Tq, class Tk, class ParallelFor>
 GroupSums score_group_slots(const char* fn, const ScoreJob<Tq, Tk>& job, Workspace& ws,
                             ParallelFor&& parallel_for) {
+  const ScoreGroupKernel<Tq, Tk> score_group = score_group_kernel<Tq, Tk>();
   const std::int64_t rows = job.rows, d = job.q.dim, n = job.n_image;
   const std::int64_t groups = job.k.heads;
   const std::int64_t slot = Workspace::score_slot_floats(rows, job.keys, d, n);
@@ -376,6 +333,7 @@ GroupSums score_group_slots(const char* fn, const ScoreJob<Tq, Tk>& job, Workspa
 template <class Tq, class Tk>
 const float* score_groups_summed(const char* fn, const ScoreJob<Tq, Tk>& job,
                                  Workspace& ws) {
+  const ScoreGroupKernel<Tq, Tk> score_group = score_group_kernel<Tq, Tk>();
   const std::int64_t rows = job.rows, d = job.q.dim, n = job.n_image;
   float* acc = aligned_scratch(ws, Workspace::score_floats(rows, job.keys, d, n));
   float* qf = acc + pad16(n);
@@ -472,6 +430,6 @@ void score_image_tokens(HeadView<const Tq> q, span<const std::int64_t> query_pos
   detail::sum_groups(sums, k.heads, job.n_image, &inv, scores.data, parallel_for);
 }
 
-}  // namespace pdrop
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_SCORE_HPP

@@ -19,12 +19,13 @@
 #include <cstring>
 #include <functional>
 
-#include "pdrop/detail/simd.hpp"
+#include "pdrop/config.hpp"
+#include "pdrop/detail/std.hpp"
 #include "pdrop/errors.hpp"
 #include "pdrop/view.hpp"
 #include "pdrop/workspace.hpp"
 
-namespace pdrop {
+PDROP_BEGIN_NAMESPACE
 namespace detail {
 
 // Checks everything but the scores' values (score_keys does that while it
@@ -251,7 +252,7 @@ inline void select_top_k_keys(const std::uint32_t* keys, std::int64_t n, std::in
       m = w;
     }
     if (m > 0) {
-      std::nth_element(cand, cand + (need - 1), cand + m, std::greater<std::uint64_t>());
+      std::nth_element(cand, cand + (need - 1), cand + m, greater{});
       threshold = cand[need - 1];
     }
   }
@@ -296,6 +297,6 @@ inline void select_top_k(span<const float> scores, std::int64_t k, Workspace& ws
   detail::select_top_k_keys(keys, n, k, lo, hi, ws, kept.data);
 }
 
-}  // namespace pdrop
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_SELECT_HPP

@@ -62,6 +62,7 @@
 #include <utility>
 #include <vector>
 
+#include "pdrop/config.hpp"
 #include "pdrop/batch.hpp"
 #include "pdrop/compact.hpp"
 #include "pdrop/detail/check.hpp"
@@ -71,7 +72,7 @@
 #include "pdrop/score.hpp"
 #include "pdrop/view.hpp"
 
-namespace pdrop {
+PDROP_BEGIN_NAMESPACE
 
 class SequenceState {
  public:
@@ -342,6 +343,6 @@ inline void apply_drop_batch(span<SequenceState> states, span<const std::int64_t
   }
 }
 
-}  // namespace pdrop
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_SEQUENCE_HPP

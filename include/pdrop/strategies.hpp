@@ -36,6 +36,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "pdrop/config.hpp"
 #include "pdrop/compact.hpp"
 #include "pdrop/dart.hpp"
 #include "pdrop/detail/check.hpp"
@@ -46,7 +47,7 @@
 #include "pdrop/view.hpp"
 #include "pdrop/workspace.hpp"
 
-namespace pdrop {
+PDROP_BEGIN_NAMESPACE
 
 // SplitMix64: state += 0x9E3779B97F4A7C15, then a fixed mix of the state.
 struct SplitMix64 {
@@ -328,6 +329,6 @@ std::int64_t drop_by_strategy(Strategy strategy, std::int64_t tokens,
   return plan.t_new;
 }
 
-}  // namespace pdrop
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_STRATEGIES_HPP

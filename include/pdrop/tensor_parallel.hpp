@@ -51,6 +51,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "pdrop/config.hpp"
 #include "pdrop/detail/check.hpp"
 #include "pdrop/errors.hpp"
 #include "pdrop/rank_drop.hpp"
@@ -58,7 +59,7 @@
 #include "pdrop/view.hpp"
 #include "pdrop/workspace.hpp"
 
-namespace pdrop {
+PDROP_BEGIN_NAMESPACE
 
 // The kv heads one rank holds: [kv_begin, kv_begin + k.heads) of kv_heads
 // (the model's kv-head count over all ranks). Its q view holds exactly their
@@ -330,6 +331,6 @@ inline std::int64_t finalize_and_drop_global(span<const float> sums, std::int64_
       maybe_scores);
 }
 
-}  // namespace pdrop
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_TENSOR_PARALLEL_HPP

@@ -27,6 +27,7 @@
 
 #include <Eigen/Core>
 
+#include "pdrop/config.hpp"
 #include "pdrop/errors.hpp"
 
 #include <cstddef>
@@ -35,7 +36,7 @@
 #include <utility>
 #include <vector>
 
-namespace pdrop {
+PDROP_BEGIN_NAMESPACE
 
 using half = Eigen::half;
 using bfloat16 = Eigen::bfloat16;
@@ -202,6 +203,6 @@ HeadView<T> split_heads(TokenView<T> rows, std::int64_t heads) {
   return HeadView<T>(rows.data, heads, rows.tokens, dim, dim, rows.row_stride);
 }
 
-}  // namespace pdrop
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_VIEW_HPP

@@ -12,8 +12,10 @@
 #include <cstdint>
 #include <vector>
 
-namespace pdrop {
+#include "pdrop/config.hpp"
+#include "pdrop/detail/std.hpp"
 
+PDROP_BEGIN_NAMESPACE
 class Workspace {
  public:
   Workspace() = default;
@@ -88,7 +90,7 @@ class Workspace {
 
  private:
   template <class T>
-  static T* grow(std::vector<T>& v, std::size_t n) {
+  static T* grow(detail::vector<T>& v, std::size_t n) {
     if (v.size() < n) v.resize(n);
     return v.data();
   }
@@ -103,15 +105,15 @@ class Workspace {
     indices(as_size(image_tokens));
   }
 
-  std::vector<float> scratch_;
-  std::vector<float> scores_;
-  std::vector<std::uint64_t> keys_;
-  std::vector<std::int64_t> indices_;
-  std::vector<std::int64_t> faults_;
-  std::vector<std::int64_t> forced_;
-  std::vector<std::uint32_t> keys32_;
+  detail::vector<float> scratch_;
+  detail::vector<float> scores_;
+  detail::vector<std::uint64_t> keys_;
+  detail::vector<std::int64_t> indices_;
+  detail::vector<std::int64_t> faults_;
+  detail::vector<std::int64_t> forced_;
+  detail::vector<std::uint32_t> keys32_;
 };
 
-}  // namespace pdrop
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_WORKSPACE_HPP

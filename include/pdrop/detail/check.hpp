@@ -10,9 +10,11 @@
 #include <cstdint>
 #include <limits>
 
+#include "pdrop/config.hpp"
 #include "pdrop/errors.hpp"
 
-namespace pdrop::detail {
+PDROP_BEGIN_NAMESPACE
+namespace detail {
 
 // a * b, or throws shape_error naming `what` when it overflows int64.
 inline std::int64_t checked_mul(const char* fn, const char* what, std::int64_t a,
@@ -112,6 +114,7 @@ inline bool bytes_overlap(const void* a, std::int64_t a_bytes, const void* b,
          pb < pa + static_cast<std::uintptr_t>(a_bytes);
 }
 
-}  // namespace pdrop::detail
+}  // namespace detail
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_DETAIL_CHECK_HPP

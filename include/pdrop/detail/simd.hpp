@@ -1,17 +1,27 @@
-// pdrop/detail/simd.hpp - the 8-float vector the kernels are written in.
+// pdrop/detail/simd.hpp - the 8-float vector the kernels are written in,
+// once per SIMD target.
 //
-// `f8` is eight floats. With AVX2 + FMA + F16C enabled at compile time
-// (-mavx2 -mfma -mf16c, -march=x86-64-v3 or -march=native) it is one __m256
-// and fp16 / bf16 rows convert in registers (vcvtph2ps, a shift). Otherwise
-// it is two 4-float GNU vectors (SSE2 on baseline x86-64, NEON on ARM),
-// and fp16 / bf16 convert in registers too, by branch-free bit formulas.
-// Define PDROP_NO_SIMD to force the portable form.
+// `f8` is eight floats, defined in one namespace per target (the kernels on
+// it, detail/score_kernels-inl.hpp, are compiled once in each):
+//
+//   detail::simd_portable  two 4-float GNU vectors (SSE2 on x86-64, NEON on
+//                          AArch64); fp16 / bf16 rows convert in registers
+//                          by branch-free bit formulas. Every build.
+//   detail::simd_avx2      one __m256; fp16 / bf16 convert in registers
+//                          (vcvtph2ps, a shift); fused multiply-add. On
+//                          x86-64 with GCC or clang: compiled with the
+//                          TU's own flags when they include AVX2, FMA and
+//                          F16C, otherwise under a target("avx2,fma,f16c")
+//                          pragma, so a baseline build carries it and
+//                          pdrop/dispatch.hpp runs it only on a CPU that
+//                          has it. PDROP_NO_DISPATCH drops the pragma form;
+//                          PDROP_NO_SIMD drops the target altogether.
 //
 // Every kernel built on f8 fixes its order of operations by element index
 // only (each lane sums a fixed subset of the elements; lanes reduce by one
 // fixed tree, tree8), never by address or alignment: a result is
 // bit-identical from run to run and across any split of the work. The two
-// forms may differ in the last bits (fused multiply-add on AVX2).
+// targets may differ in the last bits (fused multiply-add on AVX2).
 #ifndef PDROP_DETAIL_SIMD_HPP
 #define PDROP_DETAIL_SIMD_HPP
 
@@ -22,20 +32,15 @@
 #include <type_traits>
 #include <utility>
 
+#include "pdrop/config.hpp"
 #include "pdrop/view.hpp"
 
-#if !defined(PDROP_NO_SIMD) && defined(__AVX2__) && defined(__FMA__) && \
-    defined(__F16C__)
-#define PDROP_SIMD_AVX2 1
+#if PDROP_DETAIL_HAVE_AVX2
 #include <immintrin.h>
-#else
-#define PDROP_SIMD_AVX2 0
 #endif
 
-namespace pdrop::detail {
-
-// Which form of the kernels this translation unit was built with.
-inline const char* simd_path() { return PDROP_SIMD_AVX2 ? "avx2+fma+f16c" : "portable"; }
+PDROP_BEGIN_NAMESPACE
+namespace detail {
 
 template <class To, class From>
 inline To bits_as(const From& from) {
@@ -95,7 +100,7 @@ inline void row_to_float(const T* src, std::int64_t n, float* dst) {
 }
 
 // e^x for x <= 0 (softmax after max subtraction), within 1.3 ulp of the
-// exact value on [-86, 0] (checked in both forms); x below -86 gives e^-86
+// exact value on [-86, 0] (checked for both targets); x below -86 gives e^-86
 // (~4e-38), far below anything a sum holding at least one 1.0 can notice.
 // Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, and the degree-6
 // polynomial of Cephes' expf; 2^n goes into the exponent bits. Branch-free;
@@ -126,78 +131,8 @@ inline float tree8(const float* v) {
   return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
 }
 
-#if PDROP_SIMD_AVX2
-
-struct f8 {
-  __m256 v;
-};
-// Lanes are the chunk's elements in order, for every element type.
-template <class T>
-inline constexpr bool kLanesInterleaved = false;
-inline f8 f8_zero() { return {_mm256_setzero_ps()}; }
-inline f8 f8_set1(float x) { return {_mm256_set1_ps(x)}; }
-inline f8 f8_load(const float* p) { return {_mm256_loadu_ps(p)}; }
-inline f8 f8_load(const half* p) {
-  return {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))};
-}
-inline f8 f8_load(const bfloat16* p) {
-  const __m256i w =
-      _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  return {_mm256_castsi256_ps(_mm256_slli_epi32(w, 16))};
-}
-inline void f8_store(float* p, f8 a) { _mm256_storeu_ps(p, a.v); }
-inline f8 f8_add(f8 a, f8 b) { return {_mm256_add_ps(a.v, b.v)}; }
-inline f8 f8_sub(f8 a, f8 b) { return {_mm256_sub_ps(a.v, b.v)}; }
-inline f8 f8_mul(f8 a, f8 b) { return {_mm256_mul_ps(a.v, b.v)}; }
-// a * b + c
-inline f8 f8_fma(f8 a, f8 b, f8 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
-// max(x, m), keeping m where x is NaN
-inline f8 f8_max(f8 x, f8 m) { return {_mm256_max_ps(x.v, m.v)}; }
-inline float f8_sum(f8 a) {
-  alignas(32) float v[8];
-  _mm256_store_ps(v, a.v);
-  return tree8(v);
-}
-// Lane i = tree8 of a[i]'s lanes, for eight vectors at once.
-inline f8 f8_sum8(const f8* a) {
-  const __m256 h01 = _mm256_hadd_ps(a[0].v, a[1].v), h23 = _mm256_hadd_ps(a[2].v, a[3].v);
-  const __m256 h45 = _mm256_hadd_ps(a[4].v, a[5].v), h67 = _mm256_hadd_ps(a[6].v, a[7].v);
-  const __m256 q0 = _mm256_hadd_ps(h01, h23), q1 = _mm256_hadd_ps(h45, h67);
-  // q0 = [a0..a3 lanes 0-3 | a0..a3 lanes 4-7], q1 the same for a4..a7.
-  return {_mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20),
-                        _mm256_permute2f128_ps(q0, q1, 0x31))};
-}
-inline float f8_max_lane(f8 a) {
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
-  return _mm_cvtss_f32(m);
-}
-inline f8 f8_exp_nonpositive(f8 a) {
-  __m256 x = a.v;
-  const __m256 lo = _mm256_set1_ps(-86.0f);
-  // Keep NaN lanes NaN: max(x, lo) returns lo for NaN x, so blend them back.
-  const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
-  x = _mm256_blendv_ps(_mm256_max_ps(x, lo), x, nan);
-  const __m256 magic = _mm256_set1_ps(12582912.0f);
-  const __m256 shifted = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), magic);
-  const __m256 n = _mm256_sub_ps(shifted, magic);
-  const __m256i ni =
-      _mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_castps_si256(magic));
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i e = _mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(ni, 23));
-  return {_mm256_castsi256_ps(e)};
-}
-
-#else  // portable: GNU vector extensions, two 4-float vectors (SSE2, NEON, ...)
+// ---- simd_portable: GNU vector extensions, two 4-float vectors ----
+namespace simd_portable {
 
 typedef float v4f __attribute__((vector_size(16)));
 typedef std::int32_t v4i __attribute__((vector_size(16)));
@@ -308,19 +243,6 @@ inline v4f exp4_nonpositive(v4f x) {  // exp_nonpositive, four at a time
 }
 inline f8 f8_exp_nonpositive(f8 x) { return f8{exp4_nonpositive(x.a), exp4_nonpositive(x.b)}; }
 
-#endif
-
-// Calls f(std::integral_constant<int, i>) for i = 0 .. N-1, unrolled at
-// compile time (tiles index their accumulator arrays with constants, so the
-// accumulators live in registers at any optimisation level that inlines).
-template <class F, int... I>
-inline void unroll_impl(F& f, std::integer_sequence<int, I...>) {
-  (f(std::integral_constant<int, I>{}), ...);
-}
-template <int N, class F>
-inline void unroll(F&& f) {
-  unroll_impl(f, std::make_integer_sequence<int, N>{});
-}
 
 // Rearranges the first dim - dim % 8 floats of a row, chunk by chunk, into
 // the lane order of an f8 loaded from a row of T (a no-op unless T's lanes
@@ -339,6 +261,113 @@ inline void f8_interleave_like(float* row, std::int64_t dim) {
   }
 }
 
-}  // namespace pdrop::detail
+}  // namespace simd_portable
+
+// ---- simd_avx2: one __m256, AVX2 + FMA + F16C ----
+#if PDROP_DETAIL_HAVE_AVX2
+}  // namespace detail
+PDROP_END_NAMESPACE
+PDROP_DETAIL_AVX2_BEGIN
+PDROP_BEGIN_NAMESPACE
+namespace detail {
+namespace simd_avx2 {
+
+struct f8 {
+  __m256 v;
+};
+// Lanes are the chunk's elements in order, for every element type.
+template <class T>
+inline constexpr bool kLanesInterleaved = false;
+inline f8 f8_zero() { return {_mm256_setzero_ps()}; }
+inline f8 f8_set1(float x) { return {_mm256_set1_ps(x)}; }
+inline f8 f8_load(const float* p) { return {_mm256_loadu_ps(p)}; }
+inline f8 f8_load(const half* p) {
+  return {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))};
+}
+inline f8 f8_load(const bfloat16* p) {
+  const __m256i w =
+      _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return {_mm256_castsi256_ps(_mm256_slli_epi32(w, 16))};
+}
+inline void f8_store(float* p, f8 a) { _mm256_storeu_ps(p, a.v); }
+inline f8 f8_add(f8 a, f8 b) { return {_mm256_add_ps(a.v, b.v)}; }
+inline f8 f8_sub(f8 a, f8 b) { return {_mm256_sub_ps(a.v, b.v)}; }
+inline f8 f8_mul(f8 a, f8 b) { return {_mm256_mul_ps(a.v, b.v)}; }
+// a * b + c
+inline f8 f8_fma(f8 a, f8 b, f8 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+// max(x, m), keeping m where x is NaN
+inline f8 f8_max(f8 x, f8 m) { return {_mm256_max_ps(x.v, m.v)}; }
+inline float f8_sum(f8 a) {
+  alignas(32) float v[8];
+  _mm256_store_ps(v, a.v);
+  return tree8(v);
+}
+// Lane i = tree8 of a[i]'s lanes, for eight vectors at once.
+inline f8 f8_sum8(const f8* a) {
+  const __m256 h01 = _mm256_hadd_ps(a[0].v, a[1].v), h23 = _mm256_hadd_ps(a[2].v, a[3].v);
+  const __m256 h45 = _mm256_hadd_ps(a[4].v, a[5].v), h67 = _mm256_hadd_ps(a[6].v, a[7].v);
+  const __m256 q0 = _mm256_hadd_ps(h01, h23), q1 = _mm256_hadd_ps(h45, h67);
+  // q0 = [a0..a3 lanes 0-3 | a0..a3 lanes 4-7], q1 the same for a4..a7.
+  return {_mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20),
+                        _mm256_permute2f128_ps(q0, q1, 0x31))};
+}
+inline float f8_max_lane(f8 a) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+inline f8 f8_exp_nonpositive(f8 a) {
+  __m256 x = a.v;
+  const __m256 lo = _mm256_set1_ps(-86.0f);
+  // Keep NaN lanes NaN: max(x, lo) returns lo for NaN x, so blend them back.
+  const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+  x = _mm256_blendv_ps(_mm256_max_ps(x, lo), x, nan);
+  const __m256 magic = _mm256_set1_ps(12582912.0f);
+  const __m256 shifted = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), magic);
+  const __m256 n = _mm256_sub_ps(shifted, magic);
+  const __m256i ni =
+      _mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_castps_si256(magic));
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(ni, 23));
+  return {_mm256_castsi256_ps(e)};
+}
+
+
+// Rearranges the first dim - dim % 8 floats of a row, chunk by chunk, into
+// the lane order of an f8 loaded from a row of T (a no-op unless T's lanes
+// interleave), so that f8_load(row) pairs lane for lane with f8_load(T*).
+template <class T>
+inline void f8_interleave_like(float* row, std::int64_t dim) {
+  if constexpr (kLanesInterleaved<T>) {
+    for (std::int64_t c = 0; c + 8 <= dim; c += 8) {
+      float* x = row + c;
+      const float v[8] = {x[0], x[2], x[4], x[6], x[1], x[3], x[5], x[7]};
+      std::memcpy(x, v, sizeof v);
+    }
+  } else {
+    (void)row;
+    (void)dim;
+  }
+}
+
+}  // namespace simd_avx2
+}  // namespace detail
+PDROP_END_NAMESPACE
+PDROP_DETAIL_AVX2_END
+PDROP_BEGIN_NAMESPACE
+namespace detail {
+#endif  // PDROP_DETAIL_HAVE_AVX2
+
+}  // namespace detail
+PDROP_END_NAMESPACE
 
 #endif  // PDROP_DETAIL_SIMD_HPP

@@ -1,16 +1,28 @@
-// pdrop/detail/logits_gemm.hpp - the inner loop of the scoring kernel
-// (pdrop/score.hpp): the logits of a kv-head group's query rows against K,
-// as a blocked GEMM that reads every K row once for all of the rows.
-#ifndef PDROP_DETAIL_LOGITS_GEMM_HPP
-#define PDROP_DETAIL_LOGITS_GEMM_HPP
+// pdrop/detail/score_kernels-inl.hpp - the scoring kernel, written once on
+// f8 and compiled once per SIMD target: pdrop/score.hpp includes this file
+// inside namespace detail::simd_portable and again inside
+// detail::simd_avx2 (under PDROP_DETAIL_AVX2_BEGIN), where `f8` and its
+// operations (pdrop/detail/simd.hpp) are that target's. Deliberately
+// without an include guard, and not a header to include on its own (as
+// Highway's -inl.h files, re-included per target by foreach_target.h).
+//
+// Needs, from the enclosing pdrop::detail: ScoreJob, ScoreFault,
+// round_prob, row_to_float, to_float, exp_nonpositive (score.hpp,
+// detail/simd.hpp), and <algorithm>, <cmath>, <cstdint>, <cstring>,
+// <limits>, <utility>.
 
-#include <algorithm>
-#include <cstdint>
+// Calls f(std::integral_constant<int, i>) for i = 0 .. N-1, unrolled at
+// compile time (tiles index their accumulator arrays with constants, so the
+// accumulators live in registers at any optimisation level that inlines).
+template <class F, int... I>
+inline void unroll_impl(F& f, std::integer_sequence<int, I...>) {
+  (f(std::integral_constant<int, I>{}), ...);
+}
+template <int N, class F>
+inline void unroll(F&& f) {
+  unroll_impl(f, std::make_integer_sequence<int, N>{});
+}
 
-#include "pdrop/detail/simd.hpp"
-
-namespace pdrop {
-namespace detail {
 
 // ---- logits: a blocked GEMM of a kv-head group's query rows against K ----
 //
@@ -116,7 +128,82 @@ inline void group_logits(const float* qf, std::int64_t rows, std::int64_t dim,
     group_logits_nr<1>(qf, rows, dim, k, k_stride, keys, scale, logits, ld);
 }
 
-}  // namespace detail
-}  // namespace pdrop
+// ---- softmax of one logits row, fused with the image-token accumulation ----
+//
+// Softmax over l[0..n) (l is overwritten with e^(l - max)); the probability
+// of every image token below n is added into acc (spans laid out one after
+// the other). Returns the first key whose logit is not finite (l untouched
+// then), or -1.
+inline std::int64_t softmax_add(float* l, std::int64_t n, span<const ImageSpan> spans,
+                                ProbRounding rounding, float* acc) {
+  const std::int64_t n8 = n - n % 8;
+  f8 mv = f8_set1(-std::numeric_limits<float>::infinity());
+  f8 zv = f8_zero();  // x * 0: 0 for finite x, NaN for Inf / NaN
+  const f8 zero = f8_zero();
+  for (std::int64_t t = 0; t < n8; t += 8) {
+    const f8 x = f8_load(l + t);
+    mv = f8_max(x, mv);
+    zv = f8_fma(x, zero, zv);
+  }
+  float m = f8_max_lane(mv), z = f8_sum(zv);
+  for (std::int64_t t = n8; t < n; ++t) {
+    m = l[t] > m ? l[t] : m;
+    z += l[t] * 0.0f;
+  }
+  if (!(z == 0.0f && m > -std::numeric_limits<float>::infinity())) {
+    for (std::int64_t t = 0; t < n; ++t)
+      if (!std::isfinite(l[t])) return t;
+  }
+  const f8 mb = f8_set1(m);
+  f8 sv = f8_zero();
+  for (std::int64_t t = 0; t < n8; t += 8) {
+    const f8 e = f8_exp_nonpositive(f8_sub(f8_load(l + t), mb));
+    f8_store(l + t, e);
+    sv = f8_add(sv, e);
+  }
+  float sum = f8_sum(sv);
+  for (std::int64_t t = n8; t < n; ++t) {
+    l[t] = exp_nonpositive(l[t] - m);
+    sum += l[t];
+  }
+  const float inv = 1.0f / sum;
+  std::int64_t offset = 0;
+  for (const ImageSpan& s : spans) {
+    const std::int64_t stop = std::min(s.end(), n);
+    const float* e = l + s.start;
+    float* a = acc + offset;
+    const std::int64_t len = stop - s.start;
+    if (rounding == ProbRounding::none) {
+      const f8 iv = f8_set1(inv);
+      std::int64_t i = 0;
+      for (; i + 8 <= len; i += 8) f8_store(a + i, f8_fma(f8_load(e + i), iv, f8_load(a + i)));
+      for (; i < len; ++i) a[i] += e[i] * inv;
+    } else {
+      for (std::int64_t i = 0; i < len; ++i) a[i] += round_prob(e[i] * inv, rounding);
+    }
+    offset += s.length;
+  }
+  return -1;
+}
 
-#endif  // PDROP_DETAIL_LOGITS_GEMM_HPP
+// One kv-head group g: its query rows as float into qf (rows x dim), their
+// logits into `logits` (rows x keys), then each row's probabilities of the
+// image tokens added into acc, rows in order.
+template <class Tq, class Tk>
+inline ScoreFault score_group(const ScoreJob<Tq, Tk>& job, std::int64_t g, float* qf,
+                       float* logits, float* acc) {
+  const std::int64_t d = job.q.dim, nq = job.q.tokens;
+  for (std::int64_t r = 0; r < job.rows; ++r) {
+    row_to_float(job.q.row(g * job.group + r / nq, r % nq), d, qf + r * d);
+    f8_interleave_like<Tk>(qf + r * d, d);
+  }
+  group_logits(qf, job.rows, d, job.k.row(g, 0), job.k.token_stride, job.keys,
+               job.scale, logits, job.keys);
+  for (std::int64_t r = 0; r < job.rows; ++r) {
+    const std::int64_t bad = softmax_add(logits + r * job.keys, job.query_pos[r % nq] + 1,
+                                         job.spans, job.rounding, acc);
+    if (bad >= 0) return ScoreFault{r, bad};
+  }
+  return ScoreFault{};
+}
+

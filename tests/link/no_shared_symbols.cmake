@@ -1,0 +1,58 @@
+# cmake -DNM=nm -DOBJECTS="a.o|b.o" [-DSTRICT=ON] -P no_shared_symbols.cmake
+# Fails when the two object files define a common external symbol that
+# holds pdrop's namespace ("5pdrop" in its mangled name), or, with STRICT,
+# any common external symbol at all (std templates included) but the
+# personality-routine reference every C++ object carries; and when either
+# object defines no pdrop symbol (the check would then prove nothing).
+# Mangled names are compared: they hold nothing CMake lists treat specially.
+string(REPLACE "|" ";" objects "${OBJECTS}")
+list(LENGTH objects n)
+if(NOT n EQUAL 2)
+  message(FATAL_ERROR "expected two object files, got: ${OBJECTS}")
+endif()
+set(index 0)
+foreach(obj IN LISTS objects)
+  execute_process(COMMAND ${NM} --defined-only ${obj} OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${NM} ${obj} failed (${rc})")
+  endif()
+  # External symbols: "<address> <type> <name>" with an upper-case type, or
+  # u / v / w (unique, weak).
+  string(REGEX MATCHALL "[0-9a-fA-F]+ [A-Zuvw] [^\n]+" found "${out}")
+  set(names_${index} "")
+  set(pdrop_count 0)
+  foreach(entry IN LISTS found)
+    string(REGEX REPLACE "^[0-9a-fA-F]+ . " "" name "${entry}")
+    if(name MATCHES "5pdrop")
+      math(EXPR pdrop_count "${pdrop_count} + 1")
+    elseif(NOT STRICT OR name MATCHES "^DW\\.ref\\.")
+      continue()
+    endif()
+    list(APPEND names_${index} "${name}")
+  endforeach()
+  get_filename_component(base "${obj}" NAME)
+  message(STATUS "${base}: ${pdrop_count} pdrop symbols defined")
+  if(pdrop_count EQUAL 0)
+    message(FATAL_ERROR "${obj} defines no pdrop symbol: nothing was checked")
+  endif()
+  math(EXPR index "${index} + 1")
+endforeach()
+set(shared "")
+foreach(name IN LISTS names_0)
+  list(FIND names_1 "${name}" at)
+  if(NOT at EQUAL -1)
+    list(APPEND shared "${name}")
+  endif()
+endforeach()
+list(LENGTH shared n_shared)
+if(n_shared GREATER 0)
+  list(SUBLIST shared 0 10 some)
+  string(REPLACE ";" "\n  " some "${some}")
+  message(FATAL_ERROR "${n_shared} symbols are defined in both objects, e.g.\n  ${some}\n"
+                      "(c++filt demangles them)")
+endif()
+if(STRICT)
+  message(STATUS "no external symbol is defined in both")
+else()
+  message(STATUS "no pdrop symbol is defined in both")
+endif()
