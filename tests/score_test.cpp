@@ -3,7 +3,10 @@
 // with padded strides, several query rows and image spans.
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <limits>
 
 #include "test_util.hpp"
 
@@ -194,6 +197,116 @@ TEST(ScoreErrors, NonFiniteInputIsAnErrorNotAPick) {
   f.x.k[19 * 8] = std::nanf("");
   pdrop::score_image_tokens<float, float>(f.x.qv, f.c.pos, f.x.kv, f.c.spans, f.ws, f.scores);
   for (float s : f.scores) EXPECT_TRUE(std::isfinite(s));
+}
+
+}  // namespace
+
+// ---- softmax underflow: rank what float32 ranks (issue 14) ----
+namespace {
+
+// e^x rounded once to float: double's exp is far more accurate than a
+// float ulp, and the double -> float conversion rounds to the nearest
+// float, subnormals included.
+float float32_exp(float x) { return static_cast<float>(std::exp(static_cast<double>(x))); }
+
+std::uint32_t float_bits(float x) {
+  std::uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+
+// softmax_add of one target: l = {0, x...} (max 0), no spans; afterwards l
+// holds e^x.
+template <class SoftmaxAdd>
+void expect_exp_like_float32(SoftmaxAdd softmax_add, const char* target) {
+  SCOPED_TRACE(target);
+  std::vector<float> x{0.0f};
+  for (float v = -0.001f; v > -112.0f; v -= 0.0137f) x.push_back(v);
+  for (float v : {-87.33f, -87.34f, -100.0f, -103.2f, -103.3f, -103.97f, -104.0f, -200.0f,
+                  -1e30f, -std::numeric_limits<float>::infinity()})
+    x.push_back(v);
+  std::vector<float> l = x;
+  const std::int64_t bad = softmax_add(l.data(), static_cast<std::int64_t>(l.size()),
+                                       span<const ImageSpan>{}, pdrop::ProbRounding::none,
+                                       nullptr);
+  ASSERT_EQ(bad, std::find_if(x.begin(), x.end(), [](float v) { return !std::isfinite(v); }) -
+                     x.begin());
+  // -inf stops the row (not finite): check the entries before it, which
+  // softmax_add has not touched, on a copy without it.
+  x.pop_back();
+  l = x;
+  ASSERT_EQ(softmax_add(l.data(), static_cast<std::int64_t>(l.size()), span<const ImageSpan>{},
+                        pdrop::ProbRounding::none, nullptr),
+            -1);
+  std::int64_t subnormal = 0, zero = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const float want = float32_exp(x[i]);
+    const auto dist = static_cast<std::int64_t>(float_bits(l[i])) -
+                      static_cast<std::int64_t>(float_bits(want));
+    // 2 ulp where e^x is normal (1.3 ulp from the exact value); 1 where it
+    // is subnormal (one rounding of a value within that).
+    const std::int64_t bound = want >= std::numeric_limits<float>::min() ? 2 : 1;
+    EXPECT_LE(std::llabs(dist), bound) << "x " << x[i] << ": " << l[i] << " vs " << want;
+    subnormal += want > 0.0f && want < std::numeric_limits<float>::min();
+    zero += want == 0.0f;
+  }
+  EXPECT_GT(subnormal, 1000);  // the grid does cover the subnormal range
+  EXPECT_GT(zero, 100);
+}
+
+TEST(ScoreKernel, ExpMatchesFloat32DownToSubnormals) {
+  expect_exp_like_float32(&pdrop::detail::simd_portable::softmax_add, "portable");
+#if PDROP_DETAIL_HAVE_AVX2
+  if (pdrop::simd_target_supported(pdrop::SimdTarget::avx2))
+    expect_exp_like_float32(&pdrop::detail::simd_avx2::softmax_add, "avx2");
+#endif
+}
+
+// One head, d = 1, softmax scale 1: the text key's logit is 0 and the image
+// tokens' are 87 to 130 below it, so their float32 probabilities are
+// subnormal or 0. The drop must keep the image tokens float32 ranks first
+// (ties, the tokens whose probability is 0, to the lower index), not the
+// lowest indices (what a clamp of the exponent at -86 gave).
+TEST(ScoreUnderflow, KeepsWhatFloat32SoftmaxRanks) {
+  const std::int64_t n = 60, tokens = n + 2;
+  std::vector<float> q{1.0f}, k(static_cast<std::size_t>(tokens));
+  for (std::int64_t i = 0; i < n; ++i)
+    k[static_cast<std::size_t>(i)] = -87.1f - 0.71f * static_cast<float>((i * 37) % n);
+  k[static_cast<std::size_t>(n)] = 0.0f;          // text: the largest logit
+  k[static_cast<std::size_t>(n + 1)] = -200.0f;   // the query token itself
+  const std::vector<ImageSpan> spans{{0, n}};
+  const std::vector<std::int64_t> pos{n + 1};
+  // float32 softmax as torch computes it: e^(x - max) / sum, in float.
+  std::vector<float> e(static_cast<std::size_t>(tokens));
+  float sum = 0.0f;
+  for (std::int64_t t = 0; t < tokens; ++t) sum += (e[t] = float32_exp(k[t] - 0.0f));
+  std::vector<float> probs(e.begin(), e.begin() + n);
+  for (float& p : probs) p /= sum;
+  for (pdrop::SimdTarget target : {pdrop::SimdTarget::portable, pdrop::SimdTarget::avx2}) {
+    if (!pdrop::simd_target_supported(target)) continue;
+    SCOPED_TRACE(pdrop::to_string(target));
+    pdrop::set_simd_target(target);
+    for (std::int64_t keep_count : {5, 20, 30}) {
+      SCOPED_TRACE(keep_count);
+      pdrop::Workspace ws;
+      std::vector<std::int64_t> keep(static_cast<std::size_t>(tokens));
+      std::vector<float> scores(static_cast<std::size_t>(n));
+      const std::vector<std::int64_t> counts{keep_count};
+      pdrop::ScoreOptions options;
+      options.softmax_scale = 1.0f;
+      const std::int64_t kept = pdrop::rank_and_drop<float, float>(
+          pdrop::hnd_view<const float>(q.data(), 1, 1, 1), pos,
+          pdrop::hnd_view<const float>(k.data(), 1, tokens, 1), spans, counts, ws, keep, {},
+          scores, options);
+      ASSERT_EQ(kept, keep_count + 2);
+      std::vector<std::int64_t> want = pdrop_test::naive_top_k(probs, keep_count);
+      want.push_back(n);
+      want.push_back(n + 1);
+      keep.resize(static_cast<std::size_t>(kept));
+      EXPECT_EQ(keep, want);
+    }
+  }
+  pdrop::reset_simd_target();
 }
 
 }  // namespace

@@ -99,14 +99,20 @@ inline void row_to_float(const T* src, std::int64_t n, float* dst) {
   }
 }
 
-// e^x for x <= 0 (softmax after max subtraction), within 1.3 ulp of the
-// exact value on [-86, 0] (checked for both targets); x below -86 gives e^-86
-// (~4e-38), far below anything a sum holding at least one 1.0 can notice.
+// e^x for x <= 0 (softmax after max subtraction), as float32's expf gives
+// it down to the subnormals: within 1.3 ulp of the exact value where it is
+// a normal float (x >= -87.3), and the subnormal nearest to a value within
+// that of it below, down to 0 for x below about -103.97 (x is clamped at
+// -104). A softmax probability that float32 tells apart from its
+// neighbours, however tiny, stays apart here, so ranking by it is
+// float32's ranking (tests/score_test.cpp, ExpMatchesFloat32).
 // Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, and the degree-6
-// polynomial of Cephes' expf; 2^n goes into the exponent bits. Branch-free;
-// f8_exp_nonpositive computes the same steps on 8 lanes. NaN gives NaN.
+// polynomial of Cephes' expf; 2^n is applied as two normal factors 2^(n>>1)
+// and 2^(n - (n>>1)), each >= 2^-75: exact while the result is normal, one
+// correct rounding where it is subnormal. Branch-free; f8_exp_nonpositive
+// computes the same steps on 8 lanes, with the same bits. NaN gives NaN.
 inline float exp_nonpositive(float x) {
-  x = x > -86.0f ? x : (x != x ? x : -86.0f);
+  x = x > -104.0f ? x : (x != x ? x : -104.0f);
   const float magic = 12582912.0f;  // 1.5 * 2^23: round to nearest integer
   const float shifted = x * 1.44269504088896341f + magic;
   const float n = shifted - magic;
@@ -121,9 +127,10 @@ inline float exp_nonpositive(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.0f;
-  const std::uint32_t scaled =
-      bits_as<std::uint32_t>(p) + (static_cast<std::uint32_t>(ni) << 23);
-  return bits_as<float>(scaled);
+  const std::int32_t n_hi = ni >> 1;  // floor(n / 2): arithmetic shift
+  const float s_hi = bits_as<float>(static_cast<std::uint32_t>(n_hi + 127) << 23);
+  const float s_lo = bits_as<float>(static_cast<std::uint32_t>(ni - n_hi + 127) << 23);
+  return (p * s_hi) * s_lo;
 }
 
 // Sum of 8 lanes by a fixed tree: ((0+1) + (2+3)) + ((4+5) + (6+7)).
@@ -225,8 +232,8 @@ inline float f8_max_lane(f8 x) {
   return m;
 }
 inline v4f exp4_nonpositive(v4f x) {  // exp_nonpositive, four at a time
-  const v4i low = x < -86.0f;  // false for NaN: NaN stays NaN
-  x = v4_select(low, v4f{-86.0f, -86.0f, -86.0f, -86.0f}, x);
+  const v4i low = x < -104.0f;  // false for NaN: NaN stays NaN
+  x = v4_select(low, v4f{-104.0f, -104.0f, -104.0f, -104.0f}, x);
   const float magic = 12582912.0f;
   const v4f shifted = x * 1.44269504088896341f + magic;
   const v4f n = shifted - magic;
@@ -239,7 +246,10 @@ inline v4f exp4_nonpositive(v4f x) {  // exp_nonpositive, four at a time
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.0f;
-  return reinterpret_cast<v4f>(reinterpret_cast<v4i>(p) + (ni << 23));
+  const v4i n_hi = ni >> 1;
+  const v4f s_hi = reinterpret_cast<v4f>((n_hi + 127) << 23);
+  const v4f s_lo = reinterpret_cast<v4f>((ni - n_hi + 127) << 23);
+  return (p * s_hi) * s_lo;
 }
 inline f8 f8_exp_nonpositive(f8 x) { return f8{exp4_nonpositive(x.a), exp4_nonpositive(x.b)}; }
 
@@ -319,7 +329,7 @@ inline float f8_max_lane(f8 a) {
 }
 inline f8 f8_exp_nonpositive(f8 a) {
   __m256 x = a.v;
-  const __m256 lo = _mm256_set1_ps(-86.0f);
+  const __m256 lo = _mm256_set1_ps(-104.0f);
   // Keep NaN lanes NaN: max(x, lo) returns lo for NaN x, so blend them back.
   const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
   x = _mm256_blendv_ps(_mm256_max_ps(x, lo), x, nan);
@@ -337,8 +347,12 @@ inline f8 f8_exp_nonpositive(f8 a) {
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
   p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i e = _mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(ni, 23));
-  return {_mm256_castsi256_ps(e)};
+  const __m256i bias = _mm256_set1_epi32(127);
+  const __m256i n_hi = _mm256_srai_epi32(ni, 1);
+  const __m256 s_hi = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n_hi, bias), 23));
+  const __m256 s_lo = _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, n_hi), bias), 23));
+  return {_mm256_mul_ps(_mm256_mul_ps(p, s_hi), s_lo)};
 }
 
 
