@@ -4,7 +4,14 @@
 #   1. Debian packages. Eigen is the library's only dependency; the rest is
 #      for building and testing (CLI11 for the tools' command lines; DLPack
 #      and OpenMPI for the optional DLPack views and the two-rank
-#      tensor-parallel test; python3-venv for 2.).
+#      tensor-parallel test; python3-venv for 2.). For scripts/test.sh's
+#      aarch64 build (cmake/toolchains/aarch64-linux-gnu.cmake): the cross
+#      compiler (g++-aarch64-linux-gnu, with the arm64 C library), qemu-user
+#      to run what it builds (qemu-aarch64), and GoogleTest built for arm64,
+#      which Debian ships through multiarch (libgtest-dev:arm64,
+#      libgmock-dev:arm64: static libraries in /usr/lib/aarch64-linux-gnu,
+#      the headers shared with the host's); so arm64 is added to dpkg's
+#      architectures when one of them is missing.
 #   2. The Python reference's packages (reference/requirements.txt, exact
 #      pins: transformers, torch, ...) in a virtual environment, .venv/ at
 #      the top of the tree (git ignores it; PDROP_VENV names another folder).
@@ -15,7 +22,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake g++ clang libeigen3-dev libgtest-dev libgmock-dev libbenchmark-dev
-          libcli11-dev libdlpack-dev libopenmpi-dev openmpi-bin python3 python3-venv)
+          libcli11-dev libdlpack-dev libopenmpi-dev openmpi-bin python3 python3-venv
+          g++-aarch64-linux-gnu qemu-user libgtest-dev:arm64 libgmock-dev:arm64)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,6 +39,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  if [[ " ${missing[*]}" == *:arm64* ]] && [ "$(dpkg --print-architecture)" != arm64 ] &&
+     ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    echo "deps.sh: dpkg --add-architecture arm64 (for the :arm64 packages)"
+    "${sudo[@]}" dpkg --add-architecture arm64
+  fi
   "${sudo[@]}" apt-get update -qq
   "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
