@@ -24,6 +24,24 @@ inline void unroll(F&& f) {
 }
 
 
+// Rearranges the first dim - dim % 8 floats of a row, chunk by chunk, into
+// the lane order of an f8 loaded from a row of T (a no-op unless T's lanes
+// interleave: this target's kLanesInterleaved), so that f8_load(row) pairs
+// lane for lane with f8_load(T*).
+template <class T>
+inline void f8_interleave_like(float* row, std::int64_t dim) {
+  if constexpr (kLanesInterleaved<T>) {
+    for (std::int64_t c = 0; c + 8 <= dim; c += 8) {
+      float* x = row + c;
+      const float v[8] = {x[0], x[2], x[4], x[6], x[1], x[3], x[5], x[7]};
+      std::memcpy(x, v, sizeof v);
+    }
+  } else {
+    (void)row;
+    (void)dim;
+  }
+}
+
 // ---- logits: a blocked GEMM of a kv-head group's query rows against K ----
 //
 // out[qi * ld + ri] = scale * (q_qi . k_ri) for NR consecutive K rows and NQ

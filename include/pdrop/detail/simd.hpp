@@ -253,24 +253,6 @@ inline v4f exp4_nonpositive(v4f x) {  // exp_nonpositive, four at a time
 }
 inline f8 f8_exp_nonpositive(f8 x) { return f8{exp4_nonpositive(x.a), exp4_nonpositive(x.b)}; }
 
-
-// Rearranges the first dim - dim % 8 floats of a row, chunk by chunk, into
-// the lane order of an f8 loaded from a row of T (a no-op unless T's lanes
-// interleave), so that f8_load(row) pairs lane for lane with f8_load(T*).
-template <class T>
-inline void f8_interleave_like(float* row, std::int64_t dim) {
-  if constexpr (kLanesInterleaved<T>) {
-    for (std::int64_t c = 0; c + 8 <= dim; c += 8) {
-      float* x = row + c;
-      const float v[8] = {x[0], x[2], x[4], x[6], x[1], x[3], x[5], x[7]};
-      std::memcpy(x, v, sizeof v);
-    }
-  } else {
-    (void)row;
-    (void)dim;
-  }
-}
-
 }  // namespace simd_portable
 
 // ---- simd_avx2: one __m256, AVX2 + FMA + F16C ----
@@ -353,24 +335,6 @@ inline f8 f8_exp_nonpositive(f8 a) {
   const __m256 s_lo = _mm256_castsi256_ps(
       _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, n_hi), bias), 23));
   return {_mm256_mul_ps(_mm256_mul_ps(p, s_hi), s_lo)};
-}
-
-
-// Rearranges the first dim - dim % 8 floats of a row, chunk by chunk, into
-// the lane order of an f8 loaded from a row of T (a no-op unless T's lanes
-// interleave), so that f8_load(row) pairs lane for lane with f8_load(T*).
-template <class T>
-inline void f8_interleave_like(float* row, std::int64_t dim) {
-  if constexpr (kLanesInterleaved<T>) {
-    for (std::int64_t c = 0; c + 8 <= dim; c += 8) {
-      float* x = row + c;
-      const float v[8] = {x[0], x[2], x[4], x[6], x[1], x[3], x[5], x[7]};
-      std::memcpy(x, v, sizeof v);
-    }
-  } else {
-    (void)row;
-    (void)dim;
-  }
 }
 
 }  // namespace simd_avx2
