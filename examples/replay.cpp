@@ -39,7 +39,7 @@
 // On bad input it prints one line to stderr, exits 1 and writes nothing:
 // everything is read and computed first, outputs go to temporary files that
 // are renamed into place only once all of them are written.
-#include <pdrop/npy.hpp>
+#include "npy.hpp"
 #include <pdrop/pdrop.hpp>
 
 #include "cli.hpp"

@@ -15,7 +15,7 @@
 //                            synthetic seeds for each mode (types, layouts,
 //                            hostile).
 // Without GOLDEN_DIR (missing folder) only the synthetic seeds are written.
-#include <pdrop/npy.hpp>
+#include "npy.hpp"
 
 #include <algorithm>
 #include <cstdint>

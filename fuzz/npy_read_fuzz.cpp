@@ -10,7 +10,7 @@
 //     exactly the dtypes they document;
 //   - it round-trips: npy::write of the array, read back, gives the same
 //     dtype, shape and bytes.
-#include <pdrop/npy.hpp>
+#include "npy.hpp"
 
 #include <unistd.h>
 

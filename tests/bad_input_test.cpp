@@ -36,7 +36,7 @@
 #include <map>
 #include <sstream>
 
-#include "pdrop/npy.hpp"
+#include "npy.hpp"
 #include "test_util.hpp"
 
 namespace {

@@ -26,7 +26,7 @@
 #include <iterator>
 #include <thread>
 
-#include "pdrop/npy.hpp"
+#include "npy.hpp"
 #include "test_util.hpp"
 
 namespace {

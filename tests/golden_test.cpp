@@ -14,7 +14,7 @@
 #include <filesystem>
 
 #include "golden_util.hpp"
-#include "pdrop/npy.hpp"
+#include "npy.hpp"
 #include "pdrop/pdrop.hpp"
 #include "test_util.hpp"
 

@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "pdrop/npy.hpp"
+#include "npy.hpp"
 
 namespace pdrop_test {
 

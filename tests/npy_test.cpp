@@ -1,6 +1,6 @@
-// Tests for pdrop/npy.hpp: round trips, hand-built files in every accepted
+// Tests for examples/npy.hpp: round trips, hand-built files in every accepted
 // format variant, float16 conversion, and every rejection the reader makes.
-#include "pdrop/npy.hpp"
+#include "npy.hpp"
 
 #include <gtest/gtest.h>
 

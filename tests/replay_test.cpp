@@ -13,7 +13,7 @@
 #include <sstream>
 
 #include "golden_util.hpp"
-#include "pdrop/npy.hpp"
+#include "npy.hpp"
 #include "test_util.hpp"
 
 namespace {

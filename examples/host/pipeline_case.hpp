@@ -7,7 +7,7 @@
 #ifndef PDROP_EXAMPLES_HOST_PIPELINE_CASE_HPP
 #define PDROP_EXAMPLES_HOST_PIPELINE_CASE_HPP
 
-#include <pdrop/npy.hpp>
+#include "npy.hpp"
 #include <pdrop/pdrop.hpp>
 
 #include <filesystem>

@@ -125,13 +125,6 @@ inline void batch_keep_rows(span<std::int64_t> keep, span<const std::int64_t> ke
 
 namespace detail {
 
-// e's message without a leading "fn: " (the batch names itself once).
-inline const char* without_prefix(const char* fn, const std::exception& e) {
-  const char* w = e.what();
-  const std::size_t n = std::strlen(fn);
-  return std::strncmp(w, fn, n) == 0 && w[n] == ':' && w[n + 1] == ' ' ? w + n + 2 : w;
-}
-
 // Runs f, rethrowing an error of sequence b with the sequence named.
 template <class F>
 auto for_sequence(const char* fn, std::int64_t b, F&& f) -> decltype(f()) {

@@ -45,7 +45,9 @@
 #include <string>
 
 #include "pdrop/config.hpp"
+#include "pdrop/detail/check.hpp"
 #include "pdrop/errors.hpp"
+#include "pdrop/types.hpp"
 
 PDROP_BEGIN_NAMESPACE
 
@@ -186,6 +188,54 @@ inline std::int64_t keep_budget(std::int64_t n, const KeepRule& rule) {
   if (n < 0 || n > detail::kMaxBudgetTokens)
     detail::fail<value_error>(fn, "n (", n, ") must be in [0, 2^53]");
   detail::check_keep_rule(fn, "rule", rule);
+  return detail::apply_keep_rule(n, rule);
+}
+
+// Per-span budgets: keep_counts[i] = keep_budget(spans[i].length, rule),
+// int(spans[i].length * ratio) for a ratio.
+//   spans        the spans whose lengths the rule applies to: the ORIGINAL
+//                spans (before any drop) when it is a stage's rule of the
+//                original tokens (Schedule::keep_rules()[j]).
+//   rule         a ratio in [0, 1] (a double converts) or any KeepRule
+//                (pdrop/budget.hpp: a count, Python rounding, DART's quota).
+//   keep_counts  out, spans.size entries (the keep_counts of rank_and_drop).
+// Everything is validated before keep_counts is written.
+inline void per_span_budgets(span<const ImageSpan> spans, const KeepRule& rule,
+                             span<std::int64_t> keep_counts) {
+  constexpr const char* fn = "pdrop::per_span_budgets";
+  if (spans.size < 0 || (spans.size > 0 && spans.data == nullptr))
+    detail::fail<shape_error>(fn, "spans.data is null with ", spans.size, " entries");
+  if (keep_counts.size != spans.size)
+    detail::fail<shape_error>(fn, "keep_counts.size (", keep_counts.size,
+                              ") must equal spans.size (", spans.size, ")");
+  if (keep_counts.size > 0 && keep_counts.data == nullptr)
+    detail::fail<shape_error>(fn, "keep_counts.data is null with ", keep_counts.size,
+                              " entries");
+  detail::check_keep_rule(fn, "rule", rule);
+  for (std::int64_t i = 0; i < spans.size; ++i)
+    if (spans[i].length < 0 || spans[i].length > detail::kMaxBudgetTokens)
+      detail::fail<value_error>(fn, "spans[", i, "].length (", spans[i].length,
+                                ") must be in [0, 2^53]");
+  for (std::int64_t i = 0; i < spans.size; ++i)
+    keep_counts[i] = detail::apply_keep_rule(spans[i].length, rule);
+}
+
+// Global budget: keep_budget(sum of spans[i].length, rule), the n_keep of
+// rank_and_drop_global. spans and rule as per_span_budgets.
+inline std::int64_t global_budget(span<const ImageSpan> spans, const KeepRule& rule) {
+  constexpr const char* fn = "pdrop::global_budget";
+  if (spans.size < 0 || (spans.size > 0 && spans.data == nullptr))
+    detail::fail<shape_error>(fn, "spans.data is null with ", spans.size, " entries");
+  detail::check_keep_rule(fn, "rule", rule);
+  std::int64_t n = 0;
+  for (std::int64_t i = 0; i < spans.size; ++i) {
+    if (spans[i].length < 0)
+      detail::fail<value_error>(fn, "spans[", i, "].length (", spans[i].length,
+                                ") must be >= 0");
+    n = detail::checked_add(fn, "sum of spans[i].length", n, spans[i].length);
+  }
+  if (n > detail::kMaxBudgetTokens)
+    detail::fail<value_error>(fn, "the sum of span lengths (", n, ") must be <= 2^53");
   return detail::apply_keep_rule(n, rule);
 }
 

@@ -31,15 +31,9 @@
 #include "pdrop/config.hpp"
 #include "pdrop/detail/check.hpp"
 #include "pdrop/errors.hpp"
-#include "pdrop/score.hpp"
-#include "pdrop/view.hpp"
+#include "pdrop/types.hpp"
 
 PDROP_BEGIN_NAMESPACE
-
-enum class PositionMode {
-  reindex,        // positions become 0..T_new-1 (reference default)
-  keep_original,  // positions move with their tokens
-};
 
 namespace detail {
 

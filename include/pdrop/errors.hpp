@@ -7,6 +7,9 @@
 #ifndef PDROP_ERRORS_HPP
 #define PDROP_ERRORS_HPP
 
+#include <cstddef>
+#include <cstring>
+#include <exception>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -49,6 +52,14 @@ std::string concat(Parts&&... parts) {
 template <class Error = invalid_argument, class... Parts>
 [[noreturn]] void fail(const char* fn, Parts&&... parts) {
   throw Error(concat(fn, ": ", std::forward<Parts>(parts)...));
+}
+
+// e's message without a leading "fn: " (a batch call names itself once, then
+// the sequence).
+inline const char* without_prefix(const char* fn, const std::exception& e) {
+  const char* w = e.what();
+  const std::size_t n = std::strlen(fn);
+  return std::strncmp(w, fn, n) == 0 && w[n] == ':' && w[n + 1] == ' ' ? w + n + 2 : w;
 }
 
 }  // namespace detail

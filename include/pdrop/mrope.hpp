@@ -35,8 +35,7 @@
 #include "pdrop/config.hpp"
 #include "pdrop/detail/check.hpp"
 #include "pdrop/errors.hpp"
-#include "pdrop/score.hpp"
-#include "pdrop/view.hpp"
+#include "pdrop/types.hpp"
 
 PDROP_BEGIN_NAMESPACE
 

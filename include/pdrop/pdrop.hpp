@@ -5,7 +5,8 @@
 
 #include "pdrop/config.hpp"     // version, the inline namespace
 #include "pdrop/errors.hpp"     // pdrop::invalid_argument and kin
-#include "pdrop/view.hpp"       // TokenView, HeadView, span
+#include "pdrop/types.hpp"      // TokenView, HeadView, span, ImageSpan (standard library only)
+#include "pdrop/view.hpp"       // half, bfloat16, views over Eigen objects
 #include "pdrop/workspace.hpp"  // reusable scratch
 #include "pdrop/budget.hpp"     // keep rules: ratio, count, rounding, DART quota
 #include "pdrop/schedule.hpp"   // where drops happen, tokens per stage

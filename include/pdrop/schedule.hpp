@@ -49,7 +49,7 @@
 
 #include "pdrop/config.hpp"
 #include "pdrop/budget.hpp"
-#include "pdrop/compact.hpp"
+#include "pdrop/types.hpp"
 #include "pdrop/errors.hpp"
 
 PDROP_BEGIN_NAMESPACE
@@ -72,31 +72,6 @@ inline double round_decimal15(double x) {
 }
 
 }  // namespace detail
-
-// Which method picks the image tokens a drop keeps. All run on pdrop's
-// operators (score -> select -> keep list -> compact):
-//   pyramid_drop  PyramidDrop (Xing et al., CVPR 2025, arXiv 2410.17247):
-//                 attention of the last instruction token, computed from the
-//                 next layer's q/k; positions re-indexed.
-//   fastv         FastV (Chen et al., ECCV 2024, arXiv 2403.06764): one drop
-//                 after layer K by the last token's attention averaged over
-//                 heads (of the layer that just ran); original positions.
-//   vtw           Visual Tokens Withdrawal (Lin et al., AAAI 2025, arXiv
-//                 2405.05803): every image token withdrawn after layer K;
-//                 original positions.
-//   dart          DART (Wen et al., arXiv 2502.11494): attention-free, keeps
-//                 pivots and the tokens least similar to them; original
-//                 positions (pdrop/dart.hpp).
-//   random        a seeded uniform subset per span, a baseline; positions
-//                 re-indexed like PyramidDrop, which it is a control for.
-enum class Strategy { pyramid_drop, fastv, vtw, dart, random };
-
-// The position mode each strategy's reference code uses.
-constexpr PositionMode default_position_mode(Strategy s) {
-  return (s == Strategy::fastv || s == Strategy::vtw || s == Strategy::dart)
-             ? PositionMode::keep_original
-             : PositionMode::reindex;
-}
 
 // "pyramid_drop", "fastv", "vtw", "dart", "random".
 inline const char* strategy_name(Strategy s) {

@@ -43,13 +43,6 @@
 
 PDROP_BEGIN_NAMESPACE
 
-// Image tokens [start, start + length) of a sequence.
-struct ImageSpan {
-  std::int64_t start = 0;
-  std::int64_t length = 0;
-  constexpr std::int64_t end() const { return start + length; }
-};
-
 // How attention probabilities are rounded before they are averaged.
 //  none: float32 throughout (default).
 //  fp16 / bf16: each probability is rounded to that type first, the way the
@@ -63,66 +56,7 @@ struct ScoreOptions {
   ProbRounding round_probs = ProbRounding::none;
 };
 
-// Runs fn(i) for i = 0 .. n-1 in order on the calling thread: the
-// parallel_for of the single-threaded path.
-struct SerialFor {
-  template <class F>
-  void operator()(std::int64_t n, F&& fn) const {
-    for (std::int64_t i = 0; i < n; ++i) fn(i);
-  }
-};
-
-#if defined(_OPENMP)
-// A parallel_for over OpenMP's threads (built with -fopenmp).
-struct OpenMPFor {
-  template <class F>
-  void operator()(std::int64_t n, F&& fn) const {
-#pragma omp parallel for schedule(static)
-    for (std::int64_t i = 0; i < n; ++i) fn(i);
-  }
-};
-#endif
-
 namespace detail {
-
-// Sorted, disjoint spans inside [0, tokens); messages call the bound
-// `tokens_name` (tokens < 0: no upper bound). Returns their total length.
-inline std::int64_t check_spans(const char* fn, span<const ImageSpan> spans,
-                                std::int64_t tokens, const char* tokens_name) {
-  if (spans.size < 0 || (spans.size > 0 && spans.data == nullptr))
-    fail<shape_error>(fn, "spans.data is null with ", spans.size, " entries");
-  std::int64_t total = 0;
-  for (std::int64_t i = 0; i < spans.size; ++i) {
-    const ImageSpan s = spans[i];
-    if (s.start < 0 || s.length < 0 || (tokens >= 0 && s.length > tokens - s.start))
-      fail<value_error>(fn, "spans[", i, "] (start ", s.start, ", length ", s.length,
-                        ") must lie inside [0, ", tokens_name, " = ", tokens, ")");
-    if (i > 0 && s.start < spans[i - 1].end())
-      fail<value_error>(fn, "spans[", i, "] (start ", s.start,
-                        ") must start at or after the end of spans[", i - 1,
-                        "] (", spans[i - 1].end(), "): spans are sorted and disjoint");
-    total += s.length;
-  }
-  return total;
-}
-
-// One keep count per span, each in [0, spans[i].length]. Returns their sum.
-inline std::int64_t check_keep_counts(const char* fn, span<const ImageSpan> spans,
-                                      span<const std::int64_t> keep_counts) {
-  if (keep_counts.size != spans.size)
-    fail<shape_error>(fn, "keep_counts.size (", keep_counts.size,
-                      ") must equal spans.size (", spans.size, ")");
-  if (keep_counts.size > 0 && keep_counts.data == nullptr)
-    fail<shape_error>(fn, "keep_counts.data is null with ", keep_counts.size, " entries");
-  std::int64_t total = 0;
-  for (std::int64_t i = 0; i < spans.size; ++i) {
-    if (keep_counts[i] < 0 || keep_counts[i] > spans[i].length)
-      fail<value_error>(fn, "keep_counts[", i, "] (", keep_counts[i],
-                        ") must be in [0, spans[", i, "].length = ", spans[i].length, "]");
-    total += keep_counts[i];
-  }
-  return total;
-}
 
 // Checks every input of score_image_tokens (all but the output); returns
 // the total number of image tokens. Non-templated: the typed front hands

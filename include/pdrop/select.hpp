@@ -22,7 +22,7 @@
 #include "pdrop/config.hpp"
 #include "pdrop/detail/std.hpp"
 #include "pdrop/errors.hpp"
-#include "pdrop/view.hpp"
+#include "pdrop/types.hpp"
 #include "pdrop/workspace.hpp"
 
 PDROP_BEGIN_NAMESPACE

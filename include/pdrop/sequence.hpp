@@ -63,14 +63,12 @@
 #include <vector>
 
 #include "pdrop/config.hpp"
-#include "pdrop/batch.hpp"
+#include "pdrop/budget.hpp"
 #include "pdrop/compact.hpp"
 #include "pdrop/detail/check.hpp"
 #include "pdrop/errors.hpp"
-#include "pdrop/rank_drop.hpp"
 #include "pdrop/schedule.hpp"
-#include "pdrop/score.hpp"
-#include "pdrop/view.hpp"
+#include "pdrop/types.hpp"
 
 PDROP_BEGIN_NAMESPACE
 

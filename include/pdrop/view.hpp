@@ -1,27 +1,9 @@
-// pdrop/view.hpp - non-owning strided views over a runtime's own buffers.
-//
-// pdrop never allocates or copies the tensors a runtime already holds. The
-// runtime describes its memory with one of these views and hands it over:
-//
-//   TokenView<T>  tokens x features, features contiguous, `row_stride`
-//                 elements between consecutive tokens. Hidden states
-//                 (T x D), positions (T x 1, or T x 3 for M-RoPE), labels,
-//                 masks: anything with one row per token.
-//   HeadView<T>   heads x tokens x dim, dim contiguous, explicit
-//                 `head_stride` and `token_stride` (in elements). Queries and
-//                 KV-cache rows in either layout runtimes use:
-//                   HND (head-major):  head_stride = cap*dim, token_stride = dim
-//                   NHD (token-major): head_stride = dim,     token_stride = heads*dim
-//   span<T>       a plain (pointer, size) pair for 1-D inputs and outputs.
+// pdrop/view.hpp - the element types pdrop does math on, and views over
+// Eigen objects; includes Eigen and pdrop/types.hpp (the views themselves).
 //
 // Element types for tensors that take part in math: float, pdrop::half
 // (Eigen::half) and pdrop::bfloat16 (Eigen::bfloat16); math always
 // accumulates in float. Compaction moves any trivially copyable type.
-//
-// Views are aggregates with no invariants of their own: every operator checks
-// the views it receives (sizes >= 0, strides large enough, no null data with
-// non-zero sizes, no int64 overflow of the extent) and names the argument in
-// its error.
 #ifndef PDROP_VIEW_HPP
 #define PDROP_VIEW_HPP
 
@@ -29,6 +11,7 @@
 
 #include "pdrop/config.hpp"
 #include "pdrop/errors.hpp"
+#include "pdrop/types.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -47,104 +30,6 @@ inline constexpr bool is_float_type_v =
     std::is_same_v<std::remove_cv_t<T>, float> ||
     std::is_same_v<std::remove_cv_t<T>, half> ||
     std::is_same_v<std::remove_cv_t<T>, bfloat16>;
-
-// A (pointer, size) pair, the C++17 stand-in for std::span.
-template <class T>
-struct span {
-  T* data = nullptr;
-  std::int64_t size = 0;
-
-  constexpr span() = default;
-  constexpr span(T* d, std::int64_t n) : data(d), size(n) {}
-  template <class U, class A,
-            class = std::enable_if_t<std::is_convertible_v<U*, T*>>>
-  span(std::vector<U, A>& v)  // NOLINT: implicit by design
-      : data(v.data()), size(static_cast<std::int64_t>(v.size())) {}
-  template <class U, class A,
-            class = std::enable_if_t<std::is_convertible_v<const U*, T*>>>
-  span(const std::vector<U, A>& v)  // NOLINT: implicit by design
-      : data(v.data()), size(static_cast<std::int64_t>(v.size())) {}
-  template <class U,
-            class = std::enable_if_t<!std::is_same_v<U, T> &&
-                                     std::is_convertible_v<U*, T*>>>
-  constexpr span(span<U> s) : data(s.data), size(s.size) {}  // NOLINT
-
-  constexpr T& operator[](std::int64_t i) const { return data[i]; }
-  constexpr T* begin() const { return data; }
-  constexpr T* end() const { return data + size; }
-  constexpr bool empty() const { return size == 0; }
-};
-
-// tokens x features; element (t, f) is data[t * row_stride + f].
-template <class T>
-struct TokenView {
-  T* data = nullptr;
-  std::int64_t tokens = 0;
-  std::int64_t features = 0;
-  std::int64_t row_stride = 0;  // elements; >= features
-
-  constexpr TokenView() = default;
-  // row_stride < 0 means dense rows (row_stride = features).
-  constexpr TokenView(T* d, std::int64_t n_tokens, std::int64_t n_features,
-                      std::int64_t stride = -1)
-      : data(d), tokens(n_tokens), features(n_features),
-        row_stride(stride < 0 ? n_features : stride) {}
-  template <class U,
-            class = std::enable_if_t<!std::is_same_v<U, T> &&
-                                     std::is_convertible_v<U*, T*>>>
-  constexpr TokenView(const TokenView<U>& o)  // NOLINT: T -> const T
-      : data(o.data), tokens(o.tokens), features(o.features),
-        row_stride(o.row_stride) {}
-
-  constexpr T* row(std::int64_t t) const { return data + t * row_stride; }
-};
-
-// heads x tokens x dim; element (h, t, i) is
-// data[h * head_stride + t * token_stride + i].
-template <class T>
-struct HeadView {
-  T* data = nullptr;
-  std::int64_t heads = 0;
-  std::int64_t tokens = 0;
-  std::int64_t dim = 0;
-  std::int64_t head_stride = 0;   // elements
-  std::int64_t token_stride = 0;  // elements
-
-  constexpr HeadView() = default;
-  constexpr HeadView(T* d, std::int64_t n_heads, std::int64_t n_tokens,
-                     std::int64_t n_dim, std::int64_t h_stride,
-                     std::int64_t t_stride)
-      : data(d), heads(n_heads), tokens(n_tokens), dim(n_dim),
-        head_stride(h_stride), token_stride(t_stride) {}
-  template <class U,
-            class = std::enable_if_t<!std::is_same_v<U, T> &&
-                                     std::is_convertible_v<U*, T*>>>
-  constexpr HeadView(const HeadView<U>& o)  // NOLINT: T -> const T
-      : data(o.data), heads(o.heads), tokens(o.tokens), dim(o.dim),
-        head_stride(o.head_stride), token_stride(o.token_stride) {}
-
-  constexpr T* row(std::int64_t h, std::int64_t t) const {
-    return data + h * head_stride + t * token_stride;
-  }
-};
-
-// Head-major [heads][capacity][dim] buffer holding `tokens` valid rows per
-// head (capacity < 0 means capacity = tokens). llama.cpp-style per-layer
-// caches and PyTorch's (B=1, H, T, d) tensors look like this.
-template <class T>
-constexpr HeadView<T> hnd_view(T* data, std::int64_t heads, std::int64_t tokens,
-                               std::int64_t dim, std::int64_t capacity = -1) {
-  return HeadView<T>(data, heads, tokens, dim,
-                     (capacity < 0 ? tokens : capacity) * dim, dim);
-}
-
-// Token-major [tokens][heads][dim] buffer: the output of a fused QKV
-// projection viewed per head, or (T, H, d) caches of serving engines.
-template <class T>
-constexpr HeadView<T> nhd_view(T* data, std::int64_t tokens, std::int64_t heads,
-                               std::int64_t dim) {
-  return HeadView<T>(data, heads, tokens, dim, dim, heads * dim);
-}
 
 namespace detail {
 template <class M>
@@ -187,20 +72,6 @@ auto cols_as_tokens(M&& m) {
     static_assert(!D::IsRowMajor, "pdrop::cols_as_tokens needs column-major storage");
     return TokenView<Elem>(m.data(), m.cols(), m.rows(), m.outerStride());
   }
-}
-
-// Per-head view of token rows that hold `heads` heads side by side
-// (tokens x heads*dim, e.g. the output of a q or k projection, or one slice
-// of a fused QKV row): an NHD view with token_stride = rows.row_stride.
-// Throws shape_error when rows.features is not a multiple of heads.
-template <class T>
-HeadView<T> split_heads(TokenView<T> rows, std::int64_t heads) {
-  if (heads <= 0 || rows.features % heads != 0)
-    detail::fail<shape_error>("pdrop::split_heads", "rows.features (",
-                              rows.features, ") must be a positive multiple "
-                              "of heads (", heads, ")");
-  const std::int64_t dim = rows.features / heads;
-  return HeadView<T>(rows.data, heads, rows.tokens, dim, dim, rows.row_stride);
 }
 
 PDROP_END_NAMESPACE

@@ -12,6 +12,7 @@
 
 #include "pdrop/config.hpp"
 #include "pdrop/errors.hpp"
+#include "pdrop/types.hpp"
 
 PDROP_BEGIN_NAMESPACE
 namespace detail {
@@ -112,6 +113,45 @@ inline bool bytes_overlap(const void* a, std::int64_t a_bytes, const void* b,
   const auto pb = reinterpret_cast<std::uintptr_t>(b);
   return pa < pb + static_cast<std::uintptr_t>(b_bytes) &&
          pb < pa + static_cast<std::uintptr_t>(a_bytes);
+}
+
+// Sorted, disjoint spans inside [0, tokens); messages call the bound
+// `tokens_name` (tokens < 0: no upper bound). Returns their total length.
+inline std::int64_t check_spans(const char* fn, span<const ImageSpan> spans,
+                                std::int64_t tokens, const char* tokens_name) {
+  if (spans.size < 0 || (spans.size > 0 && spans.data == nullptr))
+    fail<shape_error>(fn, "spans.data is null with ", spans.size, " entries");
+  std::int64_t total = 0;
+  for (std::int64_t i = 0; i < spans.size; ++i) {
+    const ImageSpan s = spans[i];
+    if (s.start < 0 || s.length < 0 || (tokens >= 0 && s.length > tokens - s.start))
+      fail<value_error>(fn, "spans[", i, "] (start ", s.start, ", length ", s.length,
+                        ") must lie inside [0, ", tokens_name, " = ", tokens, ")");
+    if (i > 0 && s.start < spans[i - 1].end())
+      fail<value_error>(fn, "spans[", i, "] (start ", s.start,
+                        ") must start at or after the end of spans[", i - 1,
+                        "] (", spans[i - 1].end(), "): spans are sorted and disjoint");
+    total += s.length;
+  }
+  return total;
+}
+
+// One keep count per span, each in [0, spans[i].length]. Returns their sum.
+inline std::int64_t check_keep_counts(const char* fn, span<const ImageSpan> spans,
+                                      span<const std::int64_t> keep_counts) {
+  if (keep_counts.size != spans.size)
+    fail<shape_error>(fn, "keep_counts.size (", keep_counts.size,
+                      ") must equal spans.size (", spans.size, ")");
+  if (keep_counts.size > 0 && keep_counts.data == nullptr)
+    fail<shape_error>(fn, "keep_counts.data is null with ", keep_counts.size, " entries");
+  std::int64_t total = 0;
+  for (std::int64_t i = 0; i < spans.size; ++i) {
+    if (keep_counts[i] < 0 || keep_counts[i] > spans[i].length)
+      fail<value_error>(fn, "keep_counts[", i, "] (", keep_counts[i],
+                        ") must be in [0, spans[", i, "].length = ", spans[i].length, "]");
+    total += keep_counts[i];
+  }
+  return total;
 }
 
 }  // namespace detail

@@ -1,4 +1,7 @@
-// pdrop/npy.hpp - a small reader/writer for NumPy .npy files.
+// examples/npy.hpp - a small reader/writer for NumPy .npy files, for the
+// tools (pdrop-replay), the example host, the tests and the fuzzers; not
+// part of the installed library (Debian packages no NPY library for C++
+// but xtensor, far heavier than these 400 lines).
 //
 // Little-endian, C-order float16/32/64 and int64 arrays only. The reader takes
 // format versions 1.0, 2.0 and 3.0; the writer produces 1.0 with NumPy's header
@@ -26,7 +29,7 @@
 #include "pdrop/errors.hpp"
 
 #if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__)
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "pdrop/npy.hpp: little-endian only");
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "npy.hpp: little-endian only");
 #endif
 
 PDROP_BEGIN_NAMESPACE
