@@ -126,8 +126,11 @@ inline void batch_keep_rows(span<std::int64_t> keep, span<const std::int64_t> ke
 namespace detail {
 
 // Runs f, rethrowing an error of sequence b with the sequence named.
+// Without exceptions the error reaches the handler from inside f, so its
+// message names the operator f called but not the sequence.
 template <class F>
 auto for_sequence(const char* fn, std::int64_t b, F&& f) -> decltype(f()) {
+#if PDROP_EXCEPTIONS
   try {
     return f();
   } catch (const shape_error& e) {
@@ -135,6 +138,11 @@ auto for_sequence(const char* fn, std::int64_t b, F&& f) -> decltype(f()) {
   } catch (const value_error& e) {
     fail<value_error>(fn, "seqs[", b, "]: ", without_prefix(fn, e));
   }
+#else
+  (void)fn;
+  (void)b;
+  return f();
+#endif
 }
 
 template <class T>

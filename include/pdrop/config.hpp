@@ -75,6 +75,14 @@
   }                         \
   }
 
+// PDROP_EXCEPTIONS: 1 when the TU is built with exceptions; without them
+// (-fno-exceptions) errors go to the error handler (pdrop/errors.hpp).
+#if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || defined(_CPPUNWIND)
+#define PDROP_EXCEPTIONS 1
+#else
+#define PDROP_EXCEPTIONS 0
+#endif
+
 // ---- SIMD targets of the scoring kernel (pdrop/dispatch.hpp) ----
 // PDROP_DETAIL_HAVE_AVX2: this TU compiles the simd_avx2 target;
 // PDROP_DETAIL_AVX2_IS_BASELINE: with its own flags (no pragma needed).

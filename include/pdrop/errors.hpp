@@ -8,11 +8,14 @@
 #define PDROP_ERRORS_HPP
 
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "pdrop/config.hpp"
@@ -38,6 +41,34 @@ class value_error : public invalid_argument {
   using invalid_argument::invalid_argument;
 };
 
+// ---- without exceptions (-fno-exceptions) ----
+//
+// Built without exceptions, pdrop reports an error it would throw by
+// calling the error handler with the error's kind ("shape_error",
+// "value_error" or "invalid_argument") and the same message the exception
+// would carry, then calls std::abort() if the handler returns. The default
+// handler (none installed) writes "pdrop: <kind>: <message>" to stderr. An
+// engine installs its own to route the message to its log, or to leave
+// the failed call by longjmp (every operator validates before it writes,
+// so the caller's buffers are untouched then). The handler is shared by
+// all threads; set it before starting them. With exceptions it is never
+// called. (fmt and nlohmann/json do the same: FMT_THROW, JSON_THROW.)
+using error_handler = void (*)(const char* kind, const char* message);
+
+namespace detail {
+inline error_handler& installed_error_handler() {
+  static error_handler handler = nullptr;
+  return handler;
+}
+}  // namespace detail
+
+// Installs `handler` (nullptr: the default); returns the previous one.
+inline error_handler set_error_handler(error_handler handler) {
+  error_handler previous = detail::installed_error_handler();
+  detail::installed_error_handler() = handler;
+  return previous;
+}
+
 namespace detail {
 
 template <class... Parts>
@@ -51,7 +82,19 @@ std::string concat(Parts&&... parts) {
 // loops: callers write `if (bad) detail::fail<shape_error>(...)`.
 template <class Error = invalid_argument, class... Parts>
 [[noreturn]] void fail(const char* fn, Parts&&... parts) {
+#if PDROP_EXCEPTIONS
   throw Error(concat(fn, ": ", std::forward<Parts>(parts)...));
+#else
+  const char* kind = std::is_same_v<Error, shape_error>   ? "shape_error"
+                     : std::is_same_v<Error, value_error> ? "value_error"
+                                                          : "invalid_argument";
+  const std::string message = concat(fn, ": ", std::forward<Parts>(parts)...);
+  if (error_handler handler = installed_error_handler())
+    handler(kind, message.c_str());
+  else
+    std::fprintf(stderr, "pdrop: %s: %s\n", kind, message.c_str());
+  std::abort();
+#endif
 }
 
 // e's message without a leading "fn: " (a batch call names itself once, then

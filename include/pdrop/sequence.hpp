@@ -327,6 +327,7 @@ inline void apply_drop_batch(span<SequenceState> states, span<const std::int64_t
                                     keep_offsets[b + 1] - keep_offsets[b]);
   };
   for (std::int64_t b = 0; b < states.size; ++b) {
+#if PDROP_EXCEPTIONS
     try {
       states[b].check_drop(fn, list(b), next[static_cast<std::size_t>(b)]);
     } catch (const shape_error& e) {
@@ -334,6 +335,9 @@ inline void apply_drop_batch(span<SequenceState> states, span<const std::int64_t
     } catch (const value_error& e) {
       detail::fail<value_error>(fn, "states[", b, "]: ", detail::without_prefix(fn, e));
     }
+#else  // the handler gets check_drop's message, without the sequence's index
+    states[b].check_drop(fn, list(b), next[static_cast<std::size_t>(b)]);
+#endif
   }
   for (std::int64_t b = 0; b < states.size; ++b) {
     states[b].tokens_.push_back(list(b).size);
