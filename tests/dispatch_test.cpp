@@ -112,6 +112,14 @@ TEST(Dispatch, BadTargetsAreRefusedAndChangeNothing) {
   }
 }
 
+// config.hpp's version macros are the CMake project's version (what the
+// tools' --version print).
+TEST(Config, VersionMacrosAreTheProjectVersion) {
+  EXPECT_EQ(std::to_string(PDROP_VERSION_MAJOR) + "." + std::to_string(PDROP_VERSION_MINOR) +
+                "." + std::to_string(PDROP_VERSION_PATCH),
+            PDROP_VERSION);
+}
+
 TEST(Dispatch, ReadsPdropSimdValues) {
   EXPECT_EQ(pdrop::detail::parse_simd_target(nullptr), -1);
   EXPECT_EQ(pdrop::detail::parse_simd_target(""), -1);

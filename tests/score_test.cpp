@@ -282,6 +282,9 @@ TEST(ScoreUnderflow, KeepsWhatFloat32SoftmaxRanks) {
   for (std::int64_t t = 0; t < tokens; ++t) sum += (e[t] = float32_exp(k[t] - 0.0f));
   std::vector<float> probs(e.begin(), e.begin() + n);
   for (float& p : probs) p /= sum;
+  struct ResetTarget {
+    ~ResetTarget() { pdrop::reset_simd_target(); }
+  } reset;
   for (pdrop::SimdTarget target : {pdrop::SimdTarget::portable, pdrop::SimdTarget::avx2}) {
     if (!pdrop::simd_target_supported(target)) continue;
     SCOPED_TRACE(pdrop::to_string(target));
@@ -306,7 +309,6 @@ TEST(ScoreUnderflow, KeepsWhatFloat32SoftmaxRanks) {
       EXPECT_EQ(keep, want);
     }
   }
-  pdrop::reset_simd_target();
 }
 
 }  // namespace

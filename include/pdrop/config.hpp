@@ -15,13 +15,22 @@
 //   x86_64_avx   + AVX, without all of v3      aarch64    AArch64 (NEON)
 //   aarch64_sve  + SVE                          generic    anything else
 //
-// with "_nosimd" appended under PDROP_NO_SIMD. The inline namespace keeps
-// user code unchanged (pdrop::Schedule names pdrop::x86_64::Schedule), and
-// two TUs built for different levels share no pdrop symbol
-// (tests/link/ checks this on the object files). Passing a pdrop object
-// between TUs built for different levels is therefore a link error, not a
-// silent mix: build the TUs that share pdrop types with the same flags, and
-// let run-time dispatch (pdrop/dispatch.hpp) pick the fastest kernels.
+// with "_nosimd" appended under PDROP_NO_SIMD and "_nodispatch" under
+// PDROP_NO_DISPATCH. The inline namespace keeps user code unchanged
+// (pdrop::Schedule names pdrop::x86_64::Schedule), and two optimised TUs
+// built for different levels share no symbol of pdrop's operators (score,
+// select, compact, rank & drop; the std templates they instantiate are
+// named in pdrop's namespace too, detail/std.hpp): tests/link/ checks the
+// object files, and runs the baseline copy on an emulated CPU without AVX.
+// Not covered: flag sets that differ within one level (-msse4.1 against
+// baseline, -mavx2 -mfma -mf16c against -march=x86-64-v3), std::vector
+// members of the bookkeeping classes (Schedule, SequenceState, CostReport:
+// std::vector<double> and the like are the same symbols in every TU), and
+// -O0 builds, which keep small std and Eigen helpers out of line. Passing a
+// pdrop object through a function between TUs of different levels is a
+// link error, not a silent mix. So: build the TUs that use pdrop with the
+// same flags, and let run-time dispatch (pdrop/dispatch.hpp) pick the
+// fastest kernels.
 // The same scheme as fmt's versioned inline namespace (FMT_BEGIN_NAMESPACE)
 // and Highway's per-target namespaces (HWY_NAMESPACE).
 #ifndef PDROP_CONFIG_HPP
@@ -59,6 +68,8 @@
 // The inline namespace of this TU's pdrop (see above), as a token.
 #if defined(PDROP_NO_SIMD)
 #define PDROP_ABI_NAMESPACE PDROP_DETAIL_CAT(PDROP_DETAIL_LEVEL, _nosimd)
+#elif defined(PDROP_NO_DISPATCH)
+#define PDROP_ABI_NAMESPACE PDROP_DETAIL_CAT(PDROP_DETAIL_LEVEL, _nodispatch)
 #else
 #define PDROP_ABI_NAMESPACE PDROP_DETAIL_LEVEL
 #endif

@@ -25,8 +25,4 @@
 // pdrop/dlpack.hpp (views from DLTensor) needs <dlpack/dlpack.h>: include
 // it yourself.
 
-#define PDROP_VERSION_MAJOR 0
-#define PDROP_VERSION_MINOR 1
-#define PDROP_VERSION_PATCH 0
-
 #endif  // PDROP_PDROP_HPP

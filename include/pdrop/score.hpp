@@ -325,7 +325,7 @@ void sum_groups(GroupSums sums, std::int64_t groups, std::int64_t n,
 // Kernel: per kv-head group, its query rows x K as a blocked GEMM that reads
 // every K row once for all of them (fp16/bf16 converted in registers), then
 // one softmax pass per row fused with the image-token sums (the GEMM is in
-// detail/logits_gemm.hpp). Scratch: the group's query rows and one logits
+// detail/score_kernels-inl.hpp). Scratch: the group's query rows and one logits
 // row per query row of the group.
 template <class Tq, class Tk>
 void score_image_tokens(HeadView<const Tq> q, span<const std::int64_t> query_pos,

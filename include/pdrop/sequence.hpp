@@ -37,7 +37,9 @@
 // keep_original for them whatever the schedule says; pass position_mode()
 // (not the schedule's) to compact_positions.
 //
-// Use, per sequence (batches hold one per sequence, apply_drop_batch):
+// Use, per sequence (batches hold one per sequence, apply_drop_batch),
+// with pdrop/rank_drop.hpp and pdrop/compact.hpp for the drop itself (this
+// header needs neither, nor Eigen):
 //
 //   pdrop::SequenceState seq(schedule, prompt_positions, image_spans);
 //   ... at a drop into stage j (after layer schedule.drop_layers()[j-1]):

@@ -110,7 +110,11 @@ inline void row_to_float(const T* src, std::int64_t n, float* dst) {
 // polynomial of Cephes' expf; 2^n is applied as two normal factors 2^(n>>1)
 // and 2^(n - (n>>1)), each >= 2^-75: exact while the result is normal, one
 // correct rounding where it is subnormal. Branch-free; f8_exp_nonpositive
-// computes the same steps on 8 lanes, with the same bits. NaN gives NaN.
+// computes the same steps on 8 lanes: the same bits in simd_portable; in
+// simd_avx2, whose multiply-adds are fused, within 1 ulp of them. NaN gives
+// NaN. A process running with flush-to-zero (any part of it built with
+// -ffast-math or -Ofast sets it at start-up) turns the subnormals into 0
+// again, and such tokens tie.
 inline float exp_nonpositive(float x) {
   x = x > -104.0f ? x : (x != x ? x : -104.0f);
   const float magic = 12582912.0f;  // 1.5 * 2^23: round to nearest integer

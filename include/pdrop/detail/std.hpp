@@ -7,7 +7,8 @@
 // baseline TU could run the copy a -mavx2 TU compiled. Instantiated on a
 // pdrop type, it is named in pdrop's inline namespace (pdrop/config.hpp)
 // and so is per CPU level like the rest of pdrop. tests/link/ checks that
-// two such TUs share no symbol at all.
+// two such TUs running a drop share no external symbol at all (optimised
+// builds; pdrop/config.hpp says what is not covered).
 #ifndef PDROP_DETAIL_STD_HPP
 #define PDROP_DETAIL_STD_HPP
 
