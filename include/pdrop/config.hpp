@@ -7,29 +7,34 @@
 // were built for different CPUs and shared a function's name, the linker
 // would keep one copy for both, and the baseline TU could run AVX code on a
 // CPU without it (SIGILL). So everything pdrop defines lives in an inline
-// namespace named after the CPU level the TU was built for (the x86-64
-// psABI micro-architecture levels that -march=x86-64-v2/-v3/-v4 select):
+// namespace named after the CPU features the TU was built for: the x86-64
+// psABI level whose features are all enabled (what -march=x86-64-v2/-v3/-v4
+// select), then each further feature pdrop tracks, in a fixed order:
 //
-//   x86_64       baseline x86-64 (SSE2)        x86_64_v3  + AVX2, FMA, F16C
-//   x86_64_v2    + SSE4.2                      x86_64_v4  + AVX-512F
-//   x86_64_avx   + AVX, without all of v3      aarch64    AArch64 (NEON)
-//   aarch64_sve  + SVE                          generic    anything else
+//   x86_64                       baseline x86-64 (SSE2)
+//   x86_64_v3                    -march=x86-64-v3
+//   x86_64_v2_avx_avx2_fma_f16c  -mavx2 -mfma -mf16c (v2, plus these; not v3)
+//   x86_64_sse3_ssse3_sse41      -msse4.1
+//   aarch64, aarch64_fp16_dotprod, ...    AArch64 and its extensions
+//   generic                      anything else
 //
-// with "_nosimd" appended under PDROP_NO_SIMD and "_nodispatch" under
-// PDROP_NO_DISPATCH. The inline namespace keeps user code unchanged
-// (pdrop::Schedule names pdrop::x86_64::Schedule), and two optimised TUs
-// built for different levels share no symbol of pdrop's operators (score,
-// select, compact, rank & drop; the std templates they instantiate are
-// named in pdrop's namespace too, detail/std.hpp): tests/link/ checks the
-// object files, and runs the baseline copy on an emulated CPU without AVX.
-// Not covered: flag sets that differ within one level (-msse4.1 against
-// baseline, -mavx2 -mfma -mf16c against -march=x86-64-v3), std::vector
+// Tracked on x86-64: the features of v2, v3 and v4, and AVX-512 VNNI, BF16,
+// FP16, VBMI, IFMA and AVX-VNNI; on AArch64: CRC, LSE, FP16, DotProd, BF16,
+// I8MM, SVE, SVE2. The name ends with "_nosimd" under PDROP_NO_SIMD and
+// "_nodispatch" under PDROP_NO_DISPATCH. The inline namespace keeps user
+// code unchanged (pdrop::Schedule names pdrop::x86_64::Schedule), and two
+// optimised TUs built for different features share no symbol of pdrop's
+// operators (score, select, compact, rank & drop; the std templates they
+// instantiate are named in pdrop's namespace too, detail/std.hpp):
+// tests/link/ checks the object files, and runs the baseline copy on an
+// emulated CPU without AVX. Not covered: features pdrop does not track
+// (-mavx512vp2intersect against -march=x86-64-v4, say), the std::vector
 // members of the bookkeeping classes (Schedule, SequenceState, CostReport:
 // std::vector<double> and the like are the same symbols in every TU), and
 // -O0 builds, which keep small std and Eigen helpers out of line. Passing a
-// pdrop object through a function between TUs of different levels is a
-// link error, not a silent mix. So: build the TUs that use pdrop with the
-// same flags, and let run-time dispatch (pdrop/dispatch.hpp) pick the
+// pdrop object through a function between TUs built for different features
+// is a link error, not a silent mix. So: build the TUs that use pdrop with
+// the same flags, and let run-time dispatch (pdrop/dispatch.hpp) pick the
 // fastest kernels.
 // The same scheme as fmt's versioned inline namespace (FMT_BEGIN_NAMESPACE)
 // and Highway's per-target namespaces (HWY_NAMESPACE).
@@ -44,26 +49,287 @@
 #define PDROP_DETAIL_CAT(a, b) PDROP_DETAIL_CAT2(a, b)
 
 #if defined(__x86_64__) || defined(_M_X64)
-#if defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-#define PDROP_DETAIL_LEVEL x86_64_v4
-#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-#define PDROP_DETAIL_LEVEL x86_64_v3
-#elif defined(__AVX__)
-#define PDROP_DETAIL_LEVEL x86_64_avx
-#elif defined(__SSE4_2__)
-#define PDROP_DETAIL_LEVEL x86_64_v2
+// x86-64 psABI levels, each only when all of its features are enabled.
+#if defined(__SSE3__) && \
+    defined(__SSSE3__) && \
+    defined(__SSE4_1__) && \
+    defined(__SSE4_2__) && \
+    defined(__POPCNT__)
+#define PDROP_DETAIL_V2 1
 #else
-#define PDROP_DETAIL_LEVEL x86_64
+#define PDROP_DETAIL_V2 0
+#endif
+#if PDROP_DETAIL_V2 && defined(__AVX__) && \
+    defined(__AVX2__) && \
+    defined(__FMA__) && \
+    defined(__F16C__) && \
+    defined(__BMI__) && \
+    defined(__BMI2__) && \
+    defined(__LZCNT__) && \
+    defined(__MOVBE__)
+#define PDROP_DETAIL_V3 1
+#else
+#define PDROP_DETAIL_V3 0
+#endif
+#if PDROP_DETAIL_V3 && defined(__AVX512F__) && \
+    defined(__AVX512BW__) && \
+    defined(__AVX512CD__) && \
+    defined(__AVX512DQ__) && \
+    defined(__AVX512VL__)
+#define PDROP_DETAIL_V4 1
+#else
+#define PDROP_DETAIL_V4 0
+#endif
+#if PDROP_DETAIL_V4
+#define PDROP_DETAIL_BASE x86_64_v4
+#elif PDROP_DETAIL_V3
+#define PDROP_DETAIL_BASE x86_64_v3
+#elif PDROP_DETAIL_V2
+#define PDROP_DETAIL_BASE x86_64_v2
+#else
+#define PDROP_DETAIL_BASE x86_64
+#endif
+// Each feature enabled beyond the level, in this order.
+#if defined(__SSE3__) && !PDROP_DETAIL_V2
+#define PDROP_DETAIL_F00 _sse3
+#else
+#define PDROP_DETAIL_F00
+#endif
+#if defined(__SSSE3__) && !PDROP_DETAIL_V2
+#define PDROP_DETAIL_F01 _ssse3
+#else
+#define PDROP_DETAIL_F01
+#endif
+#if defined(__SSE4_1__) && !PDROP_DETAIL_V2
+#define PDROP_DETAIL_F02 _sse41
+#else
+#define PDROP_DETAIL_F02
+#endif
+#if defined(__SSE4_2__) && !PDROP_DETAIL_V2
+#define PDROP_DETAIL_F03 _sse42
+#else
+#define PDROP_DETAIL_F03
+#endif
+#if defined(__POPCNT__) && !PDROP_DETAIL_V2
+#define PDROP_DETAIL_F04 _popcnt
+#else
+#define PDROP_DETAIL_F04
+#endif
+#if defined(__AVX__) && !PDROP_DETAIL_V3
+#define PDROP_DETAIL_F05 _avx
+#else
+#define PDROP_DETAIL_F05
+#endif
+#if defined(__AVX2__) && !PDROP_DETAIL_V3
+#define PDROP_DETAIL_F06 _avx2
+#else
+#define PDROP_DETAIL_F06
+#endif
+#if defined(__FMA__) && !PDROP_DETAIL_V3
+#define PDROP_DETAIL_F07 _fma
+#else
+#define PDROP_DETAIL_F07
+#endif
+#if defined(__F16C__) && !PDROP_DETAIL_V3
+#define PDROP_DETAIL_F08 _f16c
+#else
+#define PDROP_DETAIL_F08
+#endif
+#if defined(__BMI__) && !PDROP_DETAIL_V3
+#define PDROP_DETAIL_F09 _bmi
+#else
+#define PDROP_DETAIL_F09
+#endif
+#if defined(__BMI2__) && !PDROP_DETAIL_V3
+#define PDROP_DETAIL_F10 _bmi2
+#else
+#define PDROP_DETAIL_F10
+#endif
+#if defined(__LZCNT__) && !PDROP_DETAIL_V3
+#define PDROP_DETAIL_F11 _lzcnt
+#else
+#define PDROP_DETAIL_F11
+#endif
+#if defined(__MOVBE__) && !PDROP_DETAIL_V3
+#define PDROP_DETAIL_F12 _movbe
+#else
+#define PDROP_DETAIL_F12
+#endif
+#if defined(__AVX512F__) && !PDROP_DETAIL_V4
+#define PDROP_DETAIL_F13 _avx512f
+#else
+#define PDROP_DETAIL_F13
+#endif
+#if defined(__AVX512BW__) && !PDROP_DETAIL_V4
+#define PDROP_DETAIL_F14 _avx512bw
+#else
+#define PDROP_DETAIL_F14
+#endif
+#if defined(__AVX512CD__) && !PDROP_DETAIL_V4
+#define PDROP_DETAIL_F15 _avx512cd
+#else
+#define PDROP_DETAIL_F15
+#endif
+#if defined(__AVX512DQ__) && !PDROP_DETAIL_V4
+#define PDROP_DETAIL_F16 _avx512dq
+#else
+#define PDROP_DETAIL_F16
+#endif
+#if defined(__AVX512VL__) && !PDROP_DETAIL_V4
+#define PDROP_DETAIL_F17 _avx512vl
+#else
+#define PDROP_DETAIL_F17
+#endif
+#if defined(__AVX512VNNI__)
+#define PDROP_DETAIL_F18 _avx512vnni
+#else
+#define PDROP_DETAIL_F18
+#endif
+#if defined(__AVX512BF16__)
+#define PDROP_DETAIL_F19 _avx512bf16
+#else
+#define PDROP_DETAIL_F19
+#endif
+#if defined(__AVX512FP16__)
+#define PDROP_DETAIL_F20 _avx512fp16
+#else
+#define PDROP_DETAIL_F20
+#endif
+#if defined(__AVX512VBMI__)
+#define PDROP_DETAIL_F21 _avx512vbmi
+#else
+#define PDROP_DETAIL_F21
+#endif
+#if defined(__AVX512IFMA__)
+#define PDROP_DETAIL_F22 _avx512ifma
+#else
+#define PDROP_DETAIL_F22
+#endif
+#if defined(__AVXVNNI__)
+#define PDROP_DETAIL_F23 _avxvnni
+#else
+#define PDROP_DETAIL_F23
 #endif
 #elif defined(__aarch64__)
+#define PDROP_DETAIL_BASE aarch64
+#if defined(__ARM_FEATURE_CRC32)
+#define PDROP_DETAIL_F00 _crc
+#else
+#define PDROP_DETAIL_F00
+#endif
+#if defined(__ARM_FEATURE_ATOMICS)
+#define PDROP_DETAIL_F01 _lse
+#else
+#define PDROP_DETAIL_F01
+#endif
+#if defined(__ARM_FEATURE_FP16_VECTOR_ARITHMETIC)
+#define PDROP_DETAIL_F02 _fp16
+#else
+#define PDROP_DETAIL_F02
+#endif
+#if defined(__ARM_FEATURE_DOTPROD)
+#define PDROP_DETAIL_F03 _dotprod
+#else
+#define PDROP_DETAIL_F03
+#endif
+#if defined(__ARM_FEATURE_BF16_VECTOR_ARITHMETIC)
+#define PDROP_DETAIL_F04 _bf16
+#else
+#define PDROP_DETAIL_F04
+#endif
+#if defined(__ARM_FEATURE_MATMUL_INT8)
+#define PDROP_DETAIL_F05 _i8mm
+#else
+#define PDROP_DETAIL_F05
+#endif
 #if defined(__ARM_FEATURE_SVE)
-#define PDROP_DETAIL_LEVEL aarch64_sve
+#define PDROP_DETAIL_F06 _sve
 #else
-#define PDROP_DETAIL_LEVEL aarch64
+#define PDROP_DETAIL_F06
+#endif
+#if defined(__ARM_FEATURE_SVE2)
+#define PDROP_DETAIL_F07 _sve2
+#else
+#define PDROP_DETAIL_F07
 #endif
 #else
-#define PDROP_DETAIL_LEVEL generic
+#define PDROP_DETAIL_BASE generic
 #endif
+// Features an architecture does not track expand to nothing.
+#ifndef PDROP_DETAIL_F00
+#define PDROP_DETAIL_F00
+#endif
+#ifndef PDROP_DETAIL_F01
+#define PDROP_DETAIL_F01
+#endif
+#ifndef PDROP_DETAIL_F02
+#define PDROP_DETAIL_F02
+#endif
+#ifndef PDROP_DETAIL_F03
+#define PDROP_DETAIL_F03
+#endif
+#ifndef PDROP_DETAIL_F04
+#define PDROP_DETAIL_F04
+#endif
+#ifndef PDROP_DETAIL_F05
+#define PDROP_DETAIL_F05
+#endif
+#ifndef PDROP_DETAIL_F06
+#define PDROP_DETAIL_F06
+#endif
+#ifndef PDROP_DETAIL_F07
+#define PDROP_DETAIL_F07
+#endif
+#ifndef PDROP_DETAIL_F08
+#define PDROP_DETAIL_F08
+#endif
+#ifndef PDROP_DETAIL_F09
+#define PDROP_DETAIL_F09
+#endif
+#ifndef PDROP_DETAIL_F10
+#define PDROP_DETAIL_F10
+#endif
+#ifndef PDROP_DETAIL_F11
+#define PDROP_DETAIL_F11
+#endif
+#ifndef PDROP_DETAIL_F12
+#define PDROP_DETAIL_F12
+#endif
+#ifndef PDROP_DETAIL_F13
+#define PDROP_DETAIL_F13
+#endif
+#ifndef PDROP_DETAIL_F14
+#define PDROP_DETAIL_F14
+#endif
+#ifndef PDROP_DETAIL_F15
+#define PDROP_DETAIL_F15
+#endif
+#ifndef PDROP_DETAIL_F16
+#define PDROP_DETAIL_F16
+#endif
+#ifndef PDROP_DETAIL_F17
+#define PDROP_DETAIL_F17
+#endif
+#ifndef PDROP_DETAIL_F18
+#define PDROP_DETAIL_F18
+#endif
+#ifndef PDROP_DETAIL_F19
+#define PDROP_DETAIL_F19
+#endif
+#ifndef PDROP_DETAIL_F20
+#define PDROP_DETAIL_F20
+#endif
+#ifndef PDROP_DETAIL_F21
+#define PDROP_DETAIL_F21
+#endif
+#ifndef PDROP_DETAIL_F22
+#define PDROP_DETAIL_F22
+#endif
+#ifndef PDROP_DETAIL_F23
+#define PDROP_DETAIL_F23
+#endif
+#define PDROP_DETAIL_LEVEL \
+  PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_CAT(PDROP_DETAIL_BASE, PDROP_DETAIL_F00), PDROP_DETAIL_F01), PDROP_DETAIL_F02), PDROP_DETAIL_F03), PDROP_DETAIL_F04), PDROP_DETAIL_F05), PDROP_DETAIL_F06), PDROP_DETAIL_F07), PDROP_DETAIL_F08), PDROP_DETAIL_F09), PDROP_DETAIL_F10), PDROP_DETAIL_F11), PDROP_DETAIL_F12), PDROP_DETAIL_F13), PDROP_DETAIL_F14), PDROP_DETAIL_F15), PDROP_DETAIL_F16), PDROP_DETAIL_F17), PDROP_DETAIL_F18), PDROP_DETAIL_F19), PDROP_DETAIL_F20), PDROP_DETAIL_F21), PDROP_DETAIL_F22), PDROP_DETAIL_F23)
 
 // The inline namespace of this TU's pdrop (see above), as a token.
 #if defined(PDROP_NO_SIMD)

@@ -47,8 +47,8 @@ int main(int argc, char** argv) {
   std::printf("-mavx2 TU:   pdrop::%s, scoring on %s, kept %lld\n", avx.abi, avx.target,
               static_cast<long long>(avx.kept));
   check(*avx.error == '\0', "the -mavx2 TU's drop succeeded");
-  check(std::strcmp(avx.abi, "x86_64_v3") == 0,
-        "the -mavx2 -mfma -mf16c TU's pdrop is pdrop::x86_64_v3");
+  check(std::strcmp(avx.abi, "x86_64_v2_avx_avx2_fma_f16c") == 0,
+        "the -mavx2 -mfma -mf16c TU's pdrop is pdrop::x86_64_v2_avx_avx2_fma_f16c");
   check(std::strcmp(avx.target, "avx2") == 0, "the -mavx2 TU scores with its AVX2 kernels");
   check(avx.kept == base.kept && std::equal(base.keep, base.keep + base.kept, avx.keep),
         "both TUs keep the same tokens");
