@@ -48,11 +48,13 @@ class value_error : public invalid_argument {
 // "value_error" or "invalid_argument") and the same message the exception
 // would carry, then calls std::abort() if the handler returns. The default
 // handler (none installed) writes "pdrop: <kind>: <message>" to stderr. An
-// engine installs its own to route the message to its log, or to leave
-// the failed call by longjmp (every operator validates before it writes,
-// so the caller's buffers are untouched then). The handler is shared by
-// all threads; set it before starting them. With exceptions it is never
-// called. (fmt and nlohmann/json do the same: FMT_THROW, JSON_THROW.)
+// engine installs its own to route the message to its log; pdrop aborts
+// when it returns. It must not longjmp out: that would skip the
+// destructors of the frames in between. For a status code instead, call the C API (pdrop/c_api.h),
+// whose library is compiled with exceptions and returns a pdrop_status and
+// the same message. The handler is shared by all threads; set it before
+// starting them. With exceptions it is never called. (fmt and
+// nlohmann/json do the same: FMT_THROW, JSON_THROW.)
 using error_handler = void (*)(const char* kind, const char* message);
 
 namespace detail {
