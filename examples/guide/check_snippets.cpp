@@ -1,7 +1,9 @@
-// Checks that docs/integration.md quotes its code from examples/guide/:
-// every fenced block in the guide must follow a line naming
-// `examples/guide/<file>.cpp` and equal a region of that file marked
-//   // [snippet NAME]  ...  // [/snippet NAME]
+// Checks that a Markdown file (docs/integration.md, README.md) quotes its
+// code from examples/guide/: every fenced C++ or C block (```cpp, ```c;
+// others, such as ```sh or ```cmake, are not code to compile) must follow a
+// line naming `examples/guide/<file>.cpp` (or .c) and equal a region of
+// that file marked
+//   // [snippet NAME]  ...  // [/snippet NAME]     (or /* [snippet NAME] */)
 // (dedented), and every marked region of a file the guide names must be
 // quoted. Exit status 0 when all of that holds.
 //
@@ -28,7 +30,8 @@ std::vector<std::string> read_lines(const std::string& path) {
 
 // The marked regions of a file, by name, dedented by their least indent.
 std::map<std::string, std::string> snippets(const std::string& path) {
-  const std::regex open(R"(\s*// \[snippet (\w+)\]\s*)"), close(R"(\s*// \[/snippet (\w+)\]\s*)");
+  const std::regex open(R"(\s*(?://|/\*) \[snippet (\w+)\]( \*/)?\s*)"),
+      close(R"(\s*(?://|/\*) \[/snippet (\w+)\]( \*/)?\s*)");
   std::map<std::string, std::string> out;
   std::vector<std::string> body;
   std::string name;
@@ -65,7 +68,7 @@ int main(int argc, char** argv) {
   try {
     const auto doc = read_lines(argv[1]);
     const std::string dir = argv[2];
-    const std::regex names_file(R"(examples/guide/(\w+\.cpp))");
+    const std::regex names_file(R"(examples/guide/(\w+\.(?:cpp|c))\b)");
     std::map<std::string, std::map<std::string, std::string>> files;
     std::set<std::pair<std::string, std::string>> quoted;
     int bad = 0, blocks = 0;
@@ -75,13 +78,18 @@ int main(int argc, char** argv) {
         if (doc[i].find_first_not_of(' ') != std::string::npos) last_text = doc[i];
         continue;
       }
+      const std::string lang = doc[i].substr(3);
       std::string block;
       std::size_t j = i + 1;
       for (; j < doc.size() && doc[j].rfind("```", 0) != 0; ++j) block += doc[j] + "\n";
+      if (lang != "cpp" && lang != "c") {  // a shell session, CMake, output
+        i = j;
+        continue;
+      }
       ++blocks;
       std::smatch m;
       if (!std::regex_search(last_text, m, names_file)) {
-        std::printf("line %zu: code block not introduced by examples/guide/<file>.cpp\n", i + 1);
+        std::printf("line %zu: code block not introduced by examples/guide/<file>.cpp or .c\n", i + 1);
         ++bad;
       } else {
         const std::string file = m[1];
