@@ -378,6 +378,28 @@ inline void dart_reserve(Workspace& ws, std::int64_t image_tokens, std::int64_t 
   dart_reserve(ws, image_tokens, width, o, queries);
 }
 
+namespace detail {
+
+// Both dart_select overloads: validate (the compared rows are `features`'
+// fields, or f_data = nullptr for the keys themselves), then select.
+template <class Tk, class Tc>
+void dart_select_rows(const char* fn, HeadView<const Tk> k, const SegRows<Tc>& compared,
+                      const void* f_data, std::int64_t f_tokens, std::int64_t f_features,
+                      std::int64_t f_stride, std::size_t f_elem, span<const ImageSpan> spans,
+                      span<const std::int64_t> keep_counts, Workspace& ws,
+                      span<std::int64_t> kept, const DartOptions& options) {
+  std::int64_t max_span = 0;
+  const std::int64_t total =
+      validate_dart(fn, erase(k), sizeof(Tk), f_data, f_tokens, f_features, f_stride, f_elem,
+                    spans, keep_counts, options, max_span);
+  check_kept(fn, spans, keep_counts, total, kept);
+  const std::int64_t* out = dart_core(fn, seg_rows(k), k.tokens, compared, spans, keep_counts,
+                                      total, max_span, options, ws);
+  std::copy(out, out + total, kept.data);
+}
+
+}  // namespace detail
+
 // DART's pick of keep_counts[i] image tokens of each span.
 //
 //   k            H x T x d: keys (any strides, HND or NHD; float, half or
@@ -403,18 +425,12 @@ void dart_select(HeadView<const Tk> k, TokenView<const Tf> features,
   static_assert(is_float_type_v<Tk> && is_float_type_v<Tf>,
                 "k and features must be float, pdrop::half or pdrop::bfloat16");
   constexpr const char* fn = "pdrop::dart_select";
-  std::int64_t max_span = 0;
   if (features.data == nullptr && features.tokens == 0)
     detail::fail<shape_error>(fn, "features is empty; use the overload without features "
                                   "to compare the key rows");
-  const std::int64_t total = detail::validate_dart(
-      fn, detail::erase(k), sizeof(Tk), features.data, features.tokens, features.features,
-      features.row_stride, sizeof(Tf), spans, keep_counts, options, max_span);
-  detail::check_kept(fn, spans, keep_counts, total, kept);
-  const std::int64_t* out =
-      detail::dart_core(fn, detail::seg_rows(k), k.tokens, detail::seg_rows(features), spans,
-                        keep_counts, total, max_span, options, ws);
-  std::copy(out, out + total, kept.data);
+  detail::dart_select_rows(fn, k, detail::seg_rows(features), features.data, features.tokens,
+                           features.features, features.row_stride, sizeof(Tf), spans,
+                           keep_counts, ws, kept, options);
 }
 
 // The same, comparing the key rows themselves (concatenated over heads).
@@ -423,16 +439,8 @@ void dart_select(HeadView<const Tk> k, span<const ImageSpan> spans,
                  span<const std::int64_t> keep_counts, Workspace& ws,
                  span<std::int64_t> kept, const DartOptions& options = {}) {
   static_assert(is_float_type_v<Tk>, "k must be float, pdrop::half or pdrop::bfloat16");
-  constexpr const char* fn = "pdrop::dart_select";
-  std::int64_t max_span = 0;
-  const std::int64_t total =
-      detail::validate_dart(fn, detail::erase(k), sizeof(Tk), nullptr, 0, 0, 0, sizeof(Tk),
-                            spans, keep_counts, options, max_span);
-  detail::check_kept(fn, spans, keep_counts, total, kept);
-  const auto rows = detail::seg_rows(k);
-  const std::int64_t* out = detail::dart_core(fn, rows, k.tokens, rows, spans, keep_counts,
-                                              total, max_span, options, ws);
-  std::copy(out, out + total, kept.data);
+  detail::dart_select_rows("pdrop::dart_select", k, detail::seg_rows(k), nullptr, 0, 0, 0,
+                           sizeof(Tk), spans, keep_counts, ws, kept, options);
 }
 
 PDROP_END_NAMESPACE

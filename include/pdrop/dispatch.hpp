@@ -112,6 +112,17 @@ inline bool simd_target_supported(SimdTarget t) {
   return t == SimdTarget::avx2 && simd_target_compiled(t) && detail::cpu_runs_avx2_cached();
 }
 
+namespace detail {
+// Fails (value_error) unless `t` is supported here, naming it as `what`
+// ("PDROP_SIMD=avx2", "target avx2") and saying what lacks it.
+inline void require_supported(const char* fn, const char* what_prefix, const char* what,
+                              SimdTarget t) {
+  if (!simd_target_supported(t))
+    fail<value_error>(fn, what_prefix, what, " is not supported ",
+                      simd_target_compiled(t) ? "by this CPU" : "by this build");
+}
+}  // namespace detail
+
 // The fastest supported target.
 inline SimdTarget best_simd_target() {
   return simd_target_supported(SimdTarget::avx2) ? SimdTarget::avx2 : SimdTarget::portable;
@@ -131,9 +142,7 @@ inline SimdTarget simd_target() {
     detail::fail<value_error>("pdrop::simd_target", "PDROP_SIMD=", env,
                               " names no SIMD target (portable, avx2, best)");
   const auto t = static_cast<SimdTarget>(from_env);
-  if (!simd_target_supported(t))
-    detail::fail<value_error>("pdrop::simd_target", "PDROP_SIMD=", env, " is not supported ",
-                              simd_target_compiled(t) ? "by this CPU" : "by this build");
+  detail::require_supported("pdrop::simd_target", "PDROP_SIMD=", env, t);
   return t;
 }
 
@@ -142,13 +151,10 @@ inline SimdTarget simd_target() {
 // supported (simd_target_supported), and then changes nothing.
 inline void set_simd_target(SimdTarget target) {
   const auto v = static_cast<std::int32_t>(target);
-  if (v != 0 && v != 1)
+  if (std::strcmp(to_string(target), "invalid") == 0)
     detail::fail<value_error>("pdrop::set_simd_target", "target (", v,
                               ") is not a SimdTarget");
-  if (!simd_target_supported(target))
-    detail::fail<value_error>("pdrop::set_simd_target", "target ", to_string(target),
-                              " is not supported ",
-                              simd_target_compiled(target) ? "by this CPU" : "by this build");
+  detail::require_supported("pdrop::set_simd_target", "target ", to_string(target), target);
   detail::simd_override().store(v, std::memory_order_relaxed);
 }
 
