@@ -20,6 +20,7 @@
 #include "pdrop/rope.hpp"       // re-rotating post-RoPE rows to new positions
 #include "pdrop/sequence.hpp"   // the per-sequence record of applied drops
 #include "pdrop/strategies.hpp" // FastV, VTW, DART, random, training queries
+#include "pdrop/pruner.hpp"     // one sequence's drops in one object
 #include "pdrop/tensor_parallel.hpp"  // partial scores over sharded heads
 #include "pdrop/flops.hpp"      // FLOPs / KV-cache model of a schedule
 // pdrop/dlpack.hpp (views from DLTensor) needs <dlpack/dlpack.h>: include
