@@ -22,10 +22,10 @@
 //              tokens = length[b]; compact each sequence's rows with its own
 //              keep list (padding rows are never read).
 //
-//   std::vector<pdrop::SequenceDrop<float, float>> seqs;  // one per sequence
-//   ws.reserve(Hq, Hkv, max_nq, max_T, d, total_image_tokens);
-//   std::int64_t rows = pdrop::rank_and_drop_batch<float, float>(
-//       seqs, ws, keep, keep_offsets, new_lengths);
+// One SequenceDrop per sequence, a Workspace reserved for the largest
+// (Hq, Hkv, max query rows, max T, d, all image tokens), then one
+// rank_and_drop_batch call; docs/integration.md, "Batches", shows a packed
+// ubatch (run as written in examples/guide/batch_ubatch.cpp).
 #ifndef PDROP_BATCH_HPP
 #define PDROP_BATCH_HPP
 

@@ -9,10 +9,9 @@
 // pdrop keeps positions as token rows: a TokenView<P> of T tokens x 3
 // features (row i = the temporal, height and width position of token i).
 // A drop moves them with the other per-token buffers and KEEPS their
-// values (the rotary angles of the kept tokens do not change):
-//
-//   pdrop::compact_positions(pos3, keep, pdrop::PositionMode::keep_original);
-//   // or, equally, pdrop::compact_rows(pos3, keep)
+// values (the rotary angles of the kept tokens do not change): compact
+// them with compact_positions(pos3, keep, PositionMode::keep_original), or
+// equally with compact_rows(pos3, keep).
 //
 // A runtime holding HF's (3, T) layout (one row per axis) compacts each of
 // the three rows as its own T x 1 TokenView the same way.

@@ -7,20 +7,25 @@
 // keep buffer. The runtime asks it, at the top of each decoder layer,
 // whether a drop happens before that layer, hands over that layer's q/k
 // (or whatever the schedule's strategy reads), and gets back the keep list
-// it then applies to its own buffers:
-//
-//   pdrop::Pruner pruner(schedule, pdrop::TokenView<const std::int32_t>(pos, T, 1),
-//                        {&image, 1});
-//   for (std::int64_t layer = 0; layer < layers; ++layer) {
-//     // ... this layer's post-RoPE q (last row) and k ...
+// it then applies to its own buffers (`pos`, `hidden`, `q_buf`, `k_buf`
+// the runtime's own; run as written in examples/guide/pruner.cpp):
+//   pdrop::Pruner pruner(schedule, pdrop::TokenView<const std::int64_t>(pos, T, 1), {&image, 1});
+//   pruner.workspace().reserve(Hq, Hkv, /*queries*/ 1, T, d, N0);  // no allocation after this
+//   for (std::int64_t layer = 0; layer < 32; ++layer) {
+//     project(layer);  // your code: this layer's post-RoPE q/k of the current rows
 //     if (pruner.drop_before(layer)) {
+//       const std::int64_t last = T - 1;
 //       pdrop::DropInputs<float, float> in;
-//       in.q = q_last;  in.k = k;  in.query_pos = {&last, 1};
-//       const auto keep = pruner.drop(layer, in);       // the kept part only
-//       pdrop::compact_rows(hidden, keep);               // and K/V, positions:
-//       pdrop::compact_positions(pos, keep, pruner.position_mode());
+//       in.q = pdrop::split_heads(pdrop::TokenView<const float>(q_buf + last * Hq * d, 1, Hq * d), Hq);
+//       in.k = pdrop::nhd_view<const float>(k_buf, T, Hkv, d);
+//       in.query_pos = {&last, 1};
+//       const auto keep = pruner.drop(layer, in);  // the keep list: the kept part only
+//       pdrop::compact_rows(pdrop::TokenView<float>(hidden, T, D), keep);
+//       pdrop::compact_positions(pdrop::TokenView<std::int64_t>(pos, T, 1), keep,
+//                                pruner.position_mode());
+//       T = keep.size;  // == pruner.tokens()
 //     }
-//     // ... run the layer over pruner.tokens() rows ...
+//     run_layer(layer);  // your code, over T rows
 //   }
 //
 // One layer convention: `layer` is 0-based and the drop happens right

@@ -4,21 +4,23 @@
 // layer's post-RoPE q and k for the current sequence. rank_and_drop scores
 // the image tokens from them, keeps the best `keep_counts[i]` of span i, and
 // returns the keep list the runtime then applies with compact_rows /
-// compact_heads / compact_positions to each of its per-token buffers:
-//
-//   pdrop::SequenceState seq(schedule, prompt_positions, spans);  // once
-//   pdrop::Workspace ws;                                  // once
-//   ws.reserve(Hq, Hkv, 1, T, d, N0);                     // optional
-//   if (std::int64_t j = schedule.drop_after(layer)) {
-//     std::int64_t n_keep = 0;
-//     seq.keep_counts(j, pdrop::Budget::per_span, {&n_keep, 1});
-//     const std::int64_t t_new = pdrop::rank_and_drop(
-//         q_next, {&last_pos, 1}, k_next, seq.spans(), {&n_keep, 1}, ws, keep);
-//     seq.apply_drop({keep.data(), t_new});
-//     pdrop::compact_rows(hidden, {keep.data(), t_new});
-//     pdrop::compact_heads(q_next_rows, {keep.data(), t_new});   // reuse them
-//     pdrop::compact_positions(positions, {keep.data(), t_new}, seq.position_mode());
-//   }
+// compact_heads / compact_positions to each of its per-token buffers. The
+// drop inside README.md's loop (`seq` the sequence's SequenceState, `stage`
+// = schedule.drop_after(layer), `ws` a Workspace, `keep` T entries; run as
+// written in examples/guide/readme.cpp):
+//   // q/k of layer+1 at the current positions (post-RoPE), as your runtime
+//   // lays them out: HND, NHD or a slice of a fused QKV buffer.
+//   auto q = pdrop::split_heads(pdrop::TokenView<const float>(q_buf + (T - 1) * Hq * d, 1, Hq * d), Hq);
+//   auto k = pdrop::nhd_view<const float>(k_buf, T, Hkv, d);
+//   std::int64_t n_keep = 0, last = T - 1;
+//   seq.keep_counts(stage, pdrop::Budget::per_span, {&n_keep, 1});  // int(N0 * ratio)
+//   const std::int64_t T_old = T;
+//   T = pdrop::rank_and_drop<float, float>(q, {&last, 1}, k, seq.spans(),
+//                                          {&n_keep, 1}, ws, keep);
+//   seq.apply_drop({keep.data(), T});                // checks and records the drop
+//   pdrop::compact_rows(pdrop::TokenView<float>(hidden, T_old, D), {keep.data(), T});
+//   pdrop::compact_positions(pdrop::TokenView<std::int64_t>(pos, T_old, 1), {keep.data(), T},
+//                            seq.position_mode());
 //
 // Query tokens survive. A query position inside an image span (a prompt
 // that ends with an image, a training-mode query) is always kept: its

@@ -41,16 +41,14 @@
 // with pdrop/rank_drop.hpp and pdrop/compact.hpp for the drop itself (this
 // header needs neither, nor Eigen):
 //
-//   pdrop::SequenceState seq(schedule, prompt_positions, image_spans);
-//   ... at a drop into stage j (after layer schedule.drop_layers()[j-1]):
-//   seq.keep_counts(j, pdrop::Budget::per_span, counts);
-//   t_new = pdrop::rank_and_drop(q, {&last, 1}, k, seq.spans(j - 1), counts,
-//                                ws, keep);
-//   seq.apply_drop({keep.data(), t_new});    // checks the list, records it
-//   compact_rows / compact_heads / compact_positions(..., seq.position_mode())
-//   ... decode: each layer l rotates the new token at seq.position(l, step)
-//   (or next_position(l)), its cache holds seq.cache_length(l) rows; call
-//   seq.append(1) after the step.
+// construct it from the schedule, the prompt's positions and its image
+// spans; at a drop into stage j take the budgets from keep_counts(j, ...),
+// the current spans from spans(), rank and drop, then apply_drop(keep list)
+// to check and record it, and compact with position_mode() (the drop in
+// pdrop/rank_drop.hpp's header does exactly that; pdrop::Pruner in
+// pdrop/pruner.hpp does it all in one call). For decode, layer l rotates
+// the new token at position(l, step) (or next_position(l)) over
+// cache_length(l) cached rows; call append(1) after the step.
 //
 // Every method validates its arguments and throws pdrop::value_error /
 // shape_error naming them; a failed apply_drop leaves the record as it was.

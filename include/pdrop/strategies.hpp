@@ -250,7 +250,7 @@ struct DropInputs {
 //   in           the strategy's inputs (see DropInputs).
 //   spans, keep_counts  as rank_and_drop; Strategy::vtw needs every count 0.
 //                A query token (in.query_pos) inside a span is kept and takes
-//                one of the span's slots, kept = max(count, query tokens);
+//                one of the span's slots, kept = max(count, query tokens):
 //                DART and random pick the rest among the span's other
 //                tokens, VTW keeps the query tokens only.
 //   ws           scratch.

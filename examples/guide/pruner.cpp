@@ -1,0 +1,67 @@
+// pdrop/pruner.hpp's header example: a Pruner over the toy decoder of
+// toy_decoder.hpp, the drop at the top of the layer whose q/k score it.
+//
+// The check: before each drop the toy decoder works out on its own which
+// tokens PyramidDrop keeps (from the same q/k); after it, the hidden rows
+// left must be exactly those tokens, in order, with positions 0..T-1, and
+// the record must say three drops. Exit status 0 when all of that holds.
+#include <pdrop/pdrop.hpp>
+
+#include <cstdint>
+#include <cstdio>
+
+#include "toy_decoder.hpp"
+
+int main() {
+  toy::Decoder dec;
+  using toy::D;
+  using toy::d;
+  using toy::Hkv;
+  using toy::Hq;
+  using toy::N0;
+  std::int64_t& T = dec.T;
+  const float* q_buf = dec.q_buf.data();
+  const float* k_buf = dec.k_buf.data();
+  float* hidden = dec.hidden.data();
+  std::int64_t* pos = dec.pos.data();
+  const auto schedule = pdrop::Schedule::pyramid(32, 4, 0.5);
+  const pdrop::ImageSpan image{toy::s, N0};
+  // The toy layer's projections: checks the last drop, leaves this layer's
+  // q/k in the buffers and, at a drop, what it must keep.
+  auto project = [&](std::int64_t layer) {
+    dec.check_last_drop();
+    dec.project(layer);
+    if (layer % 8 == 0 && layer > 0) dec.expect_drop(static_cast<int>(layer / 8));
+  };
+  auto run_layer = [](std::int64_t) {};
+  std::int64_t drops = -1;
+  {
+    // [snippet pruner]
+    pdrop::Pruner pruner(schedule, pdrop::TokenView<const std::int64_t>(pos, T, 1), {&image, 1});
+    pruner.workspace().reserve(Hq, Hkv, /*queries*/ 1, T, d, N0);  // no allocation after this
+    for (std::int64_t layer = 0; layer < 32; ++layer) {
+      project(layer);  // your code: this layer's post-RoPE q/k of the current rows
+      if (pruner.drop_before(layer)) {
+        const std::int64_t last = T - 1;
+        pdrop::DropInputs<float, float> in;
+        in.q = pdrop::split_heads(pdrop::TokenView<const float>(q_buf + last * Hq * d, 1, Hq * d), Hq);
+        in.k = pdrop::nhd_view<const float>(k_buf, T, Hkv, d);
+        in.query_pos = {&last, 1};
+        const auto keep = pruner.drop(layer, in);  // the keep list: the kept part only
+        pdrop::compact_rows(pdrop::TokenView<float>(hidden, T, D), keep);
+        pdrop::compact_positions(pdrop::TokenView<std::int64_t>(pos, T, 1), keep,
+                                 pruner.position_mode());
+        T = keep.size;  // == pruner.tokens()
+      }
+      run_layer(layer);  // your code, over T rows
+    }
+    // [/snippet pruner]
+    drops = pruner.sequence().drops_applied();
+  }
+  dec.check_last_drop();
+  const bool ok = dec.failures == 0 && dec.drops_checked == 3 && drops == 3 &&
+                  T == toy::T0 - N0 + 3;
+  std::printf("%s: Pruner loop, %d drops as PyramidDrop's rule keeps them, %lld tokens left\n",
+              ok ? "ok" : "FAILED", dec.drops_checked, static_cast<long long>(T));
+  return ok ? 0 : 1;
+}
