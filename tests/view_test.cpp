@@ -5,6 +5,9 @@
 
 #include <Eigen/Core>
 
+#include <type_traits>
+#include <utility>
+
 #include "test_util.hpp"
 
 namespace {
@@ -98,6 +101,57 @@ TEST(HeadView, HndViewWithAndWithoutCapacity) {
           });
         }
 }
+
+// The named-size factories: same addresses as written out by hand, one
+// order (heads, tokens, dim) for both layouts, HND's capacity required.
+TEST(HeadView, NamedSizeFactories) {
+  std::vector<float> buf(8 * 70 * 64);
+  float* p = buf.data();
+  for (std::int64_t heads : {1, 3, 8})
+    for (std::int64_t n : {1, 7, 65})
+      for (std::int64_t d : {1, 3, 64}) {
+        const std::int64_t cap = n + 5;
+        const HeadView<float> h = pdrop::hnd_view(p, pdrop::Heads{heads}, pdrop::Tokens{n},
+                                                  pdrop::Dim{d}, pdrop::Capacity{cap});
+        EXPECT_EQ(h.heads, heads);
+        EXPECT_EQ(h.tokens, n);
+        EXPECT_EQ(h.dim, d);
+        expect_head_addresses(h, [&](std::int64_t hh, std::int64_t t, std::int64_t i) {
+          return p + (hh * cap + t) * d + i;
+        });
+        const HeadView<float> v =
+            pdrop::nhd_view(p, pdrop::Heads{heads}, pdrop::Tokens{n}, pdrop::Dim{d});
+        EXPECT_EQ(v.heads, heads);
+        EXPECT_EQ(v.tokens, n);
+        expect_head_addresses(v, [&](std::int64_t hh, std::int64_t t, std::int64_t i) {
+          return p + (t * heads + hh) * d + i;
+        });
+      }
+}
+
+// Which argument lists the factories accept: a size in the wrong place or a
+// missing capacity must not compile.
+template <class Void, class... A>
+struct HndCallable : std::false_type {};
+template <class... A>
+struct HndCallable<std::void_t<decltype(pdrop::hnd_view(std::declval<A>()...))>, A...>
+    : std::true_type {};
+template <class Void, class... A>
+struct NhdCallable : std::false_type {};
+template <class... A>
+struct NhdCallable<std::void_t<decltype(pdrop::nhd_view(std::declval<A>()...))>, A...>
+    : std::true_type {};
+using pdrop::Capacity;
+using pdrop::Dim;
+using pdrop::Heads;
+using pdrop::Tokens;
+static_assert(HndCallable<void, float*, Heads, Tokens, Dim, Capacity>::value);
+static_assert(!HndCallable<void, float*, Heads, Tokens, Dim>::value, "capacity is required");
+static_assert(!HndCallable<void, float*, Tokens, Heads, Dim, Capacity>::value);
+static_assert(!HndCallable<void, float*, Heads, std::int64_t, Dim, Capacity>::value);
+static_assert(NhdCallable<void, float*, Heads, Tokens, Dim>::value);
+static_assert(!NhdCallable<void, float*, Tokens, Heads, Dim>::value);
+static_assert(!NhdCallable<void, float*, Heads, Tokens, Dim, Capacity>::value);
 
 // nhd_view: [tokens][heads][dim].
 TEST(HeadView, NhdView) {

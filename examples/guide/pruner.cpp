@@ -45,7 +45,7 @@ int main() {
         const std::int64_t last = T - 1;
         pdrop::DropInputs<float, float> in;
         in.q = pdrop::split_heads(pdrop::TokenView<const float>(q_buf + last * Hq * d, 1, Hq * d), Hq);
-        in.k = pdrop::nhd_view<const float>(k_buf, T, Hkv, d);
+        in.k = pdrop::nhd_view(k_buf, pdrop::Heads{Hkv}, pdrop::Tokens{T}, pdrop::Dim{d});
         in.query_pos = {&last, 1};
         const auto keep = pruner.drop(layer, in);  // the keep list: the kept part only
         pdrop::compact_rows(pdrop::TokenView<float>(hidden, T, D), keep);

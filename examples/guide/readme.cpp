@@ -54,7 +54,7 @@ int main() {
         // q/k of layer+1 at the current positions (post-RoPE), as your runtime
         // lays them out: HND, NHD or a slice of a fused QKV buffer.
         auto q = pdrop::split_heads(pdrop::TokenView<const float>(q_buf + (T - 1) * Hq * d, 1, Hq * d), Hq);
-        auto k = pdrop::nhd_view<const float>(k_buf, T, Hkv, d);
+        auto k = pdrop::nhd_view(k_buf, pdrop::Heads{Hkv}, pdrop::Tokens{T}, pdrop::Dim{d});
         std::int64_t n_keep = 0, last = T - 1;
         seq.keep_counts(stage, pdrop::Budget::per_span, {&n_keep, 1});  // int(N0 * ratio)
         const std::int64_t T_old = T;

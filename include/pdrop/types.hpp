@@ -115,22 +115,63 @@ struct HeadView {
   }
 };
 
+// The view factories. Each takes its sizes as named types, always in the
+// view's order (heads, tokens, dim) and the capacity of a head-major
+// buffer always given: a size in the wrong place, or a forgotten
+// capacity, is a compile error rather than rows read silently from the
+// wrong place.
+//
+//   pdrop::hnd_view(k, pdrop::Heads{Hkv}, pdrop::Tokens{T}, pdrop::Dim{d},
+//                   pdrop::Capacity{n_ctx})      // [Hkv][n_ctx][d] cache
+//   pdrop::nhd_view(k, pdrop::Heads{Hkv}, pdrop::Tokens{T}, pdrop::Dim{d})
+//                                                // [T][Hkv][d] rows
+//
+// The plain-integer forms further down take the sizes in the buffer's
+// memory order instead (hnd_view: heads, tokens, dim, capacity; nhd_view:
+// tokens, heads, dim); they stay for existing callers.
+struct Heads {
+  std::int64_t n;
+};
+struct Tokens {
+  std::int64_t n;
+};
+struct Dim {
+  std::int64_t n;
+};
+struct Capacity {
+  std::int64_t n;
+};
+
 // Head-major [heads][capacity][dim] buffer holding `tokens` valid rows per
-// head (capacity < 0 means capacity = tokens). llama.cpp-style per-layer
-// caches and PyTorch's (B=1, H, T, d) tensors look like this.
+// head (capacity >= tokens rows allocated per head). llama.cpp-style
+// per-layer caches and PyTorch's (B=1, H, T, d) tensors look like this.
 template <class T>
-constexpr HeadView<T> hnd_view(T* data, std::int64_t heads, std::int64_t tokens,
-                               std::int64_t dim, std::int64_t capacity = -1) {
-  return HeadView<T>(data, heads, tokens, dim,
-                     (capacity < 0 ? tokens : capacity) * dim, dim);
+constexpr HeadView<T> hnd_view(T* data, Heads heads, Tokens tokens, Dim dim,
+                               Capacity capacity) {
+  return HeadView<T>(data, heads.n, tokens.n, dim.n, capacity.n * dim.n, dim.n);
 }
 
 // Token-major [tokens][heads][dim] buffer: the output of a fused QKV
 // projection viewed per head, or (T, H, d) caches of serving engines.
 template <class T>
+constexpr HeadView<T> nhd_view(T* data, Heads heads, Tokens tokens, Dim dim) {
+  return HeadView<T>(data, heads.n, tokens.n, dim.n, dim.n, heads.n * dim.n);
+}
+
+// hnd_view with plain integers in memory order; capacity < 0 means
+// capacity = tokens (a buffer without spare rows).
+template <class T>
+constexpr HeadView<T> hnd_view(T* data, std::int64_t heads, std::int64_t tokens,
+                               std::int64_t dim, std::int64_t capacity = -1) {
+  return hnd_view(data, Heads{heads}, Tokens{tokens}, Dim{dim},
+                  Capacity{capacity < 0 ? tokens : capacity});
+}
+
+// nhd_view with plain integers in memory order (tokens, heads, dim).
+template <class T>
 constexpr HeadView<T> nhd_view(T* data, std::int64_t tokens, std::int64_t heads,
                                std::int64_t dim) {
-  return HeadView<T>(data, heads, tokens, dim, dim, heads * dim);
+  return nhd_view(data, Heads{heads}, Tokens{tokens}, Dim{dim});
 }
 
 // Per-head view of token rows that hold `heads` heads side by side
