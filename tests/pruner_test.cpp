@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "pdrop/pdrop.hpp"
@@ -179,6 +180,48 @@ TEST(Pruner, RefusesMisuseAndKeepsTheRecord) {
                              pdrop::TokenView<std::int64_t>(pos.data(), 20, 1), {&image, 1},
                              pdrop::Budget::global),
                pdrop::value_error);
+}
+
+// Errors raised by the operators a Pruner calls are named after the call
+// the caller made; a direct call afterwards is named after itself again.
+TEST(Pruner, ErrorsNameTheCallerCalled) {
+  const auto schedule = pdrop::Schedule::pyramid(8, 4, 0.5);
+  const pdrop::ImageSpan image{3, 11};
+  std::vector<std::int64_t> pos(20);
+  std::iota(pos.begin(), pos.end(), 0);
+  pdrop::Pruner pruner(schedule, pdrop::TokenView<std::int64_t>(pos.data(), 20, 1), {&image, 1});
+  Toy toy;
+  toy.orig.resize(20);
+  std::iota(toy.orig.begin(), toy.orig.end(), 0);
+  toy.project(2);
+  toy.k[(5 * kHkv + 1) * kD + 2] = NAN;  // token 5, kv head 1
+  const std::int64_t last = 19;
+  try {
+    pruner.drop(2, toy.inputs(&last));
+    ADD_FAILURE() << "a NaN key was accepted";
+  } catch (const pdrop::value_error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("pdrop::Pruner::drop: ", 0), 0u) << e.what();
+  }
+  EXPECT_EQ(pruner.sequence().drops_applied(), 0);
+  pdrop::Workspace ws;
+  std::vector<std::int64_t> keep(20);
+  const std::int64_t count = 12;  // more than the span's 11
+  try {
+    const auto in = toy.inputs(&last);
+    pdrop::rank_and_drop(in.q, in.query_pos, in.k, {&image, 1}, {&count, 1}, ws, keep);
+    ADD_FAILURE() << "a count beyond the span was accepted";
+  } catch (const pdrop::value_error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("pdrop::rank_and_drop: keep_counts[0] (12)", 0), 0u)
+        << e.what();
+  }
+  try {
+    pdrop::drop_by_strategy(pdrop::Strategy::pyramid_drop, 20, toy.inputs(&last), {&image, 1},
+                            {&count, 1}, ws, keep);
+    ADD_FAILURE() << "a count beyond the span was accepted";
+  } catch (const pdrop::value_error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("pdrop::drop_by_strategy: keep_counts[0] (12)", 0), 0u)
+        << e.what();
+  }
 }
 
 }  // namespace

@@ -5,8 +5,8 @@
 // what only the C layer knows (NULL handles and params, enum values, the
 // element type a view names), then calls the C++ operator inside one
 // try/catch that turns pdrop's exceptions into a pdrop_status and the
-// message into pdrop_last_error(), "pdrop::<C++ function>: " replaced by
-// the C function's name. No exception leaves a C function.
+// message into pdrop_last_error(), named after the C function (CalledAs,
+// pdrop/errors.hpp). No exception leaves a C function.
 #ifndef PDROP_C_API_IMPL_HPP
 #define PDROP_C_API_IMPL_HPP
 
@@ -61,23 +61,13 @@ struct c_error {
   std::string message;
 };
 
-// "pdrop::rank_and_drop: keep_counts..." -> "<c_fn>: keep_counts...".
-inline std::string rename(const char* c_fn, const char* what) {
-  const char* rest = what;
-  if (std::strncmp(what, "pdrop::", 7) == 0)
-    if (const char* colon = std::strstr(what, ": ")) {
-      bool one_name = true;  // the prefix is a qualified name, no spaces
-      for (const char* p = what; p < colon; ++p) one_name = one_name && *p != ' ';
-      if (one_name) rest = colon + 2;
-    }
-  return std::string(c_fn) + ": " + rest;
-}
-
-// Runs body(); maps what it throws to a status and this thread's message.
+// Runs body(), every error it raises named after c_fn (CalledAs); maps
+// what it throws to a status and this thread's message.
 template <class Body>
 pdrop_status guarded(const char* c_fn, Body&& body) noexcept {
   try {
     try {
+      const CalledAs called(c_fn);
       body();
       last_error().clear();
       return PDROP_STATUS_OK;
@@ -85,19 +75,19 @@ pdrop_status guarded(const char* c_fn, Body&& body) noexcept {
       last_error() = std::string(c_fn) + ": " + e.message;
       return e.status;
     } catch (const shape_error& e) {
-      last_error() = rename(c_fn, e.what());
+      last_error() = e.what();
       return PDROP_STATUS_SHAPE_ERROR;
     } catch (const value_error& e) {
-      last_error() = rename(c_fn, e.what());
+      last_error() = e.what();
       return PDROP_STATUS_VALUE_ERROR;
     } catch (const invalid_argument& e) {
-      last_error() = rename(c_fn, e.what());
+      last_error() = e.what();
       return PDROP_STATUS_INVALID_ARGUMENT;
     } catch (const std::bad_alloc&) {
       last_error() = std::string(c_fn) + ": out of memory";
       return PDROP_STATUS_OUT_OF_MEMORY;
     } catch (const std::exception& e) {
-      last_error() = rename(c_fn, e.what());
+      last_error() = std::string(c_fn) + ": " + e.what();
       return PDROP_STATUS_INTERNAL_ERROR;
     } catch (...) {
       last_error() = std::string(c_fn) + ": unknown exception";

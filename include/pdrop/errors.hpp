@@ -80,10 +80,38 @@ std::string concat(Parts&&... parts) {
   return os.str();
 }
 
-// Throws Error with "fn: part part part...". Kept out of line of the hot
-// loops: callers write `if (bad) detail::fail<shape_error>(...)`.
+// The public function the caller called, while one that calls other
+// public operators runs (CalledAs); errors are named after it.
+inline const char*& outer_call() {
+  thread_local const char* name = nullptr;
+  return name;
+}
+
+// While it lives, every error raised on this thread is named after `fn`
+// rather than the inner operator that found it (pdrop::Pruner::drop calls
+// rank_and_drop: its errors say "pdrop::Pruner::drop: ..."). An outer
+// CalledAs wins over an inner one.
+class CalledAs {
+ public:
+  explicit CalledAs(const char* fn) : owner_(outer_call() == nullptr) {
+    if (owner_) outer_call() = fn;
+  }
+  ~CalledAs() {
+    if (owner_) outer_call() = nullptr;
+  }
+  CalledAs(const CalledAs&) = delete;
+  CalledAs& operator=(const CalledAs&) = delete;
+
+ private:
+  bool owner_;
+};
+
+// Throws Error with "fn: part part part..." (fn: the outer call's name when
+// there is one). Kept out of line of the hot loops: callers write
+// `if (bad) detail::fail<shape_error>(...)`.
 template <class Error = invalid_argument, class... Parts>
 [[noreturn]] void fail(const char* fn, Parts&&... parts) {
+  if (const char* outer = outer_call()) fn = outer;
 #if PDROP_EXCEPTIONS
   throw Error(concat(fn, ": ", std::forward<Parts>(parts)...));
 #else

@@ -98,10 +98,12 @@ class Pruner {
   // the sequence before the drop, ascending; valid until the next drop.
   // Throws value_error when no drop happens before `layer` or the record
   // is not in the stage before it (a drop skipped or run twice), and what
-  // the strategy's operator throws; the record is then unchanged.
+  // the strategy's operator throws, every message naming
+  // pdrop::Pruner::drop; the record is then unchanged.
   template <class Tq, class Tk, class Tf>
   span<const std::int64_t> drop(std::int64_t layer, const DropInputs<Tq, Tk, Tf>& in) {
     constexpr const char* fn = "pdrop::Pruner::drop";
+    const detail::CalledAs called(fn);
     const std::int64_t stage = drop_before(layer);
     if (stage == 0)
       detail::fail<value_error>(fn, "layer (", layer, ") has no drop before it");

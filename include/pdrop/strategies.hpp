@@ -269,6 +269,7 @@ std::int64_t drop_by_strategy(Strategy strategy, std::int64_t tokens,
                               span<const std::int64_t> keep_counts, Workspace& ws,
                               span<std::int64_t> keep, span<ImageSpan> maybe_new_spans = {}) {
   constexpr const char* fn = "pdrop::drop_by_strategy";
+  const detail::CalledAs called(fn);  // rank_and_drop's errors named after this call
   const bool reads_k = strategy == Strategy::pyramid_drop || strategy == Strategy::fastv ||
                        strategy == Strategy::dart;
   if (!reads_k && strategy != Strategy::vtw && strategy != Strategy::random)
