@@ -42,7 +42,8 @@ constexpr const char* kDescription =
 using pdrop_cli::usage_error;
 
 // "a, b, c", or "none" for an empty list.
-std::string join(const std::vector<std::string>& v) {
+template <class Strings>
+std::string join(const Strings& v) {
   std::string out;
   for (const std::string& x : v) out += (out.empty() ? "" : ", ") + x;
   return out.empty() ? "none" : out;

@@ -127,7 +127,7 @@ TEST(KeepRule, DartPresetsStateTheAuthorsSettings) {
        {pdrop::dart_llava_1_5(32), pdrop::dart_llava_next(32), pdrop::dart_qwen2_vl(28)}) {
     EXPECT_EQ(d.schedule.strategy(), pdrop::Strategy::dart);
     EXPECT_EQ(d.schedule.position_mode(), pdrop::PositionMode::keep_original);
-    EXPECT_EQ(d.schedule.drop_layers(), (std::vector<I64>{2}));  // pruned_layer = 2
+    EXPECT_EQ(pdrop_test::std_vector(d.schedule.drop_layers()), (std::vector<I64>{2}));  // pruned_layer = 2
     EXPECT_EQ(d.options.pivots, 4);
     EXPECT_EQ(d.options.text_pivots, 4);
     EXPECT_EQ(d.options.pivot_norm, pdrop::PivotNorm::l1);
@@ -156,9 +156,9 @@ TEST(KeepRule, EveryRuleIsMonotoneAndWithinN) {
 
 TEST(Schedule, FromRulesKeepsCountsPerStage) {
   const Schedule s = Schedule::from_rules(16, {4, 8}, {KeepRule::count(300), KeepRule::count(100)});
-  EXPECT_EQ(s.tokens_per_stage(576), (std::vector<I64>{576, 300, 100}));
-  EXPECT_EQ(s.tokens_per_stage(200), (std::vector<I64>{200, 200, 100}));
-  EXPECT_EQ(s.tokens_per_stage(50), (std::vector<I64>{50, 50, 50}));
+  EXPECT_EQ(pdrop_test::std_vector(s.tokens_per_stage(576)), (std::vector<I64>{576, 300, 100}));
+  EXPECT_EQ(pdrop_test::std_vector(s.tokens_per_stage(200)), (std::vector<I64>{200, 200, 100}));
+  EXPECT_EQ(pdrop_test::std_vector(s.tokens_per_stage(50)), (std::vector<I64>{50, 50, 50}));
   EXPECT_TRUE(std::isnan(s.ratios()[1]));
   EXPECT_EQ(s.keep_rules().size(), 3u);
   EXPECT_EQ(*s.keep_rules()[2].maybe_count, 100);

@@ -31,8 +31,8 @@ TEST(Flops, ImageTokenCountByHandOnToyShape) {
   const double n10 = 4.0 * 10 * 8 * 8 + 2.0 * 10 * 10 * 8 + 3.0 * 10 * 8 * 16;  // 8000
   const double n5 = 4.0 * 5 * 8 * 8 + 2.0 * 5 * 5 * 8 + 3.0 * 5 * 8 * 16;       // 3600
   const double n2 = 4.0 * 2 * 8 * 8 + 2.0 * 2 * 2 * 8 + 3.0 * 2 * 8 * 16;       // 1344
-  EXPECT_EQ(r.dense_per_layer, (std::vector<double>{n10, n10, n10, n10}));
-  EXPECT_EQ(r.pruned_per_layer, (std::vector<double>{n10, n5, n5, n2}));
+  EXPECT_EQ(pdrop_test::std_vector(r.dense_per_layer), (std::vector<double>{n10, n10, n10, n10}));
+  EXPECT_EQ(pdrop_test::std_vector(r.pruned_per_layer), (std::vector<double>{n10, n5, n5, n2}));
   EXPECT_EQ(r.dense, 32000.0);
   EXPECT_EQ(r.pruned, 8000.0 + 3600.0 + 3600.0 + 1344.0);
   EXPECT_DOUBLE_EQ(r.reduction(), 1.0 - 16544.0 / 32000.0);
@@ -54,7 +54,7 @@ TEST(Flops, ImageTokenCountIgnoresHeadsAndUsesPythonInt) {
   // layer 640n + 16n^2).
   const auto r = pdrop::image_token_flops(kToy, toy_schedule(), 7);
   const double f7 = 640.0 * 7 + 16.0 * 49, f3 = 640.0 * 3 + 16.0 * 9, f1 = 640.0 + 16.0;
-  EXPECT_EQ(r.pruned_per_layer, (std::vector<double>{f7, f3, f3, f1}));
+  EXPECT_EQ(pdrop_test::std_vector(r.pruned_per_layer), (std::vector<double>{f7, f3, f3, f1}));
   EXPECT_EQ(r.dense, 4 * f7);
 }
 
@@ -77,8 +77,8 @@ TEST(Flops, SequenceCountByHandWithGqa) {
            + 3.0 * t * 8 * 16;    // SwiGLU
   };
   const auto r = pdrop::sequence_flops(kToy, toy_schedule(), 10, 3);
-  EXPECT_EQ(r.dense_per_layer, (std::vector<double>(4, per_layer(13))));
-  EXPECT_EQ(r.pruned_per_layer, (std::vector<double>{per_layer(13), per_layer(8),
+  EXPECT_EQ(pdrop_test::std_vector(r.dense_per_layer), (std::vector<double>(4, per_layer(13))));
+  EXPECT_EQ(pdrop_test::std_vector(r.pruned_per_layer), (std::vector<double>{per_layer(13), per_layer(8),
                                                      per_layer(8), per_layer(5)}));
   EXPECT_EQ(r.dense, 4 * per_layer(13));
   EXPECT_EQ(r.pruned, per_layer(13) + 2 * per_layer(8) + per_layer(5));
@@ -113,8 +113,8 @@ TEST(Flops, KvCacheBytesByHand) {
   // Per token per layer: K and V, Hkv 1, hd 4, 2 bytes = 2*1*4*2 = 16 bytes.
   // 3 text tokens: t = 13, 8, 8, 5.
   const auto r = pdrop::kv_cache_bytes(kToy, toy_schedule(), 10, 3);
-  EXPECT_EQ(r.dense_per_layer, (std::vector<double>{208, 208, 208, 208}));
-  EXPECT_EQ(r.pruned_per_layer, (std::vector<double>{208, 128, 128, 80}));
+  EXPECT_EQ(pdrop_test::std_vector(r.dense_per_layer), (std::vector<double>{208, 208, 208, 208}));
+  EXPECT_EQ(pdrop_test::std_vector(r.pruned_per_layer), (std::vector<double>{208, 128, 128, 80}));
   EXPECT_EQ(r.dense, 832.0);
   EXPECT_EQ(r.pruned, 544.0);
   // fp32 doubles it; head_dim 6 and Hkv 2 scale it by 6/4 * 2.
@@ -186,7 +186,7 @@ TEST(FlopsPreset, ShapesAndNames) {
     EXPECT_EQ(p.shape.kv_heads, w.kv_heads);
     EXPECT_EQ(pdrop::resolved_head_dim(p.shape), w.head_dim);
   }
-  EXPECT_EQ(pdrop::model_preset_names(),
+  EXPECT_EQ(pdrop_test::std_vector(pdrop::model_preset_names()),
             (std::vector<std::string>{"llava-1.5-7b", "llava-next-7b", "llava-1.5-13b"}));
   pdrop_test::expect_invalid([] { pdrop::model_preset("llava-7b"); },
                              "unknown preset 'llava-7b'");
@@ -271,8 +271,8 @@ TEST(Flops, FromASequenceRecordCountsTheRowsKept) {
   seq.apply_drop(keep);
   const double per_token = 2.0 * 2 * 16 * 2;  // K and V, Hkv 2, hd 16, fp16
   const auto kv = pdrop::kv_cache_bytes(shape, seq);
-  EXPECT_EQ(kv.dense_per_layer, std::vector<double>(4, 70 * per_token));
-  EXPECT_EQ(kv.pruned_per_layer,
+  EXPECT_EQ(pdrop_test::std_vector(kv.dense_per_layer), std::vector<double>(4, 70 * per_token));
+  EXPECT_EQ(pdrop_test::std_vector(kv.pruned_per_layer),
             (std::vector<double>{70 * per_token, 70 * per_token, 23 * per_token, 23 * per_token}));
   EXPECT_EQ(kv.pruned, (70.0 + 70 + 23 + 23) * per_token);
   // The schedule form counts the 61 image tokens as one image: 15 kept.

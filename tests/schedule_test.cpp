@@ -16,18 +16,18 @@ TEST(Schedule, PaperPyramidFor32Layers) {
   const auto s = Schedule::pyramid(32, 4, 0.5);
   EXPECT_EQ(s.num_layers(), 32);
   EXPECT_EQ(s.num_stages(), 4);
-  EXPECT_EQ(s.drop_layers(), (std::vector<std::int64_t>{8, 16, 24}));
-  EXPECT_EQ(s.ratios(), (std::vector<double>{1.0, 0.5, 0.25, 0.125}));
-  EXPECT_EQ(s.tokens_per_stage(576), (std::vector<std::int64_t>{576, 288, 144, 72}));
-  EXPECT_EQ(s.tokens_per_stage(2880), (std::vector<std::int64_t>{2880, 1440, 720, 360}));
+  EXPECT_EQ(pdrop_test::std_vector(s.drop_layers()), (std::vector<std::int64_t>{8, 16, 24}));
+  EXPECT_EQ(pdrop_test::std_vector(s.ratios()), (std::vector<double>{1.0, 0.5, 0.25, 0.125}));
+  EXPECT_EQ(pdrop_test::std_vector(s.tokens_per_stage(576)), (std::vector<std::int64_t>{576, 288, 144, 72}));
+  EXPECT_EQ(pdrop_test::std_vector(s.tokens_per_stage(2880)), (std::vector<std::int64_t>{2880, 1440, 720, 360}));
 }
 
 TEST(Schedule, BoundariesAreMultiplesOfFloorLOverS) {
-  EXPECT_EQ(Schedule::pyramid(32, 3, 0.5).drop_layers(), (std::vector<std::int64_t>{10, 20}));
-  EXPECT_EQ(Schedule::pyramid(32, 5, 0.5).drop_layers(),
+  EXPECT_EQ(pdrop_test::std_vector(Schedule::pyramid(32, 3, 0.5).drop_layers()), (std::vector<std::int64_t>{10, 20}));
+  EXPECT_EQ(pdrop_test::std_vector(Schedule::pyramid(32, 5, 0.5).drop_layers()),
             (std::vector<std::int64_t>{6, 12, 18, 24}));
-  EXPECT_EQ(Schedule::pyramid(30, 4, 0.5).drop_layers(), (std::vector<std::int64_t>{7, 14, 21}));
-  EXPECT_EQ(Schedule::pyramid(5, 1, 0.5).drop_layers(), (std::vector<std::int64_t>{}));
+  EXPECT_EQ(pdrop_test::std_vector(Schedule::pyramid(30, 4, 0.5).drop_layers()), (std::vector<std::int64_t>{7, 14, 21}));
+  EXPECT_EQ(pdrop_test::std_vector(Schedule::pyramid(5, 1, 0.5).drop_layers()), (std::vector<std::int64_t>{}));
 }
 
 TEST(Schedule, StageOfLayerAndDropAfter) {
@@ -53,7 +53,7 @@ TEST(Schedule, TruncatesLikePythonInt) {
   // The odd-count golden pipeline: N0 = 37, ratios 0.6 / 0.3 / 0.1.
   const auto s = Schedule::from_lists(6, {1, 3, 5}, {0.6, 0.3, 0.1});
   // int(37*0.6) = int(22.2) = 22, int(37*0.3) = int(11.1) = 11, int(3.7) = 3.
-  EXPECT_EQ(s.tokens_per_stage(37), (std::vector<std::int64_t>{37, 22, 11, 3}));
+  EXPECT_EQ(pdrop_test::std_vector(s.tokens_per_stage(37)), (std::vector<std::int64_t>{37, 22, 11, 3}));
   // 0.1 * 30 is 3.0000000000000004 in double: 3, and 0.7 * 10 = 7.000000000000001: 7.
   EXPECT_EQ(Schedule::single_drop(4, 2, 0.1).image_tokens(30, 1), 3);
   EXPECT_EQ(Schedule::single_drop(4, 2, 0.7).image_tokens(10, 1), 7);
@@ -64,7 +64,7 @@ TEST(Schedule, TruncatesLikePythonInt) {
 TEST(Schedule, SingleDropAndDense) {
   const auto f = Schedule::single_drop(32, 2, 0.25);
   EXPECT_EQ(f.num_stages(), 2);
-  EXPECT_EQ(f.tokens_per_stage(576), (std::vector<std::int64_t>{576, 144}));
+  EXPECT_EQ(pdrop_test::std_vector(f.tokens_per_stage(576)), (std::vector<std::int64_t>{576, 144}));
   const auto d = Schedule::dense(32);
   EXPECT_EQ(d.num_stages(), 1);
   EXPECT_EQ(d.stage_of_layer(31), 0);
@@ -100,13 +100,13 @@ TEST(Schedule, StrategyAndPositionModeDefaults) {
   const auto f = Schedule::fastv(32, 2, 0.5);
   EXPECT_EQ(f.strategy(), Strategy::fastv);
   EXPECT_EQ(f.position_mode(), PositionMode::keep_original);
-  EXPECT_EQ(f.drop_layers(), (std::vector<std::int64_t>{2}));
-  EXPECT_EQ(f.tokens_per_stage(576), (std::vector<std::int64_t>{576, 288}));
+  EXPECT_EQ(pdrop_test::std_vector(f.drop_layers()), (std::vector<std::int64_t>{2}));
+  EXPECT_EQ(pdrop_test::std_vector(f.tokens_per_stage(576)), (std::vector<std::int64_t>{576, 288}));
 
   const auto v = Schedule::vtw(32, 16);
   EXPECT_EQ(v.strategy(), Strategy::vtw);
   EXPECT_EQ(v.position_mode(), PositionMode::keep_original);
-  EXPECT_EQ(v.tokens_per_stage(576), (std::vector<std::int64_t>{576, 0}));
+  EXPECT_EQ(pdrop_test::std_vector(v.tokens_per_stage(576)), (std::vector<std::int64_t>{576, 0}));
 
   const auto d = Schedule::dart(32, 2, 128.0 / 576.0);
   EXPECT_EQ(d.strategy(), Strategy::dart);
@@ -148,7 +148,7 @@ TEST(Schedule, PyramidRatiosAreTheLiteralDecimalLists) {
   }
   // The case: lambda 0.7 at N0 = 1000 keeps 700, 490, 343 (pow's
   // 0.7^2 = 0.48999999999999994 would keep 489, 0.7^3 342).
-  EXPECT_EQ(Schedule::pyramid(32, 4, 0.7).tokens_per_stage(1000),
+  EXPECT_EQ(pdrop_test::std_vector(Schedule::pyramid(32, 4, 0.7).tokens_per_stage(1000)),
             (std::vector<std::int64_t>{1000, 700, 490, 343}));
 }
 
@@ -191,12 +191,12 @@ TEST(Schedule, DefaultConstructedIsAnEmptyPlaceholder) {
   EXPECT_EQ(s.num_layers(), 0);
   EXPECT_EQ(s.num_stages(), 1);
   EXPECT_TRUE(s.drop_layers().empty());
-  EXPECT_EQ(s.tokens_per_stage(576), (std::vector<std::int64_t>{576}));
+  EXPECT_EQ(pdrop_test::std_vector(s.tokens_per_stage(576)), (std::vector<std::int64_t>{576}));
   EXPECT_EQ(s.strategy(), pdrop::Strategy::pyramid_drop);
   pdrop_test::expect_invalid([&] { (void)s.stage_of_layer(0); }, "layer (0) must be in [0, 0)");
   pdrop_test::expect_invalid([&] { (void)s.drop_before(0); }, "layer (0) must be in [0, 0)");
   s = pdrop::Schedule::pyramid(32, 4, 0.5);
-  EXPECT_EQ(s.tokens_per_stage(576), (std::vector<std::int64_t>{576, 288, 144, 72}));
+  EXPECT_EQ(pdrop_test::std_vector(s.tokens_per_stage(576)), (std::vector<std::int64_t>{576, 288, 144, 72}));
   EXPECT_EQ(s.keep_rules().size(), 4u);
 }
 

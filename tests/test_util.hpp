@@ -287,6 +287,13 @@ struct ThreadFor {
   }
 };
 
+// A pdrop list (detail::vector: pdrop's allocator) as a std::vector, to
+// compare with an expected one.
+template <class V>
+std::vector<typename V::value_type> std_vector(const V& v) {
+  return std::vector<typename V::value_type>(v.begin(), v.end());
+}
+
 // Asserts that `f` throws an exception derived from std::invalid_argument
 // whose message contains `needle`.
 template <class F>

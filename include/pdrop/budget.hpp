@@ -109,7 +109,7 @@ struct KeepRule {
 
 // "0.5", "0.25 nearest", "count 144", "count 128, dart quota 4+4".
 inline std::string to_string(const KeepRule& rule) {
-  std::string s = rule.maybe_count ? "count " + std::to_string(*rule.maybe_count)
+  std::string s = rule.maybe_count ? detail::concat("count ", *rule.maybe_count)
                                    : detail::concat(rule.ratio);
   if (!rule.maybe_count && rule.rounding == Rounding::half_even) s += " nearest";
   if (rule.maybe_dart_quota)

@@ -324,9 +324,7 @@ pdrop_status pdrop_schedule_from_lists(int64_t layers, const int64_t* drop_layer
     need(out, "out");
     const auto d = c_span(drop_layers, n_drops, "drop_layers");
     const auto r = c_span(ratios, n_drops, "ratios");
-    *out = new pdrop_schedule{pdrop::Schedule::from_lists(
-        layers, std::vector<std::int64_t>(d.begin(), d.end()),
-        std::vector<double>(r.begin(), r.end()))};
+    *out = new pdrop_schedule{pdrop::Schedule::from_lists(layers, d, r)};
   });
 }
 

@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "pdrop/config.hpp"
+#include "pdrop/detail/std.hpp"
 #include "pdrop/errors.hpp"
 #include "pdrop/schedule.hpp"
 #include "pdrop/sequence.hpp"
@@ -73,8 +74,10 @@ struct ModelPreset {
 // Dense vs pruned cost, per decoder layer (L entries each) and in total.
 // FLOPs for image_token_flops / sequence_flops, bytes for kv_cache_bytes.
 struct CostReport {
-  std::vector<double> dense_per_layer;
-  std::vector<double> pruned_per_layer;
+  // (pdrop's allocator: one copy of these vectors' code per set of CPU
+  // features, see pdrop/config.hpp; std::vector's interface.)
+  detail::vector<double> dense_per_layer;
+  detail::vector<double> pruned_per_layer;
   double dense = 0.0;
   double pruned = 0.0;
   // 1 - pruned / dense: the fraction saved (0 when dense is 0).
@@ -96,8 +99,8 @@ inline const std::array<ModelPreset, 3>& model_presets() {
 }
 
 // The presets' names, in model_presets() order.
-inline std::vector<std::string> model_preset_names() {
-  std::vector<std::string> names;
+inline detail::vector<std::string> model_preset_names() {
+  detail::vector<std::string> names;
   for (const ModelPreset& p : model_presets()) names.emplace_back(p.name);
   return names;
 }
@@ -165,14 +168,14 @@ inline std::int64_t check_cost_args(const char* fn, const ModelShape& shape,
 // pruned.
 template <class PerLayer>
 CostReport layer_report(const Schedule& schedule, std::int64_t dense_tokens,
-                        const std::vector<std::int64_t>& stage_tokens, PerLayer per_layer) {
+                        span<const std::int64_t> stage_tokens, PerLayer per_layer) {
   const std::int64_t layers = schedule.num_layers();
   CostReport r;
   r.dense_per_layer.reserve(static_cast<std::size_t>(layers));
   r.pruned_per_layer.reserve(static_cast<std::size_t>(layers));
   const double dense_layer = per_layer(static_cast<double>(dense_tokens));
   for (std::int64_t i = 0; i < layers; ++i) {
-    const std::int64_t t = stage_tokens[static_cast<std::size_t>(schedule.stage_of_layer(i))];
+    const std::int64_t t = stage_tokens[schedule.stage_of_layer(i)];
     const double pruned_layer = per_layer(static_cast<double>(t));
     r.dense_per_layer.push_back(dense_layer);
     r.pruned_per_layer.push_back(pruned_layer);
@@ -187,7 +190,7 @@ CostReport layer_report(const Schedule& schedule, std::int64_t dense_tokens,
 template <class PerLayer>
 CostReport cost_report(const Schedule& schedule, std::int64_t n0,
                        std::int64_t text_tokens, PerLayer per_layer) {
-  std::vector<std::int64_t> t = schedule.tokens_per_stage(n0);
+  detail::vector<std::int64_t> t = schedule.tokens_per_stage(n0);
   for (std::int64_t& x : t) x += text_tokens;
   return layer_report(schedule, text_tokens + n0, t, per_layer);
 }
@@ -296,7 +299,7 @@ CostReport record_report(const char* fn, const ModelShape& shape, const Sequence
   if (seq.drops_applied() != schedule.num_stages() - 1)
     fail<value_error>(fn, "seq has ", seq.drops_applied(), " of its schedule's ",
                       schedule.num_stages() - 1, " drops applied: count after the prefill");
-  std::vector<std::int64_t> t(static_cast<std::size_t>(schedule.num_stages()));
+  detail::vector<std::int64_t> t(static_cast<std::size_t>(schedule.num_stages()));
   for (std::int64_t j = 0; j < schedule.num_stages(); ++j)
     t[static_cast<std::size_t>(j)] = seq.tokens(j);
   return layer_report(schedule, seq.tokens(0), t, per_layer);

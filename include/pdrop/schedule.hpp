@@ -49,6 +49,8 @@
 
 #include "pdrop/config.hpp"
 #include "pdrop/budget.hpp"
+#include "pdrop/detail/check.hpp"
+#include "pdrop/detail/std.hpp"
 #include "pdrop/types.hpp"
 #include "pdrop/errors.hpp"
 
@@ -117,14 +119,14 @@ class Schedule {
                                 layers, "]");
     if (!(lambda >= 0.0 && lambda <= 1.0))
       detail::fail<value_error>(fn, "lambda (", lambda, ") must be in [0, 1]");
-    std::vector<std::int64_t> drops;
-    std::vector<double> ratios;
+    detail::vector<std::int64_t> drops;
+    detail::vector<double> ratios;
     const std::int64_t step = layers / stages;
     for (std::int64_t k = 1; k < stages; ++k) {
       drops.push_back(k * step);
       ratios.push_back(detail::round_decimal15(std::pow(lambda, static_cast<double>(k))));
     }
-    return from_lists(layers, std::move(drops), std::move(ratios));
+    return from_lists(layers, drops, ratios);
   }
 
   // One drop after (1-based) layer `after_layer`, keeping `keep` of the
@@ -213,11 +215,12 @@ class Schedule {
   // (strictly increasing, in [1, layers-1]), keeping ratios[i] of the
   // original image tokens after drop i (in [0, 1], non-increasing; no
   // leading 1.0). The lists must have the same length.
-  static Schedule from_lists(std::int64_t layers,
-                             std::vector<std::int64_t> drop_layers,
-                             const std::vector<double>& ratios) {
-    return from_rules_impl("pdrop::Schedule::from_lists", true, layers,
-                           std::move(drop_layers),
+  // Each list is a braced list, a std::vector or a span.
+  static Schedule from_lists(std::int64_t layers, span<const std::int64_t> drop_layers,
+                             span<const double> ratios) {
+    detail::check_list("pdrop::Schedule::from_lists", "drop_layers", drop_layers);
+    detail::check_list("pdrop::Schedule::from_lists", "ratios", ratios);
+    return from_rules_impl("pdrop::Schedule::from_lists", true, layers, drop_layers,
                            std::vector<KeepRule>(ratios.begin(), ratios.end()));
   }
 
@@ -227,19 +230,20 @@ class Schedule {
   // (all ratios with one rounding, or all counts) with one DART quota (or
   // none), and non-increasing (ratio or count), so every n keeps
   // non-increasing counts. Throws value_error naming rules[i].
-  static Schedule from_rules(std::int64_t layers, std::vector<std::int64_t> drop_layers,
+  static Schedule from_rules(std::int64_t layers, span<const std::int64_t> drop_layers,
                              std::vector<KeepRule> rules) {
-    return from_rules_impl("pdrop::Schedule::from_rules", false, layers,
-                           std::move(drop_layers), std::move(rules));
+    detail::check_list("pdrop::Schedule::from_rules", "drop_layers", drop_layers);
+    return from_rules_impl("pdrop::Schedule::from_rules", false, layers, drop_layers,
+                           std::move(rules));
   }
 
   std::int64_t num_layers() const { return layers_; }
   std::int64_t num_stages() const { return static_cast<std::int64_t>(ratios_.size()); }
   // 1-based "drop after layer l" points, one per stage boundary.
-  const std::vector<std::int64_t>& drop_layers() const { return drops_; }
+  const detail::vector<std::int64_t>& drop_layers() const { return drops_; }
   // [1.0, r_1, ...]: the kept fraction of N0 in each stage (before any
   // rounding rule or DART quota; NaN for a stage budgeted by a count).
-  const std::vector<double>& ratios() const { return ratios_; }
+  const detail::vector<double>& ratios() const { return ratios_; }
   // [KeepRule{}, rule_1, ...]: each stage's budget rule (pdrop/budget.hpp);
   // stage 0 keeps everything.
   const std::vector<KeepRule>& keep_rules() const { return rules_; }
@@ -286,8 +290,8 @@ class Schedule {
   }
 
   // [n_0, n_1, ...] for every stage.
-  std::vector<std::int64_t> tokens_per_stage(std::int64_t n0) const {
-    std::vector<std::int64_t> n(ratios_.size());
+  detail::vector<std::int64_t> tokens_per_stage(std::int64_t n0) const {
+    detail::vector<std::int64_t> n(ratios_.size());
     for (std::size_t j = 0; j < n.size(); ++j)
       n[j] = image_tokens(n0, static_cast<std::int64_t>(j));
     return n;
@@ -296,22 +300,22 @@ class Schedule {
  private:
   // plain: from_lists (plain ratios, named "ratios" in errors).
   static Schedule from_rules_impl(const char* fn, bool plain, std::int64_t layers,
-                                  std::vector<std::int64_t> drop_layers,
+                                  span<const std::int64_t> drop_layers,
                                   std::vector<KeepRule> rules) {
     const char* what = plain ? "ratios" : "rules";
     if (layers < 1) detail::fail<value_error>(fn, "layers (", layers, ") must be >= 1");
-    if (drop_layers.size() != rules.size())
-      detail::fail<value_error>(fn, "drop_layers has ", drop_layers.size(), " entries but ",
+    if (drop_layers.size != static_cast<std::int64_t>(rules.size()))
+      detail::fail<value_error>(fn, "drop_layers has ", drop_layers.size, " entries but ",
                                 what, " has ", rules.size());
-    for (std::size_t i = 0; i < drop_layers.size(); ++i) {
-      const std::int64_t l = drop_layers[i];
+    for (std::size_t i = 0; i < rules.size(); ++i) {
+      const std::int64_t l = drop_layers[static_cast<std::int64_t>(i)];
       if (l < 1 || l > layers - 1)
         detail::fail<value_error>(fn, "drop_layers[", i, "] (", l,
                                   ") must be in [1, layers-1 = ", layers - 1,
                                   "]: a drop after the last layer prunes nothing");
-      if (i > 0 && l <= drop_layers[i - 1])
+      if (i > 0 && l <= drop_layers[static_cast<std::int64_t>(i) - 1])
         detail::fail<value_error>(fn, "drop_layers must be strictly increasing: [",
-                                  i - 1, "] = ", drop_layers[i - 1], ", [", i,
+                                  i - 1, "] = ", drop_layers[static_cast<std::int64_t>(i) - 1], ", [", i,
                                   "] = ", l);
       const KeepRule& r = rules[i];
       if (plain) {
@@ -344,7 +348,7 @@ class Schedule {
     }
     Schedule s;
     s.layers_ = layers;
-    s.drops_ = std::move(drop_layers);
+    s.drops_.assign(drop_layers.begin(), drop_layers.end());
     s.rules_.insert(s.rules_.end(), rules.begin(), rules.end());  // after stage 0's
     s.ratios_.clear();
     for (const KeepRule& r : s.rules_)
@@ -362,8 +366,10 @@ class Schedule {
   }
 
   std::int64_t layers_ = 0;
-  std::vector<std::int64_t> drops_;
-  std::vector<double> ratios_{1.0};
+  // pdrop's own allocator: these vectors' code is pdrop's, one copy per
+  // set of CPU features (pdrop/config.hpp), never std::vector<double>'s.
+  detail::vector<std::int64_t> drops_;
+  detail::vector<double> ratios_{1.0};
   std::vector<KeepRule> rules_{KeepRule{}};
   Strategy strategy_ = Strategy::pyramid_drop;
   PositionMode position_mode_ = PositionMode::reindex;

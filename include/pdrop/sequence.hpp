@@ -66,6 +66,7 @@
 #include "pdrop/budget.hpp"
 #include "pdrop/compact.hpp"
 #include "pdrop/detail/check.hpp"
+#include "pdrop/detail/std.hpp"
 #include "pdrop/errors.hpp"
 #include "pdrop/schedule.hpp"
 #include "pdrop/types.hpp"
@@ -296,7 +297,7 @@ class SequenceState {
   PositionMode mode_ = PositionMode::reindex;
   std::int64_t rows_ = 1;
   std::int64_t base_ = 0, next_ = 0, appended_ = 0;
-  std::vector<std::int64_t> tokens_;               // T_j per stage reached
+  detail::vector<std::int64_t> tokens_;               // T_j per stage reached
   std::vector<std::vector<ImageSpan>> spans_;      // spans per stage reached
 };
 

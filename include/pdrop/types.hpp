@@ -26,6 +26,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -43,6 +44,12 @@ struct span {
 
   constexpr span() = default;
   constexpr span(T* d, std::int64_t n) : data(d), size(n) {}
+  // A braced list for a read-only parameter, as C++26's std::span
+  // (P2447): from_lists(32, {8, 16, 24}, {0.5, 0.25, 0.125}). The list
+  // lives until the end of the call's full expression: never keep the span.
+  template <class U = T, class = std::enable_if_t<std::is_const_v<U>>>
+  constexpr span(std::initializer_list<std::remove_const_t<T>> list)  // NOLINT: implicit
+      : data(first(list)), size(static_cast<std::int64_t>(list.size())) {}
   template <class U, class A,
             class = std::enable_if_t<std::is_convertible_v<U*, T*>>>
   span(std::vector<U, A>& v)  // NOLINT: implicit by design
@@ -57,6 +64,15 @@ struct span {
   constexpr span(span<U> s) : data(s.data), size(s.size) {}  // NOLINT
 
   constexpr T& operator[](std::int64_t i) const { return data[i]; }
+
+ private:
+  // (Through a function: the span knowingly outlives nothing but the call.)
+  template <class E>
+  static constexpr const E* first(std::initializer_list<E> list) {
+    return list.begin();
+  }
+
+ public:
   constexpr T* begin() const { return data; }
   constexpr T* end() const { return data + size; }
   constexpr bool empty() const { return size == 0; }

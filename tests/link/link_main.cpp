@@ -39,6 +39,10 @@ int main(int argc, char** argv) {
   check(*base.error == '\0', "the baseline TU's drop succeeded");
   check(std::strcmp(base.abi, "x86_64") == 0, "the baseline TU's pdrop is pdrop::x86_64");
   check(base.kept == 10 + 4 + 6, "the baseline TU kept 10 image + 10 text tokens");
+  check(base.pruner_kept == base.kept && base.cache_length == base.kept,
+        "the baseline TU's Pruner made the same drop and recorded it");
+  check(base.flops_reduction > 0.0 && base.flops_reduction < 1.0,
+        "the baseline TU's FLOPs model saw the drop");
   if (baseline_only || !cpu_runs_avx2_tu()) {
     if (!baseline_only) std::printf("this CPU lacks AVX2/FMA: the -mavx2 TU is not run\n");
     return failures == 0 ? 0 : 1;
@@ -56,5 +60,8 @@ int main(int argc, char** argv) {
   for (int i = 0; close && i < 40; ++i)
     close = std::fabs(avx.scores[i] - base.scores[i]) <= 1e-6f * std::fabs(base.scores[i]);
   check(close, "both TUs' scores agree to 1e-6 relative");
+  check(avx.pruner_kept == base.pruner_kept && avx.cache_length == base.cache_length &&
+            avx.flops_reduction == base.flops_reduction,
+        "both TUs' schedule, record, Pruner and FLOPs model agree");
   return failures == 0 ? 0 : 1;
 }

@@ -2,7 +2,10 @@
 // compiled twice into one program, once for baseline x86-64 and once with
 // -mavx2 -mfma -mf16c, with PDROP_LINK_TU naming the entry point. Each copy
 // runs a whole drop (score, select, keep list) with pdrop's inline
-// functions as that TU compiled them.
+// functions as that TU compiled them, then the bookkeeping around it: a
+// pyramid schedule, the per-sequence record, a Pruner drop and the FLOPs
+// model (whose std::vector members once came from whichever TU the linker
+// kept).
 #include "link_tu.hpp"
 
 #include <cstdint>
@@ -29,6 +32,26 @@ void PDROP_LINK_TU(LinkResult& r) {
     const auto kv = pdrop::hnd_view<const pdrop::half>(k, hkv, tokens, d);
     r.kept = pdrop::rank_and_drop(qv, {query_pos, 1}, kv, {spans, 1}, {counts, 1}, ws,
                                   {r.keep, tokens}, {}, {r.scores, 40});
+    // Bookkeeping: schedule, record, Pruner, cost model.
+    const auto schedule = pdrop::Schedule::pyramid(4, 2, 0.25);
+    std::int64_t positions[tokens];
+    for (std::int64_t t = 0; t < tokens; ++t) positions[t] = t;
+    pdrop::Pruner pruner(schedule, pdrop::TokenView<const std::int64_t>(positions, tokens, 1),
+                         {spans, 1});
+    pdrop::DropInputs<pdrop::half, pdrop::half> in;
+    in.q = qv;
+    in.k = kv;
+    in.query_pos = {query_pos, 1};
+    const auto keep = pruner.drop(2, in);
+    r.pruner_kept = keep.size;
+    r.cache_length = pruner.sequence().cache_length(3);
+    pdrop::ModelShape shape;
+    shape.layers = 4;
+    shape.hidden = 64;
+    shape.ffn = 128;
+    shape.heads = 2;
+    shape.kv_heads = 1;
+    r.flops_reduction = pdrop::sequence_flops(shape, pruner.sequence()).reduction();
   } catch (const pdrop::invalid_argument&) {
     r.error = "a pdrop error";
   }

@@ -13,6 +13,9 @@ struct LinkResult {
   float scores[40] = {};
   std::int64_t keep[50] = {};
   std::int64_t kept = 0;
+  std::int64_t pruner_kept = 0;   // a Pruner's drop of the same tokens
+  std::int64_t cache_length = 0;  // the record's cache length after it
+  double flops_reduction = 0;     // 1 - pruned / dense prefill FLOPs of the record
 };
 
 void run_baseline_tu(LinkResult& r);  // link_tu.cpp built for baseline x86-64

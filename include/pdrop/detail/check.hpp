@@ -17,6 +17,14 @@
 PDROP_BEGIN_NAMESPACE
 namespace detail {
 
+// A list parameter (span): size >= 0, data non-null when size > 0.
+template <class T>
+void check_list(const char* fn, const char* name, span<const T> list) {
+  if (list.size < 0) fail<shape_error>(fn, name, ".size (", list.size, ") must be >= 0");
+  if (list.size > 0 && list.data == nullptr)
+    fail<shape_error>(fn, name, ".data is null with ", list.size, " entries");
+}
+
 // a * b, or throws shape_error naming `what` when it overflows int64.
 inline std::int64_t checked_mul(const char* fn, const char* what, std::int64_t a,
                                 std::int64_t b) {
