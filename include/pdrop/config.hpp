@@ -23,15 +23,14 @@
 // I8MM, SVE, SVE2. The name ends with "_nosimd" under PDROP_NO_SIMD and
 // "_nodispatch" under PDROP_NO_DISPATCH. The inline namespace keeps user
 // code unchanged (pdrop::Schedule names pdrop::x86_64::Schedule), and two
-// optimised TUs built for different features share no symbol of pdrop's
-// operators (score, select, compact, rank & drop; the std templates they
-// instantiate are named in pdrop's namespace too, detail/std.hpp):
-// tests/link/ checks the object files, and runs the baseline copy on an
-// emulated CPU without AVX. Not covered: features pdrop does not track
-// (-mavx512vp2intersect against -march=x86-64-v4, say), the std::vector
-// members of the bookkeeping classes (Schedule, SequenceState, CostReport:
-// std::vector<double> and the like are the same symbols in every TU), and
-// -O0 builds, which keep small std and Eigen helpers out of line. Passing a
+// optimised TUs built for different features share no symbol (score,
+// select, compact, rank & drop, the schedule, the record, the Pruner, the
+// FLOPs model; the std templates they instantiate are named in pdrop's
+// namespace too, detail/std.hpp): tests/link/ checks the object files, and
+// runs the baseline copy on an emulated CPU without AVX. Not covered:
+// features pdrop does not track (-mavx512vp2intersect against
+// -march=x86-64-v4, say), and -O0 builds, which keep small std and Eigen
+// helpers out of line. Passing a
 // pdrop object through a function between TUs built for different features
 // is a link error, not a silent mix. So: build the TUs that use pdrop with
 // the same flags, and let run-time dispatch (pdrop/dispatch.hpp) pick the
