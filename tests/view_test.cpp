@@ -318,3 +318,21 @@ TEST(SplitHeads, RejectsFeaturesNotDivisibleByHeads) {
 }
 
 }  // namespace
+
+// span<const T> takes a braced list of values for a parameter (the list
+// lives for the call); a pointer and a count still mean what they did.
+TEST(Span, BracedListOrPointerAndCount) {
+  const auto sum = [](pdrop::span<const std::int64_t> s) {
+    std::int64_t total = 0;
+    for (std::int64_t v : s) total += v * 10 + s.size;
+    return total;
+  };
+  EXPECT_EQ(sum({8, 16, 24}), (8 + 16 + 24) * 10 + 3 * 3);
+  EXPECT_EQ(sum({7}), 7 * 10 + 1);
+  const std::int64_t x[] = {5, 6};
+  EXPECT_EQ(sum({x, 2}), (5 + 6) * 10 + 2 * 2);
+  EXPECT_EQ(sum({}), 0);
+  static_assert(!std::is_constructible_v<pdrop::span<std::int64_t>,
+                                         std::initializer_list<std::int64_t>>,
+                "a writable span never views a temporary list");
+}

@@ -28,13 +28,14 @@ int main() {
   const float* k_buf = dec.k_buf.data();
   float* hidden = dec.hidden.data();
   std::int64_t* pos = dec.pos.data();
-  // The toy layer: checks the last drop, leaves layer+1's q/k in the
-  // buffers and, before a drop, what it must keep.
-  auto run_layer = [&](int layer) {
+  // The toy layer's projections: checks the last drop, leaves this layer's
+  // q/k in the buffers and, at a drop, what it must keep.
+  auto project_qk = [&](int layer) {
     dec.check_last_drop();
-    dec.project(layer + 1);
-    if ((layer + 1) % 8 == 0 && layer + 1 < 32) dec.expect_drop((layer + 1) / 8);
+    dec.project(layer);
+    if (layer % 8 == 0 && layer > 0) dec.expect_drop(layer / 8);
   };
+  auto run_layer = [](int) {};
   {
     // [snippet one_drop]
     #include <pdrop/pdrop.hpp>
@@ -42,30 +43,30 @@ int main() {
     auto schedule = pdrop::Schedule::pyramid(/*layers*/ 32, /*stages*/ 4, /*lambda*/ 0.5);
     pdrop::ImageSpan image{s, N0};
     // One record per sequence: budgets, spans, cache lengths, decode positions.
-    pdrop::SequenceState seq(schedule, pdrop::TokenView<const std::int64_t>(pos, T, 1), {&image, 1});
+    pdrop::SequenceState seq(schedule, pdrop::TokenView<const std::int64_t>(pos, T, 1), {image});
     pdrop::Workspace ws;
     ws.reserve(Hq, Hkv, /*queries*/ 1, T, d, N0);       // after this: no allocation
     std::vector<std::int64_t> keep(T);
 
     for (int layer = 0; layer < 32; ++layer) {
-      run_layer(layer);                                  // your code
-      if (std::int64_t stage = schedule.drop_after(layer)) {
+      project_qk(layer);                                 // your code
+      if (std::int64_t stage = schedule.drop_before(layer)) {
         // [snippet rank_drop]
-        // q/k of layer+1 at the current positions (post-RoPE), as your runtime
-        // lays them out: HND, NHD or a slice of a fused QKV buffer.
+        // This layer's q/k at the current positions (post-RoPE), as your
+        // runtime lays them out: HND, NHD or a slice of a fused QKV buffer.
         auto q = pdrop::split_heads(pdrop::TokenView<const float>(q_buf + (T - 1) * Hq * d, 1, Hq * d), Hq);
         auto k = pdrop::nhd_view(k_buf, pdrop::Heads{Hkv}, pdrop::Tokens{T}, pdrop::Dim{d});
         std::int64_t n_keep = 0, last = T - 1;
         seq.keep_counts(stage, pdrop::Budget::per_span, {&n_keep, 1});  // int(N0 * ratio)
         const std::int64_t T_old = T;
-        T = pdrop::rank_and_drop<float, float>(q, {&last, 1}, k, seq.spans(),
-                                               {&n_keep, 1}, ws, keep);
+        T = pdrop::rank_and_drop(q, {last}, k, seq.spans(), {n_keep}, ws, keep);  // new length
         seq.apply_drop({keep.data(), T});                // checks and records the drop
         pdrop::compact_rows(pdrop::TokenView<float>(hidden, T_old, D), {keep.data(), T});
         pdrop::compact_positions(pdrop::TokenView<std::int64_t>(pos, T_old, 1), {keep.data(), T},
                                  seq.position_mode());
         // [/snippet rank_drop]
       }
+      run_layer(layer);                                  // your code, over T rows
     }
     // Decode step t at layer l: position seq.position(l, t) (every M-RoPE row),
     // over seq.cache_length(l) cached rows; seq.append(1) after each step.

@@ -9,7 +9,7 @@
 // (or whatever the schedule's strategy reads), and gets back the keep list
 // it then applies to its own buffers (`pos`, `hidden`, `q_buf`, `k_buf`
 // the runtime's own; run as written in examples/guide/pruner.cpp):
-//   pdrop::Pruner pruner(schedule, pdrop::TokenView<const std::int64_t>(pos, T, 1), {&image, 1});
+//   pdrop::Pruner pruner(schedule, pdrop::TokenView<const std::int64_t>(pos, T, 1), {image});
 //   pruner.workspace().reserve(Hq, Hkv, /*queries*/ 1, T, d, N0);  // no allocation after this
 //   for (std::int64_t layer = 0; layer < 32; ++layer) {
 //     project(layer);  // your code: this layer's post-RoPE q/k of the current rows
@@ -18,7 +18,7 @@
 //       pdrop::DropInputs<float, float> in;
 //       in.q = pdrop::split_heads(pdrop::TokenView<const float>(q_buf + last * Hq * d, 1, Hq * d), Hq);
 //       in.k = pdrop::nhd_view(k_buf, pdrop::Heads{Hkv}, pdrop::Tokens{T}, pdrop::Dim{d});
-//       in.query_pos = {&last, 1};
+//       in.query_pos = {&last, 1};  // (a stored span: not a braced list, which would dangle)
 //       const auto keep = pruner.drop(layer, in);  // the keep list: the kept part only
 //       pdrop::compact_rows(pdrop::TokenView<float>(hidden, T, D), keep);
 //       pdrop::compact_positions(pdrop::TokenView<std::int64_t>(pos, T, 1), keep,

@@ -1,22 +1,22 @@
 // pdrop/rank_drop.hpp - one drop in one call: score -> select -> keep list.
 //
-// A runtime at a drop point (after layer l of a schedule) has the next
-// layer's post-RoPE q and k for the current sequence. rank_and_drop scores
+// A runtime at a drop point (right before 0-based layer l runs:
+// Schedule::drop_before(l) > 0) has that layer's post-RoPE q and k for the
+// current sequence. rank_and_drop scores
 // the image tokens from them, keeps the best `keep_counts[i]` of span i, and
 // returns the keep list the runtime then applies with compact_rows /
 // compact_heads / compact_positions to each of its per-token buffers. The
 // drop inside README.md's loop (`seq` the sequence's SequenceState, `stage`
-// = schedule.drop_after(layer), `ws` a Workspace, `keep` T entries; run as
-// written in examples/guide/readme.cpp):
-//   // q/k of layer+1 at the current positions (post-RoPE), as your runtime
-//   // lays them out: HND, NHD or a slice of a fused QKV buffer.
+// = schedule.drop_before(layer), `ws` a Workspace, `keep` T entries; run
+// as written in examples/guide/readme.cpp):
+//   // This layer's q/k at the current positions (post-RoPE), as your
+//   // runtime lays them out: HND, NHD or a slice of a fused QKV buffer.
 //   auto q = pdrop::split_heads(pdrop::TokenView<const float>(q_buf + (T - 1) * Hq * d, 1, Hq * d), Hq);
 //   auto k = pdrop::nhd_view(k_buf, pdrop::Heads{Hkv}, pdrop::Tokens{T}, pdrop::Dim{d});
 //   std::int64_t n_keep = 0, last = T - 1;
 //   seq.keep_counts(stage, pdrop::Budget::per_span, {&n_keep, 1});  // int(N0 * ratio)
 //   const std::int64_t T_old = T;
-//   T = pdrop::rank_and_drop<float, float>(q, {&last, 1}, k, seq.spans(),
-//                                          {&n_keep, 1}, ws, keep);
+//   T = pdrop::rank_and_drop(q, {last}, k, seq.spans(), {n_keep}, ws, keep);  // new length
 //   seq.apply_drop({keep.data(), T});                // checks and records the drop
 //   pdrop::compact_rows(pdrop::TokenView<float>(hidden, T_old, D), {keep.data(), T});
 //   pdrop::compact_positions(pdrop::TokenView<std::int64_t>(pos, T_old, 1), {keep.data(), T},
