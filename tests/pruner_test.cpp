@@ -84,6 +84,21 @@ std::vector<std::int64_t> expected_keep(const Toy& toy, const std::vector<pdrop:
   return pdrop_test::naive_keep_list(T, cur, kept);
 }
 
+// 20 tokens, one image of 11 at 3, 8 layers with drops before 2, 4, 6.
+struct Small {
+  pdrop::Schedule schedule = pdrop::Schedule::pyramid(8, 4, 0.5);
+  pdrop::ImageSpan image{3, 11};
+  std::vector<std::int64_t> pos = iota(20);
+  pdrop::Pruner pruner{schedule, pdrop::TokenView<std::int64_t>(pos.data(), 20, 1), {image}};
+  Toy toy{iota(20), {}, {}};
+
+  static std::vector<std::int64_t> iota(std::int64_t n) {
+    std::vector<std::int64_t> v(static_cast<std::size_t>(n));
+    std::iota(v.begin(), v.end(), 0);
+    return v;
+  }
+};
+
 void run_pyramid(pdrop::Budget budget) {
   // Two images (11 and 14 tokens) in a 40-token prompt; 8 layers, drops
   // before layers 2, 4, 6 keeping 0.5, 0.25, 0.125 of the original tokens.
@@ -154,14 +169,8 @@ TEST(Pruner, RandomStrategyKeepsItsCountsAndRecords) {
 }
 
 TEST(Pruner, RefusesMisuseAndKeepsTheRecord) {
-  const auto schedule = pdrop::Schedule::pyramid(8, 4, 0.5);
-  const pdrop::ImageSpan image{3, 11};
-  std::vector<std::int64_t> pos(20);
-  std::iota(pos.begin(), pos.end(), 0);
-  pdrop::Pruner pruner(schedule, pdrop::TokenView<std::int64_t>(pos.data(), 20, 1), {&image, 1});
-  Toy toy;
-  toy.orig.resize(20);
-  std::iota(toy.orig.begin(), toy.orig.end(), 0);
+  Small c;
+  auto& [schedule, image, pos, pruner, toy] = c;
   toy.project(0);
   const std::int64_t last = 19;
   expect_invalid([&] { pruner.drop(3, toy.inputs(&last)); },
@@ -185,14 +194,8 @@ TEST(Pruner, RefusesMisuseAndKeepsTheRecord) {
 // Errors raised by the operators a Pruner calls are named after the call
 // the caller made; a direct call afterwards is named after itself again.
 TEST(Pruner, ErrorsNameTheCallerCalled) {
-  const auto schedule = pdrop::Schedule::pyramid(8, 4, 0.5);
-  const pdrop::ImageSpan image{3, 11};
-  std::vector<std::int64_t> pos(20);
-  std::iota(pos.begin(), pos.end(), 0);
-  pdrop::Pruner pruner(schedule, pdrop::TokenView<std::int64_t>(pos.data(), 20, 1), {&image, 1});
-  Toy toy;
-  toy.orig.resize(20);
-  std::iota(toy.orig.begin(), toy.orig.end(), 0);
+  Small c;
+  auto& [schedule, image, pos, pruner, toy] = c;
   toy.project(2);
   toy.k[(5 * kHkv + 1) * kD + 2] = NAN;  // token 5, kv head 1
   const std::int64_t last = 19;

@@ -13,26 +13,12 @@
 #include "toy_decoder.hpp"
 
 int main() {
-  toy::Decoder dec;
-  using toy::D;
-  using toy::d;
-  using toy::Hkv;
-  using toy::Hq;
-  using toy::N0;
-  std::int64_t& T = dec.T;
-  const float* q_buf = dec.q_buf.data();
-  const float* k_buf = dec.k_buf.data();
-  float* hidden = dec.hidden.data();
-  std::int64_t* pos = dec.pos.data();
+  using namespace toy;  // the example's names for the runtime's sizes
+  Decoder dec;
+  auto [T, q_buf, k_buf, hidden, pos] = dec.buffers();  // and buffers
   const auto schedule = pdrop::Schedule::pyramid(32, 4, 0.5);
-  const pdrop::ImageSpan image{toy::s, N0};
-  // The toy layer's projections: checks the last drop, leaves this layer's
-  // q/k in the buffers and, at a drop, what it must keep.
-  auto project = [&](std::int64_t layer) {
-    dec.check_last_drop();
-    dec.project(layer);
-    if (layer % 8 == 0 && layer > 0) dec.expect_drop(static_cast<int>(layer / 8));
-  };
+  const pdrop::ImageSpan image{s, N0};
+  auto project = [&](std::int64_t layer) { dec.before_layer(layer); };
   auto run_layer = [](std::int64_t) {};
   std::int64_t drops = -1;
   {

@@ -15,26 +15,10 @@
 #include "toy_decoder.hpp"
 
 int main() {
-  toy::Decoder dec;
-  // The README's names for the runtime's sizes and buffers.
-  using toy::D;
-  using toy::d;
-  using toy::Hkv;
-  using toy::Hq;
-  using toy::N0;
-  using toy::s;
-  std::int64_t& T = dec.T;
-  const float* q_buf = dec.q_buf.data();
-  const float* k_buf = dec.k_buf.data();
-  float* hidden = dec.hidden.data();
-  std::int64_t* pos = dec.pos.data();
-  // The toy layer's projections: checks the last drop, leaves this layer's
-  // q/k in the buffers and, at a drop, what it must keep.
-  auto project_qk = [&](int layer) {
-    dec.check_last_drop();
-    dec.project(layer);
-    if (layer % 8 == 0 && layer > 0) dec.expect_drop(layer / 8);
-  };
+  using namespace toy;  // the README's names for the runtime's sizes
+  Decoder dec;
+  auto [T, q_buf, k_buf, hidden, pos] = dec.buffers();  // and buffers
+  auto project_qk = [&](int layer) { dec.before_layer(layer); };
   auto run_layer = [](int) {};
   {
     // [snippet one_drop]

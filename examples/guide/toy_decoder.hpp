@@ -37,6 +37,16 @@ struct Decoder {
     std::iota(pos.begin(), pos.end(), 0);
   }
 
+  // The names the guide's examples use for a runtime's length and buffers.
+  struct Buffers {
+    std::int64_t& T;
+    const float* q_buf;
+    const float* k_buf;
+    float* hidden;
+    std::int64_t* pos;
+  };
+  Buffers buffers() { return {T, q_buf.data(), k_buf.data(), hidden.data(), pos.data()}; }
+
   float tag(std::int64_t t) const { return hidden[t * D]; }
   bool is_image(std::int64_t t) const { return tag(t) >= s && tag(t) < s + N0; }
 
@@ -84,6 +94,15 @@ struct Decoder {
     for (std::int64_t t = 0; t < T; ++t)
       if (!is_image(t) || std::find(image.begin(), image.end(), t) != image.end())
         expected.push_back(static_cast<std::int64_t>(tag(t)));
+  }
+
+  // The top of layer `layer` in the guide programs' loops: checks the last
+  // drop, leaves this layer's q/k in the buffers and, when a drop happens
+  // before it (every 8 layers of 32), what that drop must keep.
+  void before_layer(std::int64_t layer) {
+    check_last_drop();
+    project(layer);
+    if (layer % 8 == 0 && layer > 0) expect_drop(static_cast<int>(layer / 8));
   }
 
   // The rows left by the last drop are the expected ones, positions 0..T-1.
