@@ -87,14 +87,16 @@ double decode_seconds(const pdrop_host::Session& prefilled, const Mat& tokens, i
 }
 
 // Two-panel SVG: image tokens alive per layer (the pyramid) and time per
-// layer, dense (grey) vs pruned (blue).
+// layer, dense (grey) vs pruned (blue), each drop marked by a dashed line
+// between the layers it separates; the caption says the model shape, the
+// prompt, the threads and how many runs the times are the best of.
 void write_svg(const std::string& path, const Run& dense, const Run& pruned,
                const pdrop::Schedule& schedule, std::int64_t text_tokens, double speedup,
-               double predicted) {
+               double predicted, const std::string& caption) {
   std::string drops;
   for (auto l : schedule.drop_layers()) drops += (drops.empty() ? "" : ", ") + std::to_string(l);
   const std::size_t L = dense.result.stats.layer_tokens.size();
-  const double W = 760, H = 600, left = 70, right = 20, panel_h = 190, gap = 80;
+  const double W = 760, H = 630, left = 80, right = 20, panel_h = 190, gap = 80;
   const double bw = (W - left - right) / static_cast<double>(L);
   const double max_tok = static_cast<double>(dense.result.stats.layer_tokens[0]);
   double max_t = 0;
@@ -115,9 +117,16 @@ void write_svg(const std::string& path, const Run& dense, const Run& pruned,
                 "<text x='%g' y='24' font-size='16' font-weight='bold'>PyramidDrop prefill: "
                 "measured %.2fx faster (predicted %.2fx)</text>\n", left, speedup, predicted);
   f << buf;
-  auto panel = [&](double top, const char* title, auto value, double vmax, const char* unit) {
+  f << "<text x='" << left << "' y='44' fill='#444'>" << caption << "</text>\n";
+  auto panel = [&](double top, const char* title, auto value, double vmax, const char* unit,
+                   const char* y_label) {
     std::snprintf(buf, sizeof buf, "<text x='%g' y='%g' font-weight='bold'>%s</text>\n", left,
                   top - 8, title);
+    f << buf;
+    std::snprintf(buf, sizeof buf,
+                  "<text x='%g' y='%g' text-anchor='middle' transform='rotate(-90 %g %g)'>%s"
+                  "</text>\n",
+                  18.0, top + panel_h / 2, 18.0, top + panel_h / 2, y_label);
     f << buf;
     for (int g = 0; g <= 4; ++g) {  // grid + axis labels
       const double y = top + panel_h - panel_h * g / 4.0;
@@ -140,19 +149,30 @@ void write_svg(const std::string& path, const Run& dense, const Run& pruned,
                     x + bw / 2, top + panel_h + 14, l + 1);
       f << buf;
     }
+    for (auto l : schedule.drop_layers()) {  // a drop after layer l: between bars l and l+1
+      const double x = left + bw * static_cast<double>(l);
+      std::snprintf(buf, sizeof buf,
+                    "<line x1='%g' x2='%g' y1='%g' y2='%g' stroke='#c53030' "
+                    "stroke-dasharray='4 3'/><text x='%g' y='%g' fill='#c53030' "
+                    "font-size='11'>drop</text>\n",
+                    x, x, top, top + panel_h, x + 3, top + 11);
+      f << buf;
+    }
   };
   auto tokens = [&](const Run& r, std::size_t l) {
     return static_cast<double>(r.result.stats.layer_tokens[l] - text_tokens);
   };
   auto millis = [&](const Run& r, std::size_t l) { return 1e3 * r.result.stats.layer_seconds[l]; };
-  panel(70, "image tokens per layer", tokens, max_tok - static_cast<double>(text_tokens), "");
-  panel(70 + panel_h + gap, "time per layer (ms)", millis, nice(1e3 * max_t), "");
+  panel(90, "image tokens per layer", tokens, max_tok - static_cast<double>(text_tokens), "",
+        "image tokens");
+  panel(90 + panel_h + gap, "time per layer (ms)", millis, nice(1e3 * max_t), "",
+        "milliseconds");
   const double ly = H - 14;
   std::snprintf(buf, sizeof buf,
                 "<rect x='%g' y='%g' width='12' height='12' fill='#bbb'/><text x='%g' y='%g'>dense"
                 "</text><rect x='%g' y='%g' width='12' height='12' fill='#2b6cb0'/><text x='%g' "
                 "y='%g'>PyramidDrop (drops after layers %s)</text><text x='%g' y='%g' "
-                "text-anchor='end'>decoder layer</text>\n",
+                "text-anchor='end'>decoder layer (1-based)</text>\n",
                 left, ly - 10, left + 16, ly, left + 80, ly - 10, left + 96, ly, drops.c_str(),
                 W - right, ly);
   f << buf << "</svg>\n";
@@ -294,7 +314,15 @@ int run_demo(const Options& o) {
   std::printf("  pruned %8.3f s (%.2f ms a token), decode speedup %.2fx\n", dec_p,
               1e3 * dec_p / static_cast<double>(o.decode), dec_d / dec_p);
   std::printf("\n");
-  write_svg(o.svg, dense, pruned, pyramid, text, measured, predicted);
+  char caption[256];
+  std::snprintf(caption, sizeof caption,
+                "LLaMA-style host: %lld layers, width %lld, %lld heads, FFN %lld; %lld tokens "
+                "(%lld image); %d thread%s; times: best of %d run%s",
+                static_cast<long long>(c.layers), static_cast<long long>(c.dim),
+                static_cast<long long>(c.heads), static_cast<long long>(c.ffn),
+                static_cast<long long>(T), static_cast<long long>(o.image), Eigen::nbThreads(),
+                Eigen::nbThreads() == 1 ? "" : "s", o.repeats, o.repeats == 1 ? "" : "s");
+  write_svg(o.svg, dense, pruned, pyramid, text, measured, predicted, caption);
   std::printf("wrote %s\n", o.svg.c_str());
   std::printf("prefill speedup: measured %.2fx, predicted %.2fx\n", measured, predicted);
   if (!kv_agrees) {

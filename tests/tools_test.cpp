@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <initializer_list>
@@ -217,7 +218,19 @@ TEST(DemoCli, ExplicitFlagsWinOverQuickEvenBeforeIt) {
   const ToolRun r = run_tool(demo().exe, "--layers 4 --dim 32 --decode 1 --quick --svg d.svg", s.dir);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out.rfind("model: 4 layers, width 32, 4 heads", 0), 0u) << r.out;
-  EXPECT_TRUE(fs::exists(s.dir / "d.svg"));
+  ASSERT_TRUE(fs::exists(s.dir / "d.svg"));
+  // The picture marks each drop in both panels (pyramid(4, 4, 0.5) drops
+  // after layers 1, 2 and 3), labels its axes and says what ran.
+  std::ifstream in(s.dir / "d.svg");
+  const std::string svg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::size_t drops = 0;
+  for (std::size_t at = svg.find(">drop</text>"); at != std::string::npos;
+       at = svg.find(">drop</text>", at + 1))
+    ++drops;
+  EXPECT_EQ(drops, 2u * 3u);
+  for (const char* text : {"decoder layer (1-based)", ">image tokens</text>", ">milliseconds</text>",
+                           "4 layers, width 32, 4 heads", "best of 1 run<"})
+    EXPECT_NE(svg.find(text), std::string::npos) << text;
 }
 #endif  // PDROP_DEMO_EXE
 
