@@ -761,6 +761,7 @@ TEST(RopeErrors, RerotateRejectsBadInputsWithoutWriting) {
     pdrop::span<const float> inv_freq;
     RopeLayout layout = RopeLayout::rotate_half;
     pdrop::span<const I64> sections;
+    pdrop::MRopeLayout mrope_layout = pdrop::MRopeLayout::sections;
   };
   Args ok;
   ok.x = pdrop::hnd_view(x.data(), 2, 4, 8);
@@ -769,7 +770,8 @@ TEST(RopeErrors, RerotateRejectsBadInputsWithoutWriting) {
   ok.inv_freq = f4;
   const auto run = [](Args a) {
     return [a] {
-      pdrop::rerotate_heads<float, I64>(a.x, a.from, a.to, a.inv_freq, a.layout, a.sections);
+      pdrop::rerotate_heads<float, I64>(a.x, a.from, a.to, a.inv_freq, a.layout, a.sections,
+                                        a.mrope_layout);
     };
   };
   Args a = ok;
@@ -784,6 +786,17 @@ TEST(RopeErrors, RerotateRejectsBadInputsWithoutWriting) {
   a.from = TokenView<const I64>(from3.data(), 4, 3);
   expect_rejected<shape_error>(
       fn, {"to_positions.features (1) must equal maybe_mrope_section.size (3)"}, run(a), x);
+  // Interleaved sections need the three rows they interleave.
+  const std::vector<I64> sec2{2, 2}, from2(8, 1), to2(8, 5);
+  a = ok;
+  a.sections = sec2;
+  a.mrope_layout = pdrop::MRopeLayout::interleaved;
+  a.from = TokenView<const I64>(from2.data(), 4, 2);
+  a.to = TokenView<const I64>(to2.data(), 4, 2);
+  expect_rejected<shape_error>(
+      fn, {"maybe_mrope_section.size (2) must be >= 3 with MRopeLayout::interleaved"}, run(a), x);
+  a.mrope_layout = static_cast<pdrop::MRopeLayout>(7);
+  expect_rejected<pdrop::value_error>(fn, {"mrope_layout (7) must be"}, run(a), x);
   a = ok;
   a.to = TokenView<const I64>(to.data(), 3, 1);
   expect_rejected<shape_error>(fn, {"to_positions.tokens (3) must equal x.tokens (4)"}, run(a), x);
