@@ -9,6 +9,7 @@
 
 #include "golden_util.hpp"
 #include "host_util.hpp"
+#include "host/pipeline_case.hpp"
 #include "pdrop/mrope.hpp"
 #include "test_util.hpp"
 
@@ -203,6 +204,37 @@ TEST(MRope, GoldenPositionsAreEveryQwenGenerationsRopeIndex) {
       }
     EXPECT_EQ(next, m + 1) << c.name;
   }
+}
+
+// The host fed llama.cpp's 4 rows (the 4th 0) replays a Qwen3-VL golden
+// case exactly as with HF's 3: same kept tokens, same first three rows after
+// every drop, the 4th still 0, bit-identical outputs (the rows are only read
+// through the sections). The 3-row run matches the model (GoldenPipeline).
+TEST(MRope, HostWithLlamaCppFourRowsEqualsThreeRows) {
+  const auto pc = pdrop_host::load_pipeline_case(pdrop_test::golden_case_dir("qwen3_vl/video_pyramid"));
+  auto pc4 = pc;
+  pc4.rows = 4;
+  pc4.positions.clear();
+  for (std::size_t t = 0; t < pc.positions.size() / 3; ++t) {
+    pc4.positions.insert(pc4.positions.end(), pc.positions.begin() + 3 * t, pc.positions.begin() + 3 * t + 3);
+    pc4.positions.push_back(0);
+  }
+  const auto three = pdrop_host::run_pipeline_case(pc);
+  const auto four = pdrop_host::run_pipeline_case(pc4);
+  EXPECT_EQ(four.kept, three.kept);
+  ASSERT_EQ(four.positions.size(), three.positions.size());
+  for (std::size_t j = 0; j < three.positions.size(); ++j) {
+    const std::size_t n = three.positions[j].size() / 3;
+    ASSERT_EQ(four.positions[j].size(), 4 * n) << "drop " << j;
+    for (std::size_t t = 0; t < n; ++t) {
+      for (std::size_t r = 0; r < 3; ++r)
+        EXPECT_EQ(four.positions[j][4 * t + r], three.positions[j][3 * t + r]) << "drop " << j;
+      EXPECT_EQ(four.positions[j][4 * t + 3], 0) << "drop " << j;
+    }
+  }
+  EXPECT_EQ(four.cache_len, three.cache_len);
+  EXPECT_TRUE((four.prefill_out.array() == three.prefill_out.array()).all());
+  EXPECT_TRUE((four.decode_out.array() == three.decode_out.array()).all());
 }
 
 // Positions T x 3 move with the rows, values unchanged; the decode

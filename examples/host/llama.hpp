@@ -215,6 +215,7 @@ struct MRope {
   std::array<std::int64_t, 3> section{};
   std::vector<float> inv_freq;
   pdrop::MRopeLayout layout = pdrop::MRopeLayout::sections;
+  std::int64_t rows = 3;  // position rows per token: 3 (HF), 4 (llama.cpp; the 4th unread)
 
   // [16, 24, 24] scaled to d/2 pairs: 3/8 of them for height and for width
   // (rounded down), the rest temporal.
@@ -237,15 +238,16 @@ struct MRope {
 };
 
 // M-RoPE in place on rows of `heads` heads of dim 2 * m.half: row r at the
-// positions pos3[3r], pos3[3r + 1], pos3[3r + 2] (temporal, height, width).
-// Angles in float32 as HF computes them (float(position) * inv_freq).
+// positions pos[m.rows r], pos[m.rows r + 1], pos[m.rows r + 2] (temporal,
+// height, width; llama.cpp's 4th row is not read). Angles in float32 as HF
+// computes them (float(position) * inv_freq).
 template <class Rows>
-void mrope(Rows&& x, const std::int64_t* pos3, std::int64_t heads, const MRope& m) {
+void mrope(Rows&& x, const std::int64_t* pos, std::int64_t heads, const MRope& m) {
   const std::int64_t half = m.half;
   std::vector<float> c(static_cast<std::size_t>(half)), s(c.size());
   for (Eigen::Index r = 0; r < x.rows(); ++r) {
     for (std::int64_t i = 0; i < half; ++i) {
-      const float a = static_cast<float>(pos3[3 * r + m.axis(i)]) * m.inv_freq[i];
+      const float a = static_cast<float>(pos[m.rows * r + m.axis(i)]) * m.inv_freq[i];
       c[i] = std::cos(a);
       s[i] = std::sin(a);
     }
@@ -330,26 +332,29 @@ class Session {
   }
 
   // The general prefill. positions: `rows` values per token, token-major
-  // (rows 1: RoPE; rows 3: M-RoPE, temporal/height/width); images: sorted,
-  // disjoint spans. With 1 row, positions follow the schedule's
+  // (rows 1: RoPE; rows 3: M-RoPE, temporal/height/width; rows 4:
+  // llama.cpp's M-RoPE rows, the 4th carried along but not read); images:
+  // sorted, disjoint spans. With 1 row, positions follow the schedule's
   // position_mode(); M-RoPE rows always keep their original values.
+  // deepstack: Qwen3-VL's levels, each (image tokens) x D (empty: none).
   PrefillResult prefill(const Mat& embeds, std::vector<std::int64_t> positions, std::int64_t rows,
                         std::vector<pdrop::ImageSpan> images, const DropOptions& opt = {},
                         std::array<std::int64_t, 3> section = {},
                         std::vector<Mat> deepstack = {}) {
     const std::int64_t d = w_.cfg.head_dim();
-    if (rows != 1 && rows != 3)
-      throw pdrop::invalid_argument("Session::prefill: rows must be 1 or 3, got " +
+    if (rows != 1 && rows != 3 && rows != 4)
+      throw pdrop::invalid_argument("Session::prefill: rows must be 1, 3 or 4, got " +
                                     std::to_string(rows));
     if (static_cast<std::int64_t>(positions.size()) != rows * embeds.rows())
       throw pdrop::invalid_argument("Session::prefill: positions must hold rows * T0 values");
     // The last prompt token gives the next-token logits and is the scores'
     // query row; every drop keeps it, even inside an image.
     if (embeds.rows() < 1) throw pdrop::invalid_argument("Session::prefill: embeds has no rows");
-    if (rows == 3) {
+    if (rows >= 3) {
       if (section == std::array<std::int64_t, 3>{}) section = w_.cfg.mrope_section;
       if (section == std::array<std::int64_t, 3>{}) section = MRope::mrope_section(d);
       mrope_.emplace(d, w_.cfg.rope_theta, section, w_.cfg.mrope_layout);
+      mrope_->rows = rows;
     } else {
       mrope_.reset();
     }
@@ -444,7 +449,7 @@ class Session {
                             std::vector<Mat> deepstack = {}) {
     const Config& c = w_.cfg;
     const std::int64_t d = c.head_dim(), qw = c.heads * d, kw = c.kv_heads * d;
-    const std::int64_t axes = mrope_ ? 3 : 1;
+    const std::int64_t axes = mrope_ ? mrope_->rows : 1;
     const pdrop::Strategy strategy = schedule_.strategy();
     if (strategy == pdrop::Strategy::random)
       throw pdrop::invalid_argument("Session: the host runs pyramid_drop, fastv, vtw and dart");
