@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Writes a replay case from a local LLaVA, LLaVA-NeXT, Qwen2-VL or
-Qwen2.5-VL checkpoint, so that a C++ port can be checked with pdrop-replay.
+"""Writes a replay case from a local LLaVA, LLaVA-NeXT, Qwen2-VL,
+Qwen2.5-VL or Qwen3-VL (DeepStack included) checkpoint, so that a C++
+port can be checked with pdrop-replay.
 
   dump.py --model DIR --image IMG [--image IMG ...] --prompt TEXT --out CASE_DIR
           [--layer-list 8,16,24 --ratios 0.5,0.25,0.125] [--strategy pyramid]
@@ -37,6 +38,7 @@ MODEL_CLASSES = {
     "llava_next": "LlavaNextForConditionalGeneration",
     "qwen2_vl": "Qwen2VLForConditionalGeneration",
     "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+    "qwen3_vl": "Qwen3VLForConditionalGeneration",
 }
 
 

@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 DEFAULT_OUT = os.path.join(os.path.dirname(HERE), "tests", "golden")
 
-SEEDS = {"llama": 0, "llava": 0, "llava_next": 0, "qwen2_vl": 0, "qwen2_5_vl": 1}
+SEEDS = {"llama": 0, "llava": 0, "llava_next": 0, "qwen2_vl": 0, "qwen2_5_vl": 1, "qwen3_vl": 2}
 PYRAMID = ([1, 2, 3], [0.5, 0.25, 0.125])   # 4 layers, 4 stages, lambda 0.5
 
 
@@ -99,6 +99,11 @@ CASES = [
     # Qwen2.5-VL: window attention in the vision tower, time-scaled video positions.
     Spec("qwen2_5_vl", "pyramid_rocket", images=["rocket"]),
     Spec("qwen2_5_vl", "video_pyramid", prompt="What happens in this video?", video=True),
+    # Qwen3-VL: interleaved M-RoPE, q/k norms, DeepStack into layers 0 and 1
+    # (the drop after layer 1 comes before level 1 is added), one grid per
+    # video frame group behind its timestamp.
+    Spec("qwen3_vl", "pyramid_rocket", images=["rocket"]),
+    Spec("qwen3_vl", "video_pyramid", prompt="What happens in this video?", video=True),
 ]
 
 

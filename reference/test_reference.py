@@ -103,7 +103,7 @@ class Dump(OneLineErrors):
         transformers.logging.set_verbosity_error()
         cls.tmp = tempfile.TemporaryDirectory()
         cls.dirs = {}
-        for arch in ("llava", "llava_next", "qwen2_vl", "llama"):
+        for arch in ("llava", "llava_next", "qwen2_vl", "qwen3_vl", "llama"):
             model, proc = models.build(arch, 3)
             d = os.path.join(cls.tmp.name, arch)
             model.save_pretrained(d)
@@ -119,7 +119,8 @@ class Dump(OneLineErrors):
 
     def test_saved_checkpoints_replay_token_for_token(self):
         for arch, extra in (("llava", []), ("llava_next", ["--layer-list", "2", "--ratios", "0.25"]),
-                            ("qwen2_vl", ["--budget", "global", "--image", "chelsea"])):
+                            ("qwen2_vl", ["--budget", "global", "--image", "chelsea"]),
+                            ("qwen3_vl", ["--layer-list", "1,2", "--ratios", "0.5,0.25"])):
             with self.subTest(arch=arch):
                 out = os.path.join(self.tmp.name, f"case_{arch}")
                 r = self.dump("--model", self.dirs[arch], "--image", "coffee", "--prompt",

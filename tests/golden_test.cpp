@@ -152,7 +152,7 @@ INSTANTIATE_TEST_SUITE_P(AllCases, GoldenDrop, ::testing::ValuesIn(pdrop_test::g
 TEST(GoldenIndex, EveryArchitectureHasCases) {
   // Guards against a golden folder that silently lost its cases.
   const auto cases = pdrop_test::golden_cases();
-  for (const char* arch : {"llama/", "llava/", "llava_next/", "qwen2_vl/", "qwen2_5_vl/"})
+  for (const char* arch : {"llama/", "llava/", "llava_next/", "qwen2_vl/", "qwen2_5_vl/", "qwen3_vl/"})
     EXPECT_TRUE(std::any_of(cases.begin(), cases.end(),
                             [&](const std::string& c) { return c.rfind(arch, 0) == 0; }))
         << arch;

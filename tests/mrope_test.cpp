@@ -7,7 +7,9 @@
 
 #include <array>
 
+#include "golden_util.hpp"
 #include "host_util.hpp"
+#include "host/pipeline_case.hpp"
 #include "pdrop/mrope.hpp"
 #include "test_util.hpp"
 
@@ -24,7 +26,8 @@ using I64 = std::int64_t;
 
 // Qwen2-VL get_rope_index, plainly: every piece starts at (largest value
 // so far) + 1; text counts up in all three rows, a grid adds (t, h, w)
-// indices to its start.
+// indices to its start (Qwen2.5-VL: the temporal index times the grid's
+// t_step).
 std::vector<Pos3> naive_rope_index(const std::vector<I64>& text, const std::vector<MRopeGrid>& grids) {
   std::vector<Pos3> out;
   auto next = [&] {
@@ -39,7 +42,7 @@ std::vector<Pos3> naive_rope_index(const std::vector<I64>& text, const std::vect
     const I64 s = next();
     for (I64 ti = 0; ti < grids[i].t; ++ti)
       for (I64 hi = 0; hi < grids[i].h; ++hi)
-        for (I64 wi = 0; wi < grids[i].w; ++wi) out.push_back({s + ti, s + hi, s + wi});
+        for (I64 wi = 0; wi < grids[i].w; ++wi) out.push_back({s + ti * grids[i].t_step, s + hi, s + wi});
   }
   return out;
 }
@@ -88,7 +91,9 @@ TEST(MRope, PositionsEqualNaiveOnRandomLayouts) {
     for (int i = 0; i <= n; ++i) text.push_back(std::uniform_int_distribution<I64>(0, 5)(rng));
     for (int i = 0; i < n; ++i) {
       std::uniform_int_distribution<I64> g(1, 6);
-      grids.push_back({trial % 3 == 0 ? g(rng) : 1, g(rng), g(rng)});
+      // Every third layout a video; every other one Qwen2.5-VL's time step.
+      const I64 t = trial % 3 == 0 ? g(rng) : 1, h = g(rng), w = g(rng);
+      grids.push_back({t, h, w, trial % 2 ? std::uniform_int_distribution<I64>(0, 4)(rng) : 1});
     }
     const auto want = naive_rope_index(text, grids);
     const I64 T = static_cast<I64>(want.size()), stride = 5;  // padded rows
@@ -125,6 +130,8 @@ TEST(MRope, PositionsRejectBadInputBeforeWriting) {
   pdrop_test::expect_invalid([&] { call({2, 1}, {{1, 0, 3}}, 9, 3); }, "grids[0] (t 1, h 0, w 3)");
   pdrop_test::expect_invalid([&] { call({2, 1}, {{1, 2, 3}}, 8, 3); }, "positions.tokens (8)");
   pdrop_test::expect_invalid([&] { call({2, 1}, {{1, 2, 3}}, 9, 1); }, "positions.features (1)");
+  pdrop_test::expect_invalid([&] { call({2, 1}, {{1, 2, 3}}, 9, 5); }, "positions.features (5)");
+  pdrop_test::expect_invalid([&] { call({2, 1}, {{2, 2, 3, -1}}, 15, 3); }, "grids[0].t_step (-1)");
   std::vector<std::int8_t> small(300 * 3);
   pdrop_test::expect_invalid([&] {
     pdrop::mrope_positions<std::int8_t>(std::vector<I64>{200, 100}, std::vector<MRopeGrid>{},
@@ -135,6 +142,99 @@ TEST(MRope, PositionsRejectBadInputBeforeWriting) {
                                         pdrop::TokenView<std::int8_t>(small.data(), 300, 3));
   }, "does not fit the position type");
   EXPECT_EQ(pos, before);
+}
+
+// llama.cpp's layout: 4 rows per token, the first three as HF's, the 4th 0
+// (mtmd-helper.cpp set_position_mrope_2d: "last pos dim is unused").
+TEST(MRope, FourRowsAreTheThreeRowsAndZero) {
+  const std::vector<I64> text{3, 2, 4};
+  const std::vector<MRopeGrid> grids{{1, 4, 4}, {2, 2, 3, 2}};
+  const auto want = naive_rope_index(text, grids);
+  const I64 T = static_cast<I64>(want.size());
+  std::vector<std::int32_t> pos(static_cast<std::size_t>(T * 4), -5);
+  const I64 next = pdrop::mrope_positions<std::int32_t>(text, grids, pdrop::TokenView<std::int32_t>(pos.data(), T, 4));
+  I64 m = -1;
+  for (I64 t = 0; t < T; ++t) {
+    for (int a = 0; a < 3; ++a) EXPECT_EQ(pos[t * 4 + a], want[t][a]) << "token " << t;
+    EXPECT_EQ(pos[t * 4 + 3], 0) << "token " << t;
+    m = std::max({m, want[t][0], want[t][1], want[t][2]});
+  }
+  EXPECT_EQ(next, m + 1);
+}
+
+// The golden cases' positions are the models' own get_rope_index output:
+// Qwen2-VL's and Qwen2.5-VL's (time step int(second_per_grid_t) *
+// tokens_per_second = 1 * 2) video as one grid of 2 frame groups, Qwen3-VL's
+// as one grid of t = 1 per frame group with its timestamp text between, and
+// Qwen3-VL's photo. Grid sizes from the spans: 336 x 448 frames are 12 x 16
+// merged tokens at patch 14 (Qwen2) and 10 x 14 at patch 16 (Qwen3), the
+// 640 x 427 photo 13 x 19 at patch 16.
+TEST(MRope, GoldenPositionsAreEveryQwenGenerationsRopeIndex) {
+  struct Want {
+    const char* name;
+    std::vector<MRopeGrid> grids;
+  };
+  const std::vector<Want> cases{
+      {"qwen2_vl/video_pyramid", {{2, 12, 16}}},
+      {"qwen2_5_vl/video_pyramid", {{2, 12, 16, 2}}},
+      {"qwen3_vl/video_pyramid", {{1, 10, 14}, {1, 10, 14}}},
+      {"qwen3_vl/pyramid_rocket", {{1, 13, 19}}},
+  };
+  for (const auto& c : cases) {
+    const auto dir = pdrop_test::golden_case_dir(c.name);
+    const auto want = pdrop_test::read_i64(dir / "positions.npy");  // (3, T)
+    const auto spans = pdrop_test::read_i64(dir / "image_spans.npy");
+    const I64 T = static_cast<I64>(want.size() / 3);
+    ASSERT_EQ(spans.size(), 2 * c.grids.size()) << c.name;
+    std::vector<I64> text;
+    I64 at = 0;
+    for (std::size_t i = 0; i < c.grids.size(); ++i) {
+      ASSERT_EQ(spans[2 * i + 1], c.grids[i].tokens()) << c.name;
+      text.push_back(spans[2 * i] - at);
+      at = spans[2 * i] + spans[2 * i + 1];
+    }
+    text.push_back(T - at);
+    std::vector<I64> pos(static_cast<std::size_t>(T * 3));
+    const I64 next = pdrop::mrope_positions<I64>(text, c.grids, pdrop::TokenView<I64>(pos.data(), T, 3));
+    I64 m = -1;
+    for (I64 t = 0; t < T; ++t)
+      for (I64 r = 0; r < 3; ++r) {
+        ASSERT_EQ(pos[t * 3 + r], want[r * T + t]) << c.name << " token " << t << " row " << r;
+        m = std::max(m, want[r * T + t]);
+      }
+    EXPECT_EQ(next, m + 1) << c.name;
+  }
+}
+
+// The host fed llama.cpp's 4 rows (the 4th 0) replays a Qwen3-VL golden
+// case exactly as with HF's 3: same kept tokens, same first three rows after
+// every drop, the 4th still 0, bit-identical outputs (the rows are only read
+// through the sections). The 3-row run matches the model (GoldenPipeline).
+TEST(MRope, HostWithLlamaCppFourRowsEqualsThreeRows) {
+  const auto pc = pdrop_host::load_pipeline_case(pdrop_test::golden_case_dir("qwen3_vl/video_pyramid"));
+  auto pc4 = pc;
+  pc4.rows = 4;
+  pc4.positions.clear();
+  for (std::size_t t = 0; t < pc.positions.size() / 3; ++t) {
+    pc4.positions.insert(pc4.positions.end(), pc.positions.begin() + 3 * t, pc.positions.begin() + 3 * t + 3);
+    pc4.positions.push_back(0);
+  }
+  const auto three = pdrop_host::run_pipeline_case(pc);
+  const auto four = pdrop_host::run_pipeline_case(pc4);
+  EXPECT_EQ(four.kept, three.kept);
+  ASSERT_EQ(four.positions.size(), three.positions.size());
+  for (std::size_t j = 0; j < three.positions.size(); ++j) {
+    const std::size_t n = three.positions[j].size() / 3;
+    ASSERT_EQ(four.positions[j].size(), 4 * n) << "drop " << j;
+    for (std::size_t t = 0; t < n; ++t) {
+      for (std::size_t r = 0; r < 3; ++r)
+        EXPECT_EQ(four.positions[j][4 * t + r], three.positions[j][3 * t + r]) << "drop " << j;
+      EXPECT_EQ(four.positions[j][4 * t + 3], 0) << "drop " << j;
+    }
+  }
+  EXPECT_EQ(four.cache_len, three.cache_len);
+  EXPECT_TRUE((four.prefill_out.array() == three.prefill_out.array()).all());
+  EXPECT_TRUE((four.decode_out.array() == three.decode_out.array()).all());
 }
 
 // Positions T x 3 move with the rows, values unchanged; the decode

@@ -28,21 +28,37 @@ const char* layout_name(RopeLayout l) {
   return l == RopeLayout::rotate_half ? "rotate_half" : "interleaved";
 }
 
+// The position row rotary pair i reads: the section holding i (contiguous
+// sections; none: row 0), or Qwen3-VL's interleave written as HF's
+// apply_interleaved_mrope slices its frequency table: every pair starts on
+// row 0, then for dim 1 and 2 the pairs offset, offset + 3, ... below
+// 3 * section[dim] take row dim.
+I64 plain_row(I64 i, const std::vector<I64>& sections, bool interleaved) {
+  if (sections.empty()) return 0;
+  if (interleaved) {
+    I64 n = 0;
+    for (I64 x : sections) n += x;
+    std::vector<I64> row(static_cast<std::size_t>(n), 0);
+    for (I64 dim = 1; dim <= 2; ++dim)
+      for (I64 j = dim; j < 3 * sections[dim] && j < n; j += 3) row[j] = dim;
+    return row[i];
+  }
+  I64 s = 0, end = sections[0];
+  while (i >= end) end += sections[++s];
+  return s;
+}
+
 // The plain rotation: u (one head row of any dim) rotated at the position
 // rows p. Pair i is (i, i + n) for rotate_half and (2i, 2i + 1) for
 // interleaved (n = inv_freq.size()); it turns by p[s] * inv_freq[i], s the
 // section holding i (sections empty: s = 0). Dims >= 2n are copied.
 std::vector<double> naive_rope(const std::vector<double>& u, const std::vector<I64>& p,
                                const std::vector<float>& inv_freq, RopeLayout layout,
-                               const std::vector<I64>& sections) {
+                               const std::vector<I64>& sections, bool interleaved = false) {
   std::vector<double> x = u;
   const I64 n = static_cast<I64>(inv_freq.size());
   for (I64 i = 0; i < n; ++i) {
-    std::size_t s = 0;
-    if (!sections.empty()) {
-      I64 end = sections[0];
-      while (i >= end) end += sections[++s];
-    }
+    const std::size_t s = static_cast<std::size_t>(plain_row(i, sections, interleaved));
     const double th = static_cast<double>(p[s]) * static_cast<double>(inv_freq[i]);
     const I64 ia = layout == RopeLayout::rotate_half ? i : 2 * i;
     const I64 ib = layout == RopeLayout::rotate_half ? i + n : 2 * i + 1;
@@ -93,6 +109,7 @@ struct Case {
   std::vector<float> inv_freq;
   RopeLayout layout = RopeLayout::rotate_half;
   std::vector<I64> sections;  // empty: one position row
+  bool interleaved = false;   // Qwen3-VL's interleaved sections
   PosRows from, to;
   Kind kind = Kind::hnd;
   I64 pos_pad = 0;
@@ -157,7 +174,7 @@ struct Buffer {
   void store(const Case& c, const PosRows& at) {
     for (I64 h = 0; h < L.heads; ++h)
       for (I64 t = 0; t < L.tokens; ++t) {
-        const auto x = naive_rope(row(h, t), at[t], c.inv_freq, c.layout, c.sections);
+        const auto x = naive_rope(row(h, t), at[t], c.inv_freq, c.layout, c.sections, c.interleaved);
         for (I64 e = 0; e < L.dim; ++e)
           buf[L.off(h, t, e)] = static_cast<T>(static_cast<float>(x[e]));
       }
@@ -211,10 +228,10 @@ void expect_rows(const Case& c, const Buffer<T>& b, const std::vector<T>& before
   const I64 n = static_cast<I64>(c.inv_freq.size());
   for (I64 t = 0; t < c.tokens(); ++t)
     for (I64 h = 0; h < c.heads; ++h) {
-      const auto x = naive_rope(b.row(h, t), want[t], c.inv_freq, c.layout, c.sections);
+      const auto x = naive_rope(b.row(h, t), want[t], c.inv_freq, c.layout, c.sections, c.interleaved);
       const double tol = tolerance<T>(max_pair_norm(b.row(h, t), c), ulps);
-      for (I64 i = 0, s = 0, end = c.sections.empty() ? n : c.sections[0]; i < n; ++i) {
-        while (i >= end) end += c.sections[++s];
+      for (I64 i = 0; i < n; ++i) {
+        const std::size_t s = static_cast<std::size_t>(plain_row(i, c.sections, c.interleaved));
         const bool still = c.from[t][s] == c.to[t][s];
         for (I64 e : {c.layout == RopeLayout::rotate_half ? i : 2 * i,
                       c.layout == RopeLayout::rotate_half ? i + n : 2 * i + 1}) {
@@ -250,7 +267,9 @@ void check_case(const Case& c, unsigned seed) {
   const auto from = pos_buffer<P>(c.from, c.rows(), c.pos_pad);
   const auto to = pos_buffer<P>(c.to, c.rows(), c.pos_pad);
   pdrop::rerotate_heads<T, P>(b.L.view(b.buf.data()), pos_view(from, c), pos_view(to, c),
-                              c.inv_freq, c.layout, c.sections);
+                              c.inv_freq, c.layout, c.sections,
+                              c.interleaved ? pdrop::MRopeLayout::interleaved
+                                            : pdrop::MRopeLayout::sections);
   expect_rows(c, b, before, c.to, 2.0, "rerotate");
 }
 
@@ -391,6 +410,41 @@ TYPED_TEST(RopeTyped, MRopeThreeRowsOfAnImageGrid) {
           c.to = c.from;
           for (std::size_t t = 2; t < 11; ++t) c.to[t][2] += 5;
         }
+        check_case<T>(c, seed++);
+      }
+}
+
+// Qwen3-VL's interleaved sections (T H W T H W ...): sections {2, 3, 3} on
+// 8 pairs and the released {24, 20, 20} on 64, 3 rows and llama.cpp's 4
+// (IMROPE, 4th row unread); image-grid targets, random targets, and moves
+// of one row only (the pairs of the other rows keep their bits).
+TYPED_TEST(RopeTyped, MRopeInterleavedSections) {
+  using T = TypeParam;
+  std::mt19937 rng(6);
+  unsigned seed = 600;
+  for (RopeLayout layout : kLayouts)
+    for (const std::vector<I64>& sec :
+         {std::vector<I64>{2, 3, 3}, std::vector<I64>{24, 20, 20}, std::vector<I64>{2, 3, 3, 0}})
+      for (int target = 0; target < 4; ++target) {
+        Case c;
+        I64 pairs = 0;
+        for (I64 x : sec) pairs += x;
+        c.heads = 2;
+        c.dim = 2 * pairs;
+        c.inv_freq = plain_inv_freq(c.dim, 5000000.0f);
+        c.layout = layout;
+        c.kind = target % 2 ? Kind::nhd_pad : Kind::hnd;
+        c.sections = sec;
+        c.interleaved = true;
+        c.from = qwen_grid_positions(40);
+        for (auto& r : c.from) r.resize(sec.size(), 0);
+        if (target == 0) c.to = qwen_grid_positions(3);
+        if (target == 1) c.to = random_positions(c.tokens(), 0, 60, rng, 3);
+        if (target >= 2) {  // only the height (2) or width (3) row moves
+          c.to = c.from;
+          for (std::size_t t = 2; t < 11; ++t) c.to[t][static_cast<std::size_t>(target - 1)] += 5;
+        }
+        for (auto& r : c.to) r.resize(sec.size(), 0);
         check_case<T>(c, seed++);
       }
 }
@@ -707,6 +761,7 @@ TEST(RopeErrors, RerotateRejectsBadInputsWithoutWriting) {
     pdrop::span<const float> inv_freq;
     RopeLayout layout = RopeLayout::rotate_half;
     pdrop::span<const I64> sections;
+    pdrop::MRopeLayout mrope_layout = pdrop::MRopeLayout::sections;
   };
   Args ok;
   ok.x = pdrop::hnd_view(x.data(), 2, 4, 8);
@@ -715,7 +770,8 @@ TEST(RopeErrors, RerotateRejectsBadInputsWithoutWriting) {
   ok.inv_freq = f4;
   const auto run = [](Args a) {
     return [a] {
-      pdrop::rerotate_heads<float, I64>(a.x, a.from, a.to, a.inv_freq, a.layout, a.sections);
+      pdrop::rerotate_heads<float, I64>(a.x, a.from, a.to, a.inv_freq, a.layout, a.sections,
+                                        a.mrope_layout);
     };
   };
   Args a = ok;
@@ -730,6 +786,17 @@ TEST(RopeErrors, RerotateRejectsBadInputsWithoutWriting) {
   a.from = TokenView<const I64>(from3.data(), 4, 3);
   expect_rejected<shape_error>(
       fn, {"to_positions.features (1) must equal maybe_mrope_section.size (3)"}, run(a), x);
+  // Interleaved sections need the three rows they interleave.
+  const std::vector<I64> sec2{2, 2}, from2(8, 1), to2(8, 5);
+  a = ok;
+  a.sections = sec2;
+  a.mrope_layout = pdrop::MRopeLayout::interleaved;
+  a.from = TokenView<const I64>(from2.data(), 4, 2);
+  a.to = TokenView<const I64>(to2.data(), 4, 2);
+  expect_rejected<shape_error>(
+      fn, {"maybe_mrope_section.size (2) must be >= 3 with MRopeLayout::interleaved"}, run(a), x);
+  a.mrope_layout = static_cast<pdrop::MRopeLayout>(7);
+  expect_rejected<pdrop::value_error>(fn, {"mrope_layout (7) must be"}, run(a), x);
   a = ok;
   a.to = TokenView<const I64>(to.data(), 3, 1);
   expect_rejected<shape_error>(fn, {"to_positions.tokens (3) must equal x.tokens (4)"}, run(a), x);

@@ -103,6 +103,31 @@ TEST(SequenceState, MRopePromptEndingWithAGrid) {
   EXPECT_EQ(seq.rope_delta(0), 11 - 29);
 }
 
+// llama.cpp's 4 rows (the 4th 0) and a Qwen2.5-VL video (temporal step 2):
+// text 3, a 2 x 2 x 3 video whose frame groups sit at temporal 3 and 5,
+// text 2. The largest value is the temporal 5 (height and width reach 4
+// and 5), so the text after the grid starts at 6 and decode at 8; the 4th
+// row changes nothing, and drops keep every row's values with the tokens.
+TEST(SequenceState, FourRowMRopeOfAQwen25Video) {
+  const std::vector<I64> text{3, 2};
+  const std::vector<pdrop::MRopeGrid> grids{{2, 2, 3, 2}};
+  std::vector<I64> pos(17 * 4, -1);
+  std::vector<ImageSpan> spans(1);
+  EXPECT_EQ(pdrop::mrope_positions<I64>(text, grids, TokenView<I64>(pos.data(), 17, 4), spans), 8);
+  EXPECT_EQ((std::vector<I64>(pos.begin() + 4 * 9, pos.begin() + 4 * 10)),
+            (std::vector<I64>{5, 3, 3, 0}));  // token 9: frame group 1, row 0, col 0
+  SequenceState seq(Schedule::single_drop(3, 1, 0.5), TokenView<const I64>(pos.data(), 17, 4),
+                    spans);
+  EXPECT_EQ(seq.position_rows(), 4);
+  EXPECT_EQ(seq.prompt_next_position(), 8);
+  std::vector<I64> keep{0, 1, 2, 4, 6, 9, 10, 11, 12, 15, 16};
+  seq.apply_drop(keep);
+  pdrop::compact_positions(TokenView<I64>(pos.data(), 17, 4), keep, seq.position_mode());
+  EXPECT_EQ((std::vector<I64>(pos.begin() + 4 * 5, pos.begin() + 4 * 6)),
+            (std::vector<I64>{5, 3, 3, 0}));  // old token 9 is now token 5
+  for (I64 l = 0; l < 3; ++l) EXPECT_EQ(seq.position(l, 1), 9) << l;
+}
+
 TEST(SequenceState, RejectsKeepListsThatBreakTheRulesAndStaysUnchanged) {
   const auto pos = iota_positions(10);
   const std::vector<ImageSpan> spans{{2, 6}};

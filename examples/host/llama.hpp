@@ -2,9 +2,12 @@
 //
 // The reference host: small enough to read in one sitting, faithful to the
 // language models of HF LLaMA, LLaVA / LLaVA-NeXT (LlamaModel) and Qwen2-VL /
-// Qwen2.5-VL (RMSNorm, rotate_half RoPE or M-RoPE sections, GQA attention
-// with optional q/k/v biases and a per-layer KV cache, SwiGLU MLP, final
-// norm; weights in PyTorch layout, y = x @ W.T + b), and calling only
+// Qwen2.5-VL / Qwen3-VL (RMSNorm, rotate_half RoPE or M-RoPE sections,
+// contiguous or interleaved, GQA attention with optional q/k/v biases and
+// optional q/k RMSNorm per head (Qwen3), a per-layer KV cache, SwiGLU MLP,
+// final norm; weights in PyTorch layout, y = x @ W.T + b; Qwen3-VL's
+// DeepStack levels added to the visual tokens after the first layers), and
+// calling only
 // pdrop's public API between layers. tests/golden holds cases made by those
 // transformers classes that it replays token for token.
 //
@@ -39,10 +42,17 @@
 // M-RoPE (Qwen2-VL, prefill_mrope): three position rows per token, sections
 // of the rotary pairs driven by each; drops keep the original values
 // (compact_positions keep_original), several images are budgeted per span
-// or globally.
+// or globally. Qwen3-VL interleaves the sections (pdrop::MRopeLayout).
+//
+// DeepStack (Qwen3-VL, prefill's `deepstack`): level j (one row per visual
+// token) is added to the visual tokens after layer j (HF
+// Qwen3VLTextModel._deepstack_process, pdrop::deepstack_add); a drop
+// compacts the levels still to come with the visual tokens it keeps
+// (pdrop::compact_deepstack).
 #ifndef PDROP_EXAMPLES_HOST_LLAMA_HPP
 #define PDROP_EXAMPLES_HOST_LLAMA_HPP
 
+#include <pdrop/deepstack.hpp>
 #include <pdrop/mrope.hpp>
 #include <pdrop/pdrop.hpp>
 
@@ -70,6 +80,7 @@ struct Config {
   std::int64_t explicit_head_dim = 0;       // 0: dim / heads
   bool qkv_bias = false;                    // Qwen2: q/k/v projections have biases
   std::array<std::int64_t, 3> mrope_section{};  // {}: MRope::mrope_section(d)
+  pdrop::MRopeLayout mrope_layout = pdrop::MRopeLayout::sections;  // Qwen3-VL: interleaved
   std::int64_t head_dim() const { return explicit_head_dim ? explicit_head_dim : dim / heads; }
 };
 
@@ -80,6 +91,7 @@ struct Layer {
   Mat wo;                             // (D, Hq*d)
   Mat w_gate, w_up;                   // (F, D)
   Mat w_down;                         // (D, F)
+  Vec q_norm, k_norm;                 // (d) RMSNorm weights over each head (Qwen3); empty: none
 };
 
 struct Weights {
@@ -116,7 +128,7 @@ inline Weights random_weights(const Config& c, unsigned seed) {
   for (std::int64_t l = 0; l < c.layers; ++l) {
     Layer L{norm(), norm(), mat(c.heads * d, c.dim), mat(c.kv_heads * d, c.dim),
             mat(c.kv_heads * d, c.dim), {}, {}, {}, mat(c.dim, c.heads * d),
-            mat(c.ffn, c.dim), mat(c.ffn, c.dim), mat(c.dim, c.ffn)};
+            mat(c.ffn, c.dim), mat(c.ffn, c.dim), mat(c.dim, c.ffn), {}, {}};
     L.bq = bias(c.heads * d);
     L.bk = bias(c.kv_heads * d);
     L.bv = bias(c.kv_heads * d);
@@ -202,6 +214,8 @@ struct MRope {
   std::int64_t half = 0;
   std::array<std::int64_t, 3> section{};
   std::vector<float> inv_freq;
+  pdrop::MRopeLayout layout = pdrop::MRopeLayout::sections;
+  std::int64_t rows = 3;  // position rows per token: 3 (HF), 4 (llama.cpp; the 4th unread)
 
   // [16, 24, 24] scaled to d/2 pairs: 3/8 of them for height and for width
   // (rounded down), the rest temporal.
@@ -209,27 +223,31 @@ struct MRope {
     const std::int64_t hw = d / 2 * 3 / 8;
     return {d / 2 - 2 * hw, hw, hw};
   }
-  MRope(std::int64_t d, float theta, std::array<std::int64_t, 3> sec)
-      : half(d / 2), section(sec), inv_freq(rope_inv_freq(d, theta)) {
+  MRope(std::int64_t d, float theta, std::array<std::int64_t, 3> sec,
+        pdrop::MRopeLayout lay = pdrop::MRopeLayout::sections)
+      : half(d / 2), section(sec), inv_freq(rope_inv_freq(d, theta)), layout(lay) {
     if (d % 2 != 0 || sec[0] < 0 || sec[1] < 0 || sec[2] < 0 ||
         sec[0] + sec[1] + sec[2] != d / 2)
       throw pdrop::invalid_argument("MRope: the sections must be >= 0 and sum to d/2");
   }
+  // The position row pair i reads: contiguous sections, or Qwen3-VL's
+  // interleaved T H W T H W ... (pdrop::mrope_row_of_pair).
   std::int64_t axis(std::int64_t i) const {
-    return i < section[0] ? 0 : i < section[0] + section[1] ? 1 : 2;
+    return pdrop::mrope_row_of_pair(i, {section.data(), 3}, layout);
   }
 };
 
 // M-RoPE in place on rows of `heads` heads of dim 2 * m.half: row r at the
-// positions pos3[3r], pos3[3r + 1], pos3[3r + 2] (temporal, height, width).
-// Angles in float32 as HF computes them (float(position) * inv_freq).
+// positions pos[m.rows r], pos[m.rows r + 1], pos[m.rows r + 2] (temporal,
+// height, width; llama.cpp's 4th row is not read). Angles in float32 as HF
+// computes them (float(position) * inv_freq).
 template <class Rows>
-void mrope(Rows&& x, const std::int64_t* pos3, std::int64_t heads, const MRope& m) {
+void mrope(Rows&& x, const std::int64_t* pos, std::int64_t heads, const MRope& m) {
   const std::int64_t half = m.half;
   std::vector<float> c(static_cast<std::size_t>(half)), s(c.size());
   for (Eigen::Index r = 0; r < x.rows(); ++r) {
     for (std::int64_t i = 0; i < half; ++i) {
-      const float a = static_cast<float>(pos3[3 * r + m.axis(i)]) * m.inv_freq[i];
+      const float a = static_cast<float>(pos[m.rows * r + m.axis(i)]) * m.inv_freq[i];
       c[i] = std::cos(a);
       s[i] = std::sin(a);
     }
@@ -314,29 +332,33 @@ class Session {
   }
 
   // The general prefill. positions: `rows` values per token, token-major
-  // (rows 1: RoPE; rows 3: M-RoPE, temporal/height/width); images: sorted,
-  // disjoint spans. With 1 row, positions follow the schedule's
+  // (rows 1: RoPE; rows 3: M-RoPE, temporal/height/width; rows 4:
+  // llama.cpp's M-RoPE rows, the 4th carried along but not read); images:
+  // sorted, disjoint spans. With 1 row, positions follow the schedule's
   // position_mode(); M-RoPE rows always keep their original values.
+  // deepstack: Qwen3-VL's levels, each (image tokens) x D (empty: none).
   PrefillResult prefill(const Mat& embeds, std::vector<std::int64_t> positions, std::int64_t rows,
                         std::vector<pdrop::ImageSpan> images, const DropOptions& opt = {},
-                        std::array<std::int64_t, 3> section = {}) {
+                        std::array<std::int64_t, 3> section = {},
+                        std::vector<Mat> deepstack = {}) {
     const std::int64_t d = w_.cfg.head_dim();
-    if (rows != 1 && rows != 3)
-      throw pdrop::invalid_argument("Session::prefill: rows must be 1 or 3, got " +
+    if (rows != 1 && rows != 3 && rows != 4)
+      throw pdrop::invalid_argument("Session::prefill: rows must be 1, 3 or 4, got " +
                                     std::to_string(rows));
     if (static_cast<std::int64_t>(positions.size()) != rows * embeds.rows())
       throw pdrop::invalid_argument("Session::prefill: positions must hold rows * T0 values");
     // The last prompt token gives the next-token logits and is the scores'
     // query row; every drop keeps it, even inside an image.
     if (embeds.rows() < 1) throw pdrop::invalid_argument("Session::prefill: embeds has no rows");
-    if (rows == 3) {
+    if (rows >= 3) {
       if (section == std::array<std::int64_t, 3>{}) section = w_.cfg.mrope_section;
       if (section == std::array<std::int64_t, 3>{}) section = MRope::mrope_section(d);
-      mrope_.emplace(d, w_.cfg.rope_theta, section);
+      mrope_.emplace(d, w_.cfg.rope_theta, section, w_.cfg.mrope_layout);
+      mrope_->rows = rows;
     } else {
       mrope_.reset();
     }
-    return run_prefill(embeds, std::move(images), opt, std::move(positions));
+    return run_prefill(embeds, std::move(images), opt, std::move(positions), std::move(deepstack));
   }
 
   // One decode step: embed (D) in, final-norm row out. positions_used, if
@@ -403,15 +425,31 @@ class Session {
     if (L.bq.size()) q.rowwise() += L.bq.transpose();
     if (L.bk.size()) k.rowwise() += L.bk.transpose();
     if (L.bv.size()) v.rowwise() += L.bv.transpose();
+    if (L.q_norm.size()) head_norm(q, L.q_norm);
+    if (L.k_norm.size()) head_norm(k, L.k_norm);
+  }
+
+  // Qwen3's q_norm / k_norm: RMSNorm over each head of d values, in place.
+  template <class X>
+  void head_norm(X&& x, const Vec& w) const {
+    const std::int64_t d = w.size();
+    for (Eigen::Index r = 0; r < x.rows(); ++r)
+      for (std::int64_t h = 0; h < x.cols() / d; ++h) {
+        auto seg = x.row(r).segment(h * d, d);
+        const float inv = 1.0f / std::sqrt(seg.squaredNorm() / static_cast<float>(d) + w_.cfg.rms_eps);
+        seg = (seg.array() * inv * w.transpose().array()).matrix();
+      }
   }
 
   // The prefill of both position schemes: pos holds T0 (RoPE) or 3 * T0
-  // (M-RoPE, when mrope_ is set) values.
+  // (M-RoPE, when mrope_ is set) values. deepstack: Qwen3-VL's levels, each
+  // (visual tokens of `images`) x D, level j added after layer j.
   PrefillResult run_prefill(const Mat& embeds, std::vector<pdrop::ImageSpan> images,
-                            const DropOptions& opt, std::vector<std::int64_t> pos) {
+                            const DropOptions& opt, std::vector<std::int64_t> pos,
+                            std::vector<Mat> deepstack = {}) {
     const Config& c = w_.cfg;
     const std::int64_t d = c.head_dim(), qw = c.heads * d, kw = c.kv_heads * d;
-    const std::int64_t axes = mrope_ ? 3 : 1;
+    const std::int64_t axes = mrope_ ? mrope_->rows : 1;
     const pdrop::Strategy strategy = schedule_.strategy();
     if (strategy == pdrop::Strategy::random)
       throw pdrop::invalid_argument("Session: the host runs pyramid_drop, fastv, vtw and dart");
@@ -444,6 +482,17 @@ class Session {
     std::vector<std::int64_t> counts(images.size());
     pdrop::Workspace ws;
     ws.reserve(c.heads, c.kv_heads, 1, T, d, n_image);
+    // DeepStack: views of the levels (compacted in place by every drop),
+    // the scratch of their kept rows, and the spans before a drop.
+    std::vector<pdrop::TokenView<float>> levels;
+    for (Mat& m : deepstack) {
+      if (m.rows() != n_image || m.cols() != c.dim)
+        throw pdrop::invalid_argument("Session::prefill: each DeepStack level must be "
+                                      "(image tokens) x D");
+      levels.emplace_back(m.data(), n_image, c.dim);
+    }
+    std::vector<std::int64_t> ds_rows(static_cast<std::size_t>(n_image));
+    std::vector<pdrop::ImageSpan> spans_before(images.size());
     PrefillResult res;
     caches_.assign(static_cast<std::size_t>(c.layers), KVCache{});
 
@@ -457,6 +506,7 @@ class Session {
 
       if (const std::int64_t stage = schedule_.drop_before(l)) {
         const auto t_drop = clock::now();
+        std::copy(images.begin(), images.end(), spans_before.begin());
         const std::int64_t last = T - 1;
         std::vector<float> scores;
         std::int64_t t_new = 0;
@@ -521,6 +571,15 @@ class Session {
         pdrop::compact_rows(pdrop::TokenView<float>(k.data(), T, kw), kl);
         pdrop::compact_rows(pdrop::TokenView<float>(v.data(), T, kw), kl);
         pdrop::compact_positions(pdrop::TokenView<std::int64_t>(pos.data(), T, axes), kl, mode);
+        // DeepStack levels still to come (l and later) lose the dropped
+        // visual tokens' rows.
+        if (l < static_cast<std::int64_t>(levels.size())) {
+          const std::int64_t kept_rows = pdrop::compact_deepstack<float>(
+              {levels.data() + l, static_cast<std::int64_t>(levels.size()) - l}, spans_before, T,
+              kl, ds_rows);
+          for (std::size_t j = static_cast<std::size_t>(l); j < levels.size(); ++j)
+            levels[j].tokens = kept_rows;
+        }
         T = t_new;
         res.positions.emplace_back(pos.begin(), pos.begin() + T * axes);
         res.stats.drop_seconds += std::chrono::duration<double>(clock::now() - t_drop).count();
@@ -538,6 +597,10 @@ class Session {
       attention(q.topRows(T), k.topRows(T), v.topRows(T), probs, attn.topRows(T));
       x.topRows(T).noalias() += attn.topRows(T) * L.wo.transpose();
       mlp(L, x.topRows(T), h.topRows(T), gate.topRows(T), up.topRows(T));
+      if (l < static_cast<std::int64_t>(levels.size()))  // HF _deepstack_process
+        pdrop::deepstack_add(pdrop::TokenView<float>(x.data(), T, c.dim),
+                             pdrop::TokenView<const float>(levels[l].data, levels[l].tokens, c.dim),
+                             images);
 
       res.stats.layer_tokens.push_back(T);
       res.stats.layer_seconds.push_back(std::chrono::duration<double>(clock::now() - t_start).count());

@@ -42,6 +42,7 @@ struct PipelineCase {
   bool dart_quota = false;                 // ratios kept by DART's per-pivot quota
   DropOptions drop;
   Mat decode_embeds;                       // (steps, D)
+  std::vector<Mat> deepstack;              // Qwen3-VL: levels x (image tokens, D); empty: none
 };
 
 struct PipelineOutputs {
@@ -141,6 +142,15 @@ inline Weights load_weights(const std::filesystem::path& wdir) {
           (wdir / "mrope_section.npy").string(), ": sections [", sec[0], ", ", sec[1], ", ",
           sec[2], "] must be >= 0 and sum to head_dim / 2 = ", c.head_dim() / 2));
     c.mrope_section = {sec[0], sec[1], sec[2]};
+    // Qwen3-VL's interleaved sections; without the file, contiguous.
+    if (std::filesystem::exists(wdir / "mrope_layout.npy")) {
+      const auto lay = npy::to_i64(read_case(wdir, "mrope_layout.npy", {1}, dtype::i8));
+      if (lay[0] != 0 && lay[0] != 1)
+        throw pdrop::invalid_argument(pdrop::detail::concat(
+            (wdir / "mrope_layout.npy").string(), ": ", lay[0],
+            " is not 0 (sections) or 1 (interleaved)"));
+      c.mrope_layout = static_cast<pdrop::MRopeLayout>(lay[0]);
+    }
   }
   const std::int64_t L = c.layers, D = c.dim, F = c.ffn, d = c.head_dim();
   const std::int64_t qw = c.heads * d, kw = c.kv_heads * d;
@@ -156,11 +166,17 @@ inline Weights load_weights(const std::filesystem::path& wdir) {
   const auto wg = read_case(wdir, "w_gate.npy", {L, F, D}, f4);
   const auto wu = read_case(wdir, "w_up.npy", {L, F, D}, f4);
   const auto wd = read_case(wdir, "w_down.npy", {L, D, F}, f4);
-  npy::array bq, bk, bv;
+  npy::array bq, bk, bv, qn, kn;
   if (c.qkv_bias) {
     bq = read_case(wdir, "bq.npy", {L, qw}, f4);
     bk = read_case(wdir, "bk.npy", {L, kw}, f4);
     bv = read_case(wdir, "bv.npy", {L, kw}, f4);
+  }
+  // Qwen3's q/k RMSNorm over each head: both files or neither.
+  const bool qk_norm = std::filesystem::exists(wdir / "q_norm.npy");
+  if (qk_norm) {
+    qn = read_case(wdir, "q_norm.npy", {L, d}, f4);
+    kn = read_case(wdir, "k_norm.npy", {L, d}, f4);
   }
   for (std::int64_t l = 0; l < L; ++l) {
     Layer layer;
@@ -173,6 +189,10 @@ inline Weights load_weights(const std::filesystem::path& wdir) {
       layer.bq = to_vec(bq, l * qw, qw);
       layer.bk = to_vec(bk, l * kw, kw);
       layer.bv = to_vec(bv, l * kw, kw);
+    }
+    if (qk_norm) {
+      layer.q_norm = to_vec(qn, l * d, d);
+      layer.k_norm = to_vec(kn, l * d, d);
     }
     layer.wo = to_mat(wo, l * D * qw, D, qw);
     layer.w_gate = to_mat(wg, l * F * D, F, D);
@@ -251,6 +271,18 @@ inline PipelineCase load_pipeline_case(const std::filesystem::path& dir) {
   pc.position_mode = o.position_mode;
   pc.drop.dart = o.dart;
   pc.dart_quota = o.dart_quota;
+  // Qwen3-VL's DeepStack levels, (levels, image tokens, D).
+  if (std::filesystem::exists(dir / "deepstack.npy")) {
+    std::int64_t n_image = 0;
+    for (const auto& im : pc.images) n_image += im.length;
+    const auto ds = read_case(dir, "deepstack.npy", {-1, n_image, D}, dtype::f4);
+    if (ds.shape[0] >= c.layers)
+      throw pdrop::invalid_argument(pdrop::detail::concat(
+          (dir / "deepstack.npy").string(), ": ", ds.shape[0],
+          " levels for a model of ", c.layers, " layers"));
+    for (std::int64_t j = 0; j < ds.shape[0]; ++j)
+      pc.deepstack.push_back(detail::to_mat(ds, j * n_image * D, n_image, D));
+  }
   const auto dec = read_case(dir, "decode_embeds.npy", {-1, D}, dtype::f4);
   pc.decode_embeds = detail::to_mat(dec, 0, dec.shape[0], D);
   return pc;
@@ -268,7 +300,8 @@ inline PipelineOutputs run_pipeline_case(const PipelineCase& pc) {
                                  .with_position_mode(pc.position_mode);
   const std::int64_t steps = pc.decode_embeds.rows();
   Session session(pc.weights, std::move(schedule), steps);
-  PrefillResult pre = session.prefill(pc.embeds, pc.positions, pc.rows, pc.images, pc.drop);
+  PrefillResult pre = session.prefill(pc.embeds, pc.positions, pc.rows, pc.images, pc.drop, {},
+                                      pc.deepstack);
   PipelineOutputs out;
   out.kept = std::move(pre.kept);
   out.positions = std::move(pre.positions);

@@ -1,4 +1,5 @@
-// pdrop/mrope.hpp - multimodal RoPE positions (Qwen2-VL style) with drops.
+// pdrop/mrope.hpp - multimodal RoPE positions (Qwen2-VL, Qwen2.5-VL,
+// Qwen3-VL) with drops.
 //
 // M-RoPE gives every token three position values, (temporal, height,
 // width). Text tokens carry the same value in all three; the tokens of an
@@ -6,8 +7,30 @@
 // plus the position where the grid starts; the text after a grid continues
 // from the largest value so far + 1 (Qwen2-VL's get_rope_index).
 //
+// The three model generations differ only in what a grid is:
+//   Qwen2-VL    (modeling_qwen2_vl.py get_rope_index): a video is one grid of
+//               t frame groups, temporal index ti.
+//   Qwen2.5-VL  (modeling_qwen2_5_vl.py get_rope_index): the temporal index
+//               is ti * second_per_grid_t * tokens_per_second, where HF casts
+//               second_per_grid_t to the int64 dtype of the index first (so
+//               a step of int(temporal_patch_size / fps) * tokens_per_second;
+//               2 for 2 fps and tokens_per_second 2): MRopeGrid::t_step.
+//   Qwen3-VL    (modeling_qwen3_vl.py get_rope_index): timestamps instead of
+//               temporal indices. video_grid_thw is split into one grid of
+//               t = 1 per frame group (repeat_interleave), each between its
+//               own <vision_start> / <vision_end> with timestamp text before
+//               it, so a video is n grids of t = 1 with text between them:
+//               mrope_positions with those grids and text lengths.
+// Qwen3-VL also changes which rotary pairs read which row (interleaved
+// sections, MRopeLayout below), not the positions.
+//
 // pdrop keeps positions as token rows: a TokenView<P> of T tokens x 3
-// features (row i = the temporal, height and width position of token i).
+// features (row i = the temporal, height and width position of token i), or
+// T x 4 in llama.cpp's layout: llama.cpp's M-RoPE batches carry 4 positions
+// per token (n_pos_per_embd == 4; tools/mtmd/mtmd-helper.cpp
+// decode_embd_batch::set_position_mrope_2d writes t, y, x and a 4th row that
+// is 0, "unused"), stored there as 4 planes of n_tokens; transposed to
+// token rows they are a T x 4 view. mrope_positions writes 0 in that row.
 // A drop moves them with the other per-token buffers and KEEPS their
 // values (the rotary angles of the kept tokens do not change): compact
 // them with compact_positions(pos3, keep, PositionMode::keep_original), or
@@ -41,25 +64,68 @@ PDROP_BEGIN_NAMESPACE
 // One image (t = 1) or video (t frames) as a grid of LLM tokens, after the
 // vision encoder's spatial merge: t * h * w tokens, temporal-major, then
 // row-major (token (ti, hi, wi) is number (ti * h + hi) * w + wi).
+// t_step (>= 0) is the temporal position step between frame groups: 1 for
+// Qwen2-VL and Qwen3-VL (whose videos are grids of t = 1 anyway), Qwen2.5-VL's
+// int(second_per_grid_t) * tokens_per_second for a video (1 for an image,
+// whose t is 1).
 struct MRopeGrid {
   std::int64_t t = 1, h = 1, w = 1;
+  std::int64_t t_step = 1;
   constexpr std::int64_t tokens() const { return t * h * w; }
+  // The positions the grid spans from its start: its largest offset + 1.
+  constexpr std::int64_t extent() const {
+    const std::int64_t m = (t - 1) * t_step > h - 1 ? (t - 1) * t_step : h - 1;
+    return (m > w - 1 ? m : w - 1) + 1;
+  }
 };
+
+// Which rotary pairs read which M-RoPE position row.
+//   sections     contiguous (Qwen2-VL, Qwen2.5-VL: modeling_qwen2_vl.py
+//                apply_multimodal_rotary_pos_emb): the first section[0]
+//                pairs read row 0, the next section[1] row 1, and so on.
+//                llama.cpp's LLAMA_ROPE_TYPE_MROPE with sections {t, h, w, 0}.
+//   interleaved  Qwen3-VL (modeling_qwen3_vl.py
+//                Qwen3VLTextRotaryEmbedding.apply_interleaved_mrope): pair i
+//                reads row 1 (height) when i % 3 == 1 and i < 3 * section[1],
+//                row 2 (width) when i % 3 == 2 and i < 3 * section[2], else
+//                row 0 (temporal): T H W T H W ... then T for the rest.
+//                llama.cpp's LLAMA_ROPE_TYPE_IMROPE.
+enum class MRopeLayout { sections, interleaved };
+
+// The position row rotary pair `pair` reads under `layout`, given sections
+// (entries >= 0 summing to the pair count; interleaved needs >= 3 entries,
+// the rows past 2 are never read). Not validated: the callers validate.
+inline std::int64_t mrope_row_of_pair(std::int64_t pair, span<const std::int64_t> section,
+                                      MRopeLayout layout) {
+  if (layout == MRopeLayout::interleaved) {
+    if (pair % 3 == 1 && pair < 3 * section[1]) return 1;
+    if (pair % 3 == 2 && pair < 3 * section[2]) return 2;
+    return 0;
+  }
+  std::int64_t end = 0;
+  for (std::int64_t s = 0; s < section.size; ++s) {
+    end += section[s];
+    if (pair < end) return s;
+  }
+  return section.size - 1;
+}
 
 // Qwen2-VL positions of one sequence laid out as
 //   text[0] grid[0] text[1] grid[1] ... grid[n-1] text[n].
 //
 //   text_lengths  n + 1 entries >= 0: the text tokens before each grid and
 //                 after the last one.
-//   grids         n grids, each t, h, w >= 1.
+//   grids         n grids, each t, h, w >= 1, t_step >= 0.
 //   positions     out, T x 3 (T = sum(text_lengths) + sum(grid tokens)),
-//                 any integer type, any row stride: token i's (temporal,
+//                 or T x 4 (llama.cpp's rows; the 4th is written 0), any
+//                 integer type, any row stride: token i's (temporal,
 //                 height, width) positions.
 //   maybe_spans   out, empty or n entries: grid i's tokens as an ImageSpan
 //                 (the spans rank_and_drop takes).
 //   start         the first text token's position (>= 0; 0 for a prompt).
 // Text at position p gets (p, p, p); a grid starting at position s gets
-// (s + ti, s + hi, s + wi); what follows starts at the largest value + 1.
+// (s + ti * t_step, s + hi, s + wi); what follows starts at the largest
+// value + 1.
 // Returns that value after the last token: the next (decode) position.
 // Validated in full, and the values checked to fit P, before writing.
 template <class P>
@@ -87,16 +153,19 @@ std::int64_t mrope_positions(span<const std::int64_t> text_lengths,
     if (g.t < 1 || g.h < 1 || g.w < 1)
       detail::fail<value_error>(fn, "grids[", i, "] (t ", g.t, ", h ", g.h, ", w ", g.w,
                                 ") must have every size >= 1");
+    if (g.t_step < 0)
+      detail::fail<value_error>(fn, "grids[", i, "].t_step (", g.t_step, ") must be >= 0");
     const std::int64_t n = detail::checked_mul(
         fn, "grid tokens", detail::checked_mul(fn, "grid tokens", g.t, g.h), g.w);
     tokens = detail::checked_add(fn, "tokens", tokens, n);
-    next = detail::checked_add(fn, "positions", next, std::max(g.t, std::max(g.h, g.w)));
+    detail::checked_mul(fn, "grids[i].t_step * (t - 1)", g.t - 1, g.t_step);
+    next = detail::checked_add(fn, "positions", next, g.extent());
   }
   detail::check_token_view(fn, "positions", positions.data, positions.tokens,
                            positions.features, positions.row_stride, sizeof(P));
-  if (positions.features != 3)
+  if (positions.features != 3 && positions.features != 4)
     detail::fail<shape_error>(fn, "positions.features (", positions.features,
-                              ") must be 3 (temporal, height, width)");
+                              ") must be 3 (temporal, height, width) or 4 (llama.cpp's rows)");
   if (positions.tokens != tokens)
     detail::fail<shape_error>(fn, "positions.tokens (", positions.tokens,
                               ") must equal the text and grid tokens (", tokens, ")");
@@ -114,6 +183,7 @@ std::int64_t mrope_positions(span<const std::int64_t> text_lengths,
     r[0] = static_cast<P>(a);
     r[1] = static_cast<P>(b);
     r[2] = static_cast<P>(c);
+    if (positions.features == 4) r[3] = P{0};
   };
   for (std::int64_t i = 0; i <= grids.size; ++i) {
     for (std::int64_t j = 0; j < text_lengths[i]; ++j, ++pos) put(pos, pos, pos);
@@ -122,8 +192,8 @@ std::int64_t mrope_positions(span<const std::int64_t> text_lengths,
     if (maybe_spans.size > 0) maybe_spans[i] = ImageSpan{row, g.tokens()};
     for (std::int64_t ti = 0; ti < g.t; ++ti)
       for (std::int64_t hi = 0; hi < g.h; ++hi)
-        for (std::int64_t wi = 0; wi < g.w; ++wi) put(pos + ti, pos + hi, pos + wi);
-    pos += std::max(g.t, std::max(g.h, g.w));
+        for (std::int64_t wi = 0; wi < g.w; ++wi) put(pos + ti * g.t_step, pos + hi, pos + wi);
+    pos += g.extent();
   }
   return pos;
 }

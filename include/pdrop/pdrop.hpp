@@ -16,7 +16,8 @@
 #include "pdrop/compact.hpp"    // keep list, compaction of rows/heads/positions
 #include "pdrop/rank_drop.hpp"  // score -> select -> keep list in one call
 #include "pdrop/batch.hpp"      // rank & drop over a batch of sequences
-#include "pdrop/mrope.hpp"      // M-RoPE (3-axis) positions
+#include "pdrop/mrope.hpp"      // M-RoPE positions (3 or 4 rows, sections / interleaved)
+#include "pdrop/deepstack.hpp"  // Qwen3-VL DeepStack feature rows through drops
 #include "pdrop/rope.hpp"       // re-rotating post-RoPE rows to new positions
 #include "pdrop/sequence.hpp"   // the per-sequence record of applied drops
 #include "pdrop/strategies.hpp" // FastV, VTW, DART, random, training queries

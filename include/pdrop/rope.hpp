@@ -62,8 +62,11 @@
 // cos / sin tables because those tables hold each frequency twice; it is
 // the same rule per pair.) llama.cpp passes four rows with sections
 // {t, h, w, 0}: a trailing 0 section is accepted, its row is never read.
-// Only this contiguous layout is handled; a model that interleaves the axes
-// across frequencies needs its own table.
+// Qwen3-VL interleaves the rows across frequencies instead
+// (MRopeLayout::interleaved, pdrop/mrope.hpp: modeling_qwen3_vl.py
+// apply_interleaved_mrope, llama.cpp's LLAMA_ROPE_TYPE_IMROPE): pair i reads
+// row 1 when i % 3 == 1 and i < 3 * section[1], row 2 when i % 3 == 2 and
+// i < 3 * section[2], else row 0; pass mrope_layout to rerotate_heads.
 //
 // Positions are token rows, TokenView<const P> of tokens x rows (features
 // contiguous per token), P any integer type. The rows of one token must sit
@@ -93,6 +96,7 @@
 #include "pdrop/config.hpp"
 #include "pdrop/detail/check.hpp"
 #include "pdrop/errors.hpp"
+#include "pdrop/mrope.hpp"
 #include "pdrop/view.hpp"
 
 PDROP_BEGIN_NAMESPACE
@@ -184,9 +188,13 @@ void check_rope_positions(const char* fn, const char* name, TokenView<const P> p
 //   maybe_mrope_section  empty, or M-RoPE sections in pairs: entries >= 0
 //                   summing to inv_freq.size; section s covers the next
 //                   section[s] frequencies and uses position row s.
+//   mrope_layout    with sections: MRopeLayout::sections (contiguous, the
+//                   above; Qwen2-VL, Qwen2.5-VL) or MRopeLayout::interleaved
+//                   (Qwen3-VL; needs >= 3 sections, rows past 2 unread; the
+//                   row of pair i is mrope_row_of_pair, pdrop/mrope.hpp).
 // Afterwards pair (a, b) of every head h and token t holds
 //   a' = a cos th - b sin th,  b' = b cos th + a sin th,
-//   th = (to(t, s) - from(t, s)) * inv_freq[i]   (s: the section of pair i).
+//   th = (to(t, s) - from(t, s)) * inv_freq[i]   (s: the row of pair i).
 // Every argument is validated (positions included) before any row is
 // written; x and the inputs must not share memory. A zero-token x is a
 // no-op.
@@ -194,7 +202,8 @@ template <class T, class P>
 void rerotate_heads(HeadView<T> x, TokenView<const P> from_positions,
                     TokenView<const P> to_positions, span<const float> inv_freq,
                     RopeLayout layout = RopeLayout::rotate_half,
-                    span<const std::int64_t> maybe_mrope_section = {}) {
+                    span<const std::int64_t> maybe_mrope_section = {},
+                    MRopeLayout mrope_layout = MRopeLayout::sections) {
   static_assert(is_float_type_v<T> && !std::is_const_v<T>,
                 "rerotate_heads writes rows of float, pdrop::half or pdrop::bfloat16");
   static_assert(std::is_integral_v<P> && !std::is_same_v<std::remove_cv_t<P>, bool> &&
@@ -243,6 +252,13 @@ void rerotate_heads(HeadView<T> x, TokenView<const P> from_positions,
       detail::fail<shape_error>(fn, "maybe_mrope_section (sum ", sum,
                                 ") must sum to inv_freq.size (", pairs, ")");
   }
+  if (mrope_layout != MRopeLayout::sections && mrope_layout != MRopeLayout::interleaved)
+    detail::fail<value_error>(fn, "mrope_layout (", static_cast<int>(mrope_layout),
+                              ") must be MRopeLayout::sections (0) or "
+                              "MRopeLayout::interleaved (1)");
+  if (mrope_layout == MRopeLayout::interleaved && mrope && sec.size < 3)
+    detail::fail<shape_error>(fn, "maybe_mrope_section.size (", sec.size,
+                              ") must be >= 3 with MRopeLayout::interleaved");
 
   // Positions: shapes, then no aliasing with x, then every difference.
   detail::check_rope_positions(fn, "from_positions", from_positions, x.tokens, rows, mrope);
@@ -287,6 +303,27 @@ void rerotate_heads(HeadView<T> x, TokenView<const P> from_positions,
     bool moved = false;
     for (std::int64_t r = 0; r < rows; ++r) moved = moved || from[r] != to[r];
     if (!moved) continue;
+    const auto turn_pair = [&](std::int64_t i, double d) {
+      const double th = d * static_cast<double>(inv_freq[i]);
+      const double c = std::cos(th), s = std::sin(th);
+      const std::int64_t ia = a_step * i, ib = ia + b_off;
+      for (std::int64_t h = 0; h < x.heads; ++h) {
+        T* row = x.row(h, t);
+        const double a = static_cast<double>(static_cast<float>(row[ia]));
+        const double b = static_cast<double>(static_cast<float>(row[ib]));
+        row[ia] = static_cast<T>(static_cast<float>(a * c - b * s));
+        row[ib] = static_cast<T>(static_cast<float>(b * c + a * s));
+      }
+    };
+    if (mrope && mrope_layout == MRopeLayout::interleaved) {
+      for (std::int64_t i = 0; i < pairs; ++i) {
+        const std::int64_t r = mrope_row_of_pair(i, sec, mrope_layout);
+        const std::int64_t delta =
+            static_cast<std::int64_t>(to[r]) - static_cast<std::int64_t>(from[r]);
+        if (delta != 0) turn_pair(i, static_cast<double>(delta));  // else: bytes stay
+      }
+      continue;
+    }
     std::int64_t i = 0;
     for (std::int64_t r = 0; r < rows; ++r) {
       const std::int64_t end = mrope ? i + sec[r] : pairs;
@@ -297,18 +334,7 @@ void rerotate_heads(HeadView<T> x, TokenView<const P> from_positions,
         continue;
       }
       const double d = static_cast<double>(delta);
-      for (; i < end; ++i) {
-        const double th = d * static_cast<double>(inv_freq[i]);
-        const double c = std::cos(th), s = std::sin(th);
-        const std::int64_t ia = a_step * i, ib = ia + b_off;
-        for (std::int64_t h = 0; h < x.heads; ++h) {
-          T* row = x.row(h, t);
-          const double a = static_cast<double>(static_cast<float>(row[ia]));
-          const double b = static_cast<double>(static_cast<float>(row[ib]));
-          row[ia] = static_cast<T>(static_cast<float>(a * c - b * s));
-          row[ib] = static_cast<T>(static_cast<float>(b * c + a * s));
-        }
-      }
+      for (; i < end; ++i) turn_pair(i, d);
     }
   }
 }

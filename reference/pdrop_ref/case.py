@@ -66,6 +66,11 @@ def model_arrays(lm: LM) -> dict[str, np.ndarray]:
     out["rms_eps"] = np.array([float(cfg.rms_norm_eps)], np.float64)
     if lm.mrope_section:
         out["mrope_section"] = np.array(lm.mrope_section, np.int64)
+    if lm.mrope_interleaved:   # Qwen3-VL: 1 = interleaved sections (pdrop::MRopeLayout)
+        out["mrope_layout"] = np.array([1], np.int64)
+    if lm.qk_norm:             # Qwen3: RMSNorm over each head of q and k before RoPE
+        out["q_norm"] = stack(lambda l: l.self_attn.q_norm.weight)
+        out["k_norm"] = stack(lambda l: l.self_attn.k_norm.weight)
     return out
 
 
@@ -111,6 +116,8 @@ def write_case(path: str, embeds: np.ndarray, rec: Record, plan: Plan, rows: int
         _save(os.path.join(d, "embeds.npy"), embeds)
         _save(os.path.join(d, "positions.npy"), rec.positions)
         _save(os.path.join(d, "image_spans.npy"), rec.spans)
+        if rec.deepstack is not None:
+            _save(os.path.join(d, "deepstack.npy"), rec.deepstack)
         _save(os.path.join(d, "layer_list.npy"), np.array(plan.layer_list, np.int64))
         _save(os.path.join(d, "ratios.npy"), np.array(plan.ratios, np.float64))
         _save(os.path.join(d, "options.npy"), opts)

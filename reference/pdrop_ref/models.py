@@ -18,6 +18,10 @@ ARCHS names them:
               biases, 2x2 patch merge, images and video
   qwen2_5_vl  Qwen2_5_VLForConditionalGeneration: window attention in the
               vision tower, time-scaled temporal positions for video
+  qwen3_vl    Qwen3VLForConditionalGeneration: interleaved M-RoPE sections,
+              q/k RMSNorm per head, DeepStack (vision-tower levels added to
+              the image tokens after the first decoder layers), timestamped
+              video frames
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ import torch
 from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-ARCHS = ("llama", "llava", "llava_next", "qwen2_vl", "qwen2_5_vl")
+ARCHS = ("llama", "llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 
 # Words the prompts use; anything else maps to the unknown token.
 WORDS = """a an the of in on at to and or is are was what which who where how many
@@ -186,6 +190,8 @@ def build(arch: str, seed: int = 0):
         pix = dict(min_pixels=56 * 56, max_pixels=448 * 448)
         import transformers
         from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+        if arch == "qwen3_vl":
+            return _qwen3_vl(tok, text, special, seed)
         if arch == "qwen2_vl":
             prefix = "Qwen2VL"
             vision = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2,
@@ -208,6 +214,37 @@ def build(arch: str, seed: int = 0):
         processor = getattr(transformers, prefix + "Processor")(
             image_processor=Qwen2VLImageProcessor(**pix), tokenizer=tok,
             video_processor=Qwen2VLVideoProcessor(**pix), chat_template=QWEN_TEMPLATE)
+    _reinit(model, seed)
+    model.eval()
+    return model, processor
+
+
+def _qwen3_vl(tok, text, special, seed):
+    """Qwen3-VL: the Qwen2 text settings but head dim 16 set explicitly, no
+    q/k/v biases, q/k RMSNorm, interleaved M-RoPE sections [2, 3, 3] (a host
+    applying them as contiguous sections, or ignoring them, fails), a vision
+    tower of 3 blocks of width 32 whose blocks 0 and 1 feed DeepStack levels
+    0 and 1 (added after decoder layers 0 and 1), patch 16, merge 2."""
+    from transformers import (Qwen2VLImageProcessor, Qwen3VLConfig,
+                              Qwen3VLForConditionalGeneration, Qwen3VLProcessor,
+                              Qwen3VLVideoProcessor)
+    text = dict(text, head_dim=16, attention_bias=False, rope_theta=5000000.0,
+                rope_scaling={"rope_type": "default", "mrope_section": [2, 3, 3],
+                              "mrope_interleaved": True})
+    vision = dict(depth=3, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=16,
+                  spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=64,
+                  num_position_embeddings=144, deepstack_visual_indexes=[0, 1])
+    cfg = Qwen3VLConfig(text_config=text, vision_config=vision, **special)
+    for c in (cfg, cfg.text_config, cfg.vision_config):
+        c._attn_implementation = "eager"
+    model = Qwen3VLForConditionalGeneration(cfg)
+    # Each image at most 256 merged tokens of 32 x 32 pixels, as above.
+    ip = Qwen2VLImageProcessor(patch_size=16, merge_size=2, min_pixels=64 * 64,
+                               max_pixels=512 * 512)
+    vp = Qwen3VLVideoProcessor(patch_size=16, merge_size=2, do_sample_frames=False,
+                               size={"shortest_edge": 64 * 64, "longest_edge": 4 * 384 * 384})
+    processor = Qwen3VLProcessor(image_processor=ip, tokenizer=tok, video_processor=vp,
+                                 chat_template=QWEN_TEMPLATE)
     _reinit(model, seed)
     model.eval()
     return model, processor

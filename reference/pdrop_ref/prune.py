@@ -26,6 +26,11 @@ Selection: the largest scores, ties to the lower token index, kept tokens in
 their original order. Budgets: per span int(n_i * ratio) of the ORIGINAL
 span lengths, or one global int(sum n_i * ratio).
 
+DeepStack (Qwen3-VL): level j's feature rows (one per visual token, in
+sequence order) are added to the visual tokens' hidden states after layer j
+(the model's _deepstack_process); a drop removes the rows of the dropped
+visual tokens with them, so the later levels go to the kept tokens.
+
 Positions after a drop: re-indexed 0..T'-1 for pyramid with 1-row RoPE (the
 authors' behaviour); the kept tokens' original positions otherwise (M-RoPE
 rows, FastV, VTW, DART). Decode: a layer whose prompt was re-indexed
@@ -116,6 +121,12 @@ class LM:
         rs = getattr(self.cfg, "rope_scaling", None) or {}
         self.mrope_section = list(rs["mrope_section"]) if "mrope_section" in rs else None
         self.rows = 3 if self.mrope_section else 1
+        # Qwen3-VL: the rotary embedding interleaves the sections itself
+        # (apply_interleaved_mrope), the attention applies plain RoPE.
+        self.mrope_interleaved = bool(rs.get("mrope_interleaved", False))
+        self.qk_norm = hasattr(attn, "q_norm")
+        # DeepStack levels (L_ds tensors (n_visual, D)), set by lm_inputs.
+        self.deepstack: list[torch.Tensor] = []
         self.head_dim = attn.head_dim
         self.heads = self.cfg.num_attention_heads
         self.kv_heads = self.cfg.num_key_value_heads
@@ -131,10 +142,13 @@ class LM:
         attn = layer.self_attn
         T = hidden.shape[1]
         h = layer.input_layernorm(hidden)
-        q = attn.q_proj(h).view(1, T, -1, self.head_dim).transpose(1, 2)
-        k = attn.k_proj(h).view(1, T, -1, self.head_dim).transpose(1, 2)
+        q = attn.q_proj(h).view(1, T, -1, self.head_dim)
+        k = attn.k_proj(h).view(1, T, -1, self.head_dim)
+        if self.qk_norm:
+            q, k = attn.q_norm(q), attn.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         cos, sin = self.pos_emb(hidden, pos)
-        if self.mrope_section:
+        if self.mrope_section and not self.mrope_interleaved:
             q, k = self.module.apply_multimodal_rotary_pos_emb(q, k, cos, sin, self.mrope_section)
         else:
             q, k = self.module.apply_rotary_pos_emb(q, k, cos, sin)
@@ -327,6 +341,7 @@ class Record:
     decode_embeds: np.ndarray | None = None  # (steps, D)
     decode_out: np.ndarray | None = None     # (steps, D)
     decode_pos: np.ndarray | None = None     # (steps, L, rows)
+    deepstack: np.ndarray | None = None      # (levels, N0, D) DeepStack rows of the prompt
 
 
 def placeholder_ids(config) -> set[int]:
@@ -339,7 +354,8 @@ def placeholder_ids(config) -> set[int]:
 
 def loop_gap(lm: LM, embeds, pos, spans, dense) -> float:
     """How far this module's layer loop without drops is from the model's
-    own forward output `dense` (lm_inputs): 0 when the loop is the model."""
+    own forward output `dense` (lm_inputs): 0 when the loop is the model
+    (DeepStack included)."""
     loop = run(lm, embeds, pos, spans, None, 0).prefill_out
     return float(np.abs(loop - dense[0].numpy()).max())
 
@@ -371,6 +387,8 @@ def lm_inputs(model, inputs):
     def pre(_m, args, kwargs):
         got["embeds"] = kwargs.get("inputs_embeds")
         got["pos"] = kwargs.get("position_ids")
+        got["visual"] = kwargs.get("visual_pos_masks")
+        got["deepstack"] = kwargs.get("deepstack_visual_embeds")
 
     def post(_m, args, kwargs, out):
         got["last"] = out.last_hidden_state
@@ -395,13 +413,17 @@ def lm_inputs(model, inputs):
         if pos.shape[0] == 4:  # text positions prepended (packed form)
             pos = pos[1:]
         pos = pos[:, 0, :]
+    if got.get("deepstack") is not None:
+        lm.deepstack = [d.detach().clone() for d in got["deepstack"]]
+        lm.visual_tokens = got["visual"][0].nonzero().flatten().tolist()
     return lm, embeds.detach().clone(), pos.clone(), got["last"].detach().clone()
 
 
 @torch.no_grad()
 def run(lm: LM, embeds, pos, spans, plan: Plan | None, steps: int, check=True) -> Record:
     """Prefill (1, T0, D) embeds at positions (rows, T0) with the plan's drops
-    (None: dense), then `steps` greedy decode steps."""
+    (None: dense), then `steps` greedy decode steps. lm.deepstack's levels
+    go to the visual tokens, which must be the spans' tokens."""
     from transformers import DynamicCache
     L = len(lm.layers)
     if plan is not None:
@@ -414,6 +436,12 @@ def run(lm: LM, embeds, pos, spans, plan: Plan | None, steps: int, check=True) -
     T0 = embeds.shape[1]
     next_pos = int(pos.max()) + 1
     hidden = embeds
+    deepstack = list(lm.deepstack)
+    if deepstack:
+        rec.deepstack = torch.stack(deepstack).numpy().copy()
+        flat0 = [s + i for s, n in spans for i in range(n)]
+        if flat0 != getattr(lm, "visual_tokens", flat0):
+            raise ValueError("the model's visual_pos_masks are not the image spans")
     cache = DynamicCache()
     prev_in = None
     for l in range(L):
@@ -477,6 +505,10 @@ def run(lm: LM, embeds, pos, spans, plan: Plan | None, steps: int, check=True) -
                 new_spans.append((start, nk))
             rec_spans = np.array(cur, dtype=np.int64).reshape(-1, 2)
             hidden = hidden[:, keep]
+            if deepstack:  # the rows of the kept visual tokens, in order
+                flat = [s + i for s, n in cur for i in range(n)]
+                rows = [r for r, t in enumerate(flat) if t in kept_set]
+                deepstack = [d[rows] for d in deepstack]
             pos = torch.arange(len(keep))[None] if mode == "reindex" else pos[:, keep]
             cur = new_spans
             rec.drops.append(DropRecord(
@@ -486,6 +518,10 @@ def run(lm: LM, embeds, pos, spans, plan: Plan | None, steps: int, check=True) -
                 kept=np.array(kept, np.int64), positions=pos.numpy().copy(), features=feats))
         prev_in = (hidden, pos)
         hidden = lm.run_layer(lm.layers[l], hidden, pos, cache, causal_mask(hidden.shape[1]))
+        if l < len(deepstack):  # the model's _deepstack_process after layer l
+            vis = torch.tensor([s + i for s, n in cur for i in range(n)], dtype=torch.long)
+            hidden = hidden.clone()
+            hidden[0, vis] = hidden[0, vis] + deepstack[l]
     out = lm.norm(hidden)
     rec.prefill_out = out[0].numpy().copy()
     rec.cache_len = np.array([cache.get_seq_length(l) for l in range(L)], np.int64)
