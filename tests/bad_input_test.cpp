@@ -274,8 +274,8 @@ std::vector<Row> operator_rows() {
   r.push_back(rank_row("rank_maybe_scores_size_short", [](auto& a, auto&) { a.scores.size = 9; }, {rank, "maybe_scores.size (9) must be 0 or the image tokens (10)"}));
   r.push_back(rank_row("rank_maybe_new_spans_size", [](auto& a, auto& w) { a.new_spans = {w.spans3.data(), 2}; }, {rank, "maybe_new_spans.size (2) must be 0 or spans.size (1)"}));
   r.push_back(rank_row("rank_scale_nan", [](auto& a, auto&) { a.opt.softmax_scale = std::nanf(""); }, {rank, "options.softmax_scale (nan)"}));
-  r.push_back(rank_row("rank_nan_in_q", [](auto&, auto& w) { w.q[3] = std::nanf(""); }, {score, "non-finite", "query head 0, query row 0"}));
-  r.push_back(rank_row("rank_inf_in_k_before_last_query", [](auto&, auto& w) { w.k[(20 + 15) * 8 + 1] = INFINITY; }, {score, "non-finite", "query head 2, query row 0 and key 15 is "}));
+  r.push_back(rank_row("rank_nan_in_q", [](auto&, auto& w) { w.q[3] = std::nanf(""); }, {rank, "non-finite", "query head 0, query row 0"}));
+  r.push_back(rank_row("rank_inf_in_k_before_last_query", [](auto&, auto& w) { w.k[(20 + 15) * 8 + 1] = INFINITY; }, {rank, "non-finite", "query head 2, query row 0 and key 15 is "}));
   // FOUND HERE 1: keep_counts.data was read without a null check (SIGSEGV).
   r.push_back(rank_row("rank_keep_counts_null", [](auto& a, auto&) { a.counts.data = nullptr; }, {rank, "keep_counts.data is null"}));
   // FOUND HERE 2: maybe_scores.data null with the right size was written

@@ -272,8 +272,9 @@ inline std::int64_t finish_drop(const char* fn, const DropPlan& p, std::int64_t 
   return p.t_new;
 }
 
-// One drop, validated in full before any output is written; `score(scores)`
-// fills the workspace's scores (the serial or the parallel scorer).
+// One drop, validated in full before any output is written (each input
+// once); `score(job, scores)` fills the workspace's scores from the
+// validated job (score_run, serial or on the caller's parallel_for).
 template <class Tq, class Tk, class Score>
 std::int64_t rank_and_drop_impl(const char* fn, HeadView<const Tq> q,
                                 span<const std::int64_t> query_pos, HeadView<const Tk> k,
@@ -290,7 +291,7 @@ std::int64_t rank_and_drop_impl(const char* fn, HeadView<const Tq> q,
   // Scores go to the workspace: the caller's buffers are written only after
   // scoring (which may still reject non-finite q/k) has succeeded.
   const span<float> scores(ws.scores(static_cast<std::size_t>(p.n_image)), p.n_image);
-  score(scores);
+  score(make_score_job(q, query_pos, k, spans, options, p.n_image), scores);
   return finish_drop(fn, p, k.tokens, spans, budget, counts,
                      forced_tokens(spans, query_pos, ws), scores, ws, keep, maybe_new_spans,
                      maybe_scores);
@@ -324,10 +325,11 @@ std::int64_t rank_and_drop(HeadView<const Tq> q, span<const std::int64_t> query_
                            span<ImageSpan> maybe_new_spans = {},
                            span<float> maybe_scores = {},
                            const ScoreOptions& options = {}) {
+  constexpr const char* fn = "pdrop::rank_and_drop";
   return detail::rank_and_drop_impl(
-      "pdrop::rank_and_drop", q, query_pos, k, spans, Budget::per_span, keep_counts, ws,
+      fn, q, query_pos, k, spans, Budget::per_span, keep_counts, ws,
       keep, maybe_new_spans, maybe_scores, options,
-      [&](span<float> s) { score_image_tokens(q, query_pos, k, spans, ws, s, options); });
+      [&](const auto& job, span<float> s) { detail::score_run(fn, job, ws, s); });
 }
 
 // The same, scoring with the kv-head groups spread over the caller's
@@ -341,11 +343,11 @@ std::int64_t rank_and_drop(HeadView<const Tq> q, span<const std::int64_t> query_
                            span<std::int64_t> keep, span<ImageSpan> maybe_new_spans,
                            span<float> maybe_scores, const ScoreOptions& options,
                            ParallelFor&& parallel_for) {
+  constexpr const char* fn = "pdrop::rank_and_drop";
   return detail::rank_and_drop_impl(
-      "pdrop::rank_and_drop", q, query_pos, k, spans, Budget::per_span, keep_counts, ws,
-      keep, maybe_new_spans, maybe_scores, options, [&](span<float> s) {
-        score_image_tokens(q, query_pos, k, spans, ws, s, options, parallel_for);
-      });
+      fn, q, query_pos, k, spans, Budget::per_span, keep_counts, ws,
+      keep, maybe_new_spans, maybe_scores, options,
+      [&](const auto& job, span<float> s) { detail::score_run(fn, job, ws, s, parallel_for); });
 }
 
 // One drop with a global budget over several image spans: keeps the
@@ -367,11 +369,12 @@ std::int64_t rank_and_drop_global(HeadView<const Tq> q, span<const std::int64_t>
                                   span<ImageSpan> maybe_new_spans = {},
                                   span<float> maybe_scores = {},
                                   const ScoreOptions& options = {}) {
+  constexpr const char* fn = "pdrop::rank_and_drop_global";
   return detail::rank_and_drop_impl(
-      "pdrop::rank_and_drop_global", q, query_pos, k, spans, Budget::global,
+      fn, q, query_pos, k, spans, Budget::global,
       span<const std::int64_t>(&n_keep, 1), ws, keep, maybe_new_spans, maybe_scores,
       options,
-      [&](span<float> s) { score_image_tokens(q, query_pos, k, spans, ws, s, options); });
+      [&](const auto& job, span<float> s) { detail::score_run(fn, job, ws, s); });
 }
 
 // rank_and_drop_global with the caller's parallel_for (bit-identical).
@@ -382,12 +385,12 @@ std::int64_t rank_and_drop_global(HeadView<const Tq> q, span<const std::int64_t>
                                   span<std::int64_t> keep, span<ImageSpan> maybe_new_spans,
                                   span<float> maybe_scores, const ScoreOptions& options,
                                   ParallelFor&& parallel_for) {
+  constexpr const char* fn = "pdrop::rank_and_drop_global";
   return detail::rank_and_drop_impl(
-      "pdrop::rank_and_drop_global", q, query_pos, k, spans, Budget::global,
+      fn, q, query_pos, k, spans, Budget::global,
       span<const std::int64_t>(&n_keep, 1), ws, keep, maybe_new_spans, maybe_scores,
-      options, [&](span<float> s) {
-        score_image_tokens(q, query_pos, k, spans, ws, s, options, parallel_for);
-      });
+      options,
+      [&](const auto& job, span<float> s) { detail::score_run(fn, job, ws, s, parallel_for); });
 }
 
 PDROP_END_NAMESPACE

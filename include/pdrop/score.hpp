@@ -302,6 +302,24 @@ void sum_groups(GroupSums sums, std::int64_t groups, std::int64_t n,
   });
 }
 
+// The scoring of a validated job (score_image_tokens without its checks,
+// for callers that validated the same inputs already, such as
+// rank_and_drop: spans and positions are then checked once per call, and
+// a non-finite q/k is reported under the caller's name `fn`).
+template <class Tq, class Tk>
+void score_run(const char* fn, const ScoreJob<Tq, Tk>& job, Workspace& ws, span<float> scores) {
+  const float* acc = score_groups_summed(fn, job, ws);
+  const float inv = 1.0f / static_cast<float>(job.q.heads * job.q.tokens);
+  for (std::int64_t i = 0; i < job.n_image; ++i) scores[i] = acc[i] * inv;
+}
+template <class Tq, class Tk, class ParallelFor>
+void score_run(const char* fn, const ScoreJob<Tq, Tk>& job, Workspace& ws, span<float> scores,
+               ParallelFor&& parallel_for) {
+  const GroupSums sums = score_group_slots(fn, job, ws, parallel_for);
+  const float inv = 1.0f / static_cast<float>(job.q.heads * job.q.tokens);
+  sum_groups(sums, job.k.heads, job.n_image, &inv, scores.data, parallel_for);
+}
+
 }  // namespace detail
 
 // Scores every image token of `spans` by the attention of the query rows.
@@ -335,10 +353,8 @@ void score_image_tokens(HeadView<const Tq> q, span<const std::int64_t> query_pos
   static_assert(is_float_type_v<Tq> && is_float_type_v<Tk>,
                 "q and k must be float, pdrop::half or pdrop::bfloat16");
   constexpr const char* fn = "pdrop::score_image_tokens";
-  const auto job = detail::score_job(fn, q, query_pos, k, spans, scores, options);
-  const float* acc = detail::score_groups_summed(fn, job, ws);
-  const float inv = 1.0f / static_cast<float>(q.heads * q.tokens);
-  for (std::int64_t i = 0; i < job.n_image; ++i) scores[i] = acc[i] * inv;
+  detail::score_run(fn, detail::score_job(fn, q, query_pos, k, spans, scores, options), ws,
+                    scores);
 }
 
 // The same, with the kv-head groups spread over threads by the caller's
@@ -358,10 +374,8 @@ void score_image_tokens(HeadView<const Tq> q, span<const std::int64_t> query_pos
   static_assert(is_float_type_v<Tq> && is_float_type_v<Tk>,
                 "q and k must be float, pdrop::half or pdrop::bfloat16");
   constexpr const char* fn = "pdrop::score_image_tokens";
-  const auto job = detail::score_job(fn, q, query_pos, k, spans, scores, options);
-  const detail::GroupSums sums = detail::score_group_slots(fn, job, ws, parallel_for);
-  const float inv = 1.0f / static_cast<float>(q.heads * q.tokens);
-  detail::sum_groups(sums, k.heads, job.n_image, &inv, scores.data, parallel_for);
+  detail::score_run(fn, detail::score_job(fn, q, query_pos, k, spans, scores, options), ws,
+                    scores, parallel_for);
 }
 
 PDROP_END_NAMESPACE
