@@ -4,6 +4,8 @@
 // build_keep_list; then every rejection, each leaving its buffers untouched.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <numeric>
 #include <limits>
 
 #include "test_util.hpp"
@@ -547,6 +549,91 @@ TEST(CompactPositions, ReindexFromNegativeBases) {
                            pdrop::PositionMode::reindex, -10);
   EXPECT_EQ(p8[0], -10);
   EXPECT_EQ(p8[137], 127);
+}
+
+// int32 keep lists (ggml_get_rows' indices): every operator moves the same
+// bytes as with the int64 list, rejects the same bad lists with the same
+// message, and the record takes them too.
+TEST(CompactInt32, EveryOperatorMatchesTheInt64List) {
+  std::mt19937 rng(41);
+  for (std::int64_t n : kTokens)
+    for (const Keep& keep : keep_lists(n, rng)) {
+      const std::vector<std::int32_t> keep32(keep.begin(), keep.end());
+      const std::int64_t f = 5, rs = 7, heads = 3, d = 4;
+      const std::vector<float> rows0 = random_buf<float>(n * rs, rng);
+      std::vector<float> a = rows0, b = rows0;
+      pdrop::compact_rows(TokenView<float>(a.data(), n, f, rs), keep);
+      pdrop::compact_rows(TokenView<float>(b.data(), n, f, rs), keep32);
+      EXPECT_EQ(a, b);
+      std::vector<float> oa(static_cast<std::size_t>(n * f), -1.0f), ob = oa;
+      pdrop::compact_rows(TokenView<const float>(rows0.data(), n, f, rs), keep,
+                          TokenView<float>(oa.data(), n, f));
+      pdrop::compact_rows(TokenView<const float>(rows0.data(), n, f, rs), keep32,
+                          TokenView<float>(ob.data(), n, f));
+      EXPECT_EQ(oa, ob);
+      const std::vector<float> kv0 = random_buf<float>(heads * n * d, rng);
+      std::vector<float> ka = kv0, kb = kv0;
+      pdrop::compact_heads(pdrop::hnd_view(ka.data(), heads, n, d), keep);
+      pdrop::compact_heads(pdrop::hnd_view(kb.data(), heads, n, d), keep32);
+      EXPECT_EQ(ka, kb);
+      std::vector<float> ha(kv0.size(), 0.0f), hb = ha;
+      pdrop::compact_heads(pdrop::nhd_view<const float>(kv0.data(), n, heads, d), keep,
+                           pdrop::nhd_view(ha.data(), n, heads, d));
+      pdrop::compact_heads(pdrop::nhd_view<const float>(kv0.data(), n, heads, d), keep32,
+                           pdrop::nhd_view(hb.data(), n, heads, d));
+      EXPECT_EQ(ha, hb);
+      std::vector<std::int32_t> pa(static_cast<std::size_t>(n)), pb;
+      std::iota(pa.begin(), pa.end(), 100);
+      pb = pa;
+      pdrop::compact_positions(TokenView<std::int32_t>(pa.data(), n, 1), keep);
+      pdrop::compact_positions(TokenView<std::int32_t>(pb.data(), n, 1), keep32);
+      EXPECT_EQ(pa, pb);
+      std::vector<std::int32_t> narrow(keep.size() + 1, -1);
+      pdrop::narrow_keep_list(keep, narrow);
+      EXPECT_TRUE(std::equal(keep.begin(), keep.end(), narrow.begin()));
+      EXPECT_EQ(narrow.back(), -1);
+    }
+}
+
+TEST(CompactInt32, RejectsWhatTheInt64ListRejects) {
+  std::vector<float> rows(8 * 2, 1.0f);
+  const std::vector<float> before = rows;
+  const std::vector<std::int32_t> descending{0, 3, 2}, outside{0, 8};
+  pdrop_test::expect_invalid(
+      [&] { pdrop::compact_rows(TokenView<float>(rows.data(), 8, 2), descending); },
+      "pdrop::compact_rows: keep must be strictly ascending: keep[1] = 3, keep[2] = 2");
+  pdrop_test::expect_invalid(
+      [&] { pdrop::compact_rows(TokenView<float>(rows.data(), 8, 2), outside); },
+      "pdrop::compact_rows: keep[1] (8) must be in [0, 8)");
+  EXPECT_EQ(rows, before);
+  const std::vector<std::int64_t> wide{0, std::int64_t{1} << 31};
+  std::vector<std::int32_t> out(2, -1);
+  pdrop_test::expect_invalid([&] { pdrop::narrow_keep_list(wide, out); },
+                             "pdrop::narrow_keep_list: keep[1] (2147483648) must be in [0, 2^31 - 1]");
+  pdrop_test::expect_invalid([&] { pdrop::narrow_keep_list(wide, {out.data(), 1}); },
+                             "out.size (1) must be >= keep.size (2)");
+  EXPECT_EQ(out, (std::vector<std::int32_t>{-1, -1}));
+}
+
+TEST(CompactInt32, SequenceStateRecordsAnInt32KeepList) {
+  const auto schedule = pdrop::Schedule::single_drop(4, 2, 0.5);
+  const ImageSpan image{2, 6};
+  std::vector<std::int32_t> pos(10);
+  std::iota(pos.begin(), pos.end(), 0);
+  pdrop::SequenceState a(schedule, TokenView<const std::int32_t>(pos.data(), 10, 1), {image});
+  pdrop::SequenceState b = a;
+  const Keep keep{0, 1, 3, 4, 6, 8, 9};
+  const std::vector<std::int32_t> keep32(keep.begin(), keep.end());
+  a.apply_drop(keep);
+  b.apply_drop(keep32);
+  EXPECT_EQ(b.tokens(), 7);
+  EXPECT_EQ(b.spans()[0].start, a.spans()[0].start);
+  EXPECT_EQ(b.spans()[0].length, 3);
+  EXPECT_EQ(b.cache_length(3), a.cache_length(3));
+  pdrop::SequenceState c(schedule, TokenView<const std::int32_t>(pos.data(), 10, 1), {image});
+  const std::vector<std::int32_t> drops_text{0, 2, 3, 9};
+  pdrop_test::expect_invalid([&] { c.apply_drop(drops_text); }, "keep drops token 1");
+  EXPECT_EQ(c.drops_applied(), 0);
 }
 
 }  // namespace

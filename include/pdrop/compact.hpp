@@ -38,8 +38,11 @@ PDROP_BEGIN_NAMESPACE
 namespace detail {
 
 // `name` (a keep list) strictly ascending, every entry in [0, tokens).
-inline void validate_keep(const char* fn, span<const std::int64_t> keep,
-                          std::int64_t tokens, const char* name = "keep") {
+template <class I>
+void validate_keep(const char* fn, span<const I> keep, std::int64_t tokens,
+                   const char* name = "keep") {
+  static_assert(std::is_same_v<I, std::int64_t> || std::is_same_v<I, std::int32_t>,
+                "keep lists are int64 or int32");
   if (keep.size < 0 || keep.size > tokens)
     fail<shape_error>(fn, name, ".size (", keep.size, ") must be in [0, tokens = ",
                       tokens, "]");
@@ -61,8 +64,9 @@ inline void validate_keep(const char* fn, span<const std::int64_t> keep,
 // rows of dense buffers move as one run (one memmove); rows that stay in
 // place are skipped. (Measured: non-temporal stores for large moves lose
 // here, since the moved rows are usually still in the last-level cache.)
-inline void move_rows(const unsigned char* src, unsigned char* dst,
-                      span<const std::int64_t> keep, std::int64_t width,
+template <class I>
+void move_rows(const unsigned char* src, unsigned char* dst, span<const I> keep,
+               std::int64_t width,
                       std::int64_t src_stride, std::int64_t dst_stride,
                       std::size_t elem) {
   const std::size_t row_bytes = static_cast<std::size_t>(width) * elem;
@@ -71,9 +75,10 @@ inline void move_rows(const unsigned char* src, unsigned char* dst,
   while (i < keep.size) {
     std::int64_t j = i + 1;
     if (dense)
-      while (j < keep.size && keep[j] == keep[j - 1] + 1) ++j;
+      while (j < keep.size && keep[j] == static_cast<std::int64_t>(keep[j - 1]) + 1) ++j;
     const std::size_t bytes = row_bytes * static_cast<std::size_t>(j - i);
-    const unsigned char* from = src + static_cast<std::size_t>(keep[i] * src_stride) * elem;
+    const unsigned char* from =
+        src + static_cast<std::size_t>(static_cast<std::int64_t>(keep[i]) * src_stride) * elem;
     unsigned char* to = dst + static_cast<std::size_t>(i * dst_stride) * elem;
     if (from != to && bytes > 0) std::memmove(to, from, bytes);
     i = j;
@@ -165,11 +170,12 @@ inline void build_keep_list(std::int64_t tokens, span<const ImageSpan> spans,
   for (; t < tokens; ++t) keep[out++] = t;
 }
 
-// In place: rows[i] = rows[keep[i]] for i < keep.size.
-//   rows  tokens x features, any row stride; T trivially copyable.
-//   keep  strictly ascending indices in [0, rows.tokens).
-template <class T>
-void compact_rows(TokenView<T> rows, span<const std::int64_t> keep) {
+namespace detail {
+
+// The bodies of the compaction operators below, for int64 and int32 keep
+// lists (llama.cpp's ggml_get_rows takes int32 row indices).
+template <class T, class I>
+void compact_rows_in_place(TokenView<T> rows, span<const I> keep) {
   static_assert(std::is_trivially_copyable_v<T> && !std::is_const_v<T>,
                 "compact_rows moves rows of a writable, trivially copyable type");
   constexpr const char* fn = "pdrop::compact_rows";
@@ -180,12 +186,8 @@ void compact_rows(TokenView<T> rows, span<const std::int64_t> keep) {
   detail::move_rows(p, p, keep, rows.features, rows.row_stride, rows.row_stride, sizeof(T));
 }
 
-// Out of place: dst[i] = src[keep[i]] for i < keep.size; dst rows past
-// keep.size are not written.
-//   src  tokens x features; dst: at least keep.size rows, same features,
-//   memory disjoint from src.
-template <class T>
-void compact_rows(TokenView<const T> src, span<const std::int64_t> keep,
+template <class T, class I>
+void compact_rows_to(TokenView<const T> src, span<const I> keep,
                   TokenView<T> dst) {
   static_assert(std::is_trivially_copyable_v<T> && !std::is_const_v<T>,
                 "compact_rows moves rows of a writable, trivially copyable type");
@@ -211,11 +213,8 @@ void compact_rows(TokenView<const T> src, span<const std::int64_t> keep,
                     src.row_stride, dst.row_stride, sizeof(T));
 }
 
-// In place, per head: kv(h, i) = kv(h, keep[i]) for every head h and
-// i < keep.size. For the rows the next layer computed (q/k/v of the kept
-// tokens) or for a KV cache, HND or NHD.
-template <class T>
-void compact_heads(HeadView<T> kv, span<const std::int64_t> keep) {
+template <class T, class I>
+void compact_heads_in_place(HeadView<T> kv, span<const I> keep) {
   static_assert(std::is_trivially_copyable_v<T> && !std::is_const_v<T>,
                 "compact_heads moves rows of a writable, trivially copyable type");
   constexpr const char* fn = "pdrop::compact_heads";
@@ -235,10 +234,8 @@ void compact_heads(HeadView<T> kv, span<const std::int64_t> keep) {
   }
 }
 
-// Out of place, per head: dst(h, i) = src(h, keep[i]); dst has the same
-// heads and dim, at least keep.size tokens, memory disjoint from src.
-template <class T>
-void compact_heads(HeadView<const T> src, span<const std::int64_t> keep,
+template <class T, class I>
+void compact_heads_to(HeadView<const T> src, span<const I> keep,
                    HeadView<T> dst) {
   static_assert(std::is_trivially_copyable_v<T> && !std::is_const_v<T>,
                 "compact_heads moves rows of a writable, trivially copyable type");
@@ -266,23 +263,10 @@ void compact_heads(HeadView<const T> src, span<const std::int64_t> keep,
         src.token_stride, dst.token_stride, sizeof(T));
 }
 
-// Positions after a drop, in place.
-//   reindex:       positions[i] = base + i for i < keep.size (1 feature
-//                  only), base = maybe_base or, by default, the sequence's
-//                  first position before the drop (positions[0]): a prompt
-//                  at 0..T-1 becomes 0..T_new-1 (PyramidDrop's re-index),
-//                  one that continues a prefix cache or an earlier chat
-//                  turn at 100, 101, ... stays at 100, 101, ... Pass the
-//                  position of the sequence's first token in that chunk's
-//                  layer when the buffer holds a later chunk only.
-//   keep_original: positions[i] = positions[keep[i]] (any features, e.g.
-//                  M-RoPE's 3 per token); maybe_base must be empty.
-// Throws (positions untouched) on a bad view or keep list, on re-indexing
-// more than one feature, or when base + keep.size - 1 does not fit P.
-template <class P>
-void compact_positions(TokenView<P> positions, span<const std::int64_t> keep,
-                       PositionMode mode = PositionMode::reindex,
-                       std::optional<std::int64_t> maybe_base = std::nullopt) {
+template <class P, class I>
+void compact_positions_in_place(TokenView<P> positions, span<const I> keep,
+                       PositionMode mode,
+                       std::optional<std::int64_t> maybe_base) {
   static_assert(std::is_integral_v<P> && !std::is_const_v<P>,
                 "positions are a writable integer type");
   constexpr const char* fn = "pdrop::compact_positions";
@@ -322,6 +306,109 @@ void compact_positions(TokenView<P> positions, span<const std::int64_t> keep,
                               p_max, "]");
   for (std::int64_t i = 0; i < keep.size; ++i)
     *positions.row(i) = static_cast<P>(base + i);
+}
+
+}  // namespace detail
+
+// In place: rows[i] = rows[keep[i]] for i < keep.size.
+//   rows  tokens x features, any row stride; T trivially copyable.
+//   keep  strictly ascending indices in [0, rows.tokens).
+template <class T>
+void compact_rows(TokenView<T> rows, span<const std::int64_t> keep) {
+  detail::compact_rows_in_place(rows, keep);
+}
+// The same with an int32 keep list.
+template <class T>
+void compact_rows(TokenView<T> rows, span<const std::int32_t> keep) {
+  detail::compact_rows_in_place(rows, keep);
+}
+
+// Out of place: dst[i] = src[keep[i]] for i < keep.size; dst rows past
+// keep.size are not written.
+//   src  tokens x features; dst: at least keep.size rows, same features,
+//   memory disjoint from src.
+template <class T>
+void compact_rows(TokenView<const T> src, span<const std::int64_t> keep,
+                  TokenView<T> dst) {
+  detail::compact_rows_to(src, keep, dst);
+}
+// The same with an int32 keep list.
+template <class T>
+void compact_rows(TokenView<const T> src, span<const std::int32_t> keep,
+                  TokenView<T> dst) {
+  detail::compact_rows_to(src, keep, dst);
+}
+
+// In place, per head: kv(h, i) = kv(h, keep[i]) for every head h and
+// i < keep.size. For the rows the next layer computed (q/k/v of the kept
+// tokens) or for a KV cache, HND or NHD.
+template <class T>
+void compact_heads(HeadView<T> kv, span<const std::int64_t> keep) {
+  detail::compact_heads_in_place(kv, keep);
+}
+// The same with an int32 keep list.
+template <class T>
+void compact_heads(HeadView<T> kv, span<const std::int32_t> keep) {
+  detail::compact_heads_in_place(kv, keep);
+}
+
+// Out of place, per head: dst(h, i) = src(h, keep[i]); dst has the same
+// heads and dim, at least keep.size tokens, memory disjoint from src.
+template <class T>
+void compact_heads(HeadView<const T> src, span<const std::int64_t> keep,
+                   HeadView<T> dst) {
+  detail::compact_heads_to(src, keep, dst);
+}
+// The same with an int32 keep list.
+template <class T>
+void compact_heads(HeadView<const T> src, span<const std::int32_t> keep,
+                   HeadView<T> dst) {
+  detail::compact_heads_to(src, keep, dst);
+}
+
+// Positions after a drop, in place.
+//   reindex:       positions[i] = base + i for i < keep.size (1 feature
+//                  only), base = maybe_base or, by default, the sequence's
+//                  first position before the drop (positions[0]): a prompt
+//                  at 0..T-1 becomes 0..T_new-1 (PyramidDrop's re-index),
+//                  one that continues a prefix cache or an earlier chat
+//                  turn at 100, 101, ... stays at 100, 101, ... Pass the
+//                  position of the sequence's first token in that chunk's
+//                  layer when the buffer holds a later chunk only.
+//   keep_original: positions[i] = positions[keep[i]] (any features, e.g.
+//                  M-RoPE's 3 per token); maybe_base must be empty.
+// Throws (positions untouched) on a bad view or keep list, on re-indexing
+// more than one feature, or when base + keep.size - 1 does not fit P.
+template <class P>
+void compact_positions(TokenView<P> positions, span<const std::int64_t> keep,
+                       PositionMode mode = PositionMode::reindex,
+                       std::optional<std::int64_t> maybe_base = std::nullopt) {
+  detail::compact_positions_in_place(positions, keep, mode, maybe_base);
+}
+// The same with an int32 keep list.
+template <class P>
+void compact_positions(TokenView<P> positions, span<const std::int32_t> keep,
+                       PositionMode mode = PositionMode::reindex,
+                       std::optional<std::int64_t> maybe_base = std::nullopt) {
+  detail::compact_positions_in_place(positions, keep, mode, maybe_base);
+}
+
+// A keep list as int32 row indices, for engines whose gather takes them
+// (llama.cpp's ggml_get_rows: an I32 index tensor): out[i] = keep[i] for
+// i < keep.size; the rest of out is not written. Throws shape_error when
+// out has fewer than keep.size entries (or a null pointer), value_error
+// when an index is outside [0, 2^31 - 1]; out is then untouched.
+inline void narrow_keep_list(span<const std::int64_t> keep, span<std::int32_t> out) {
+  constexpr const char* fn = "pdrop::narrow_keep_list";
+  detail::check_list(fn, "keep", keep);
+  if (out.size < keep.size || (keep.size > 0 && out.data == nullptr))
+    detail::fail<shape_error>(fn, "out.size (", out.size, ") must be >= keep.size (",
+                              keep.size, ")");
+  for (std::int64_t i = 0; i < keep.size; ++i)
+    if (keep[i] < 0 || keep[i] > std::numeric_limits<std::int32_t>::max())
+      detail::fail<value_error>(fn, "keep[", i, "] (", keep[i],
+                                ") must be in [0, 2^31 - 1] to fit int32");
+  for (std::int64_t i = 0; i < keep.size; ++i) out[i] = static_cast<std::int32_t>(keep[i]);
 }
 
 PDROP_END_NAMESPACE

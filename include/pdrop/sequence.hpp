@@ -190,12 +190,9 @@ class SequenceState {
   // gives the logits and queries the next drop). The new spans follow from
   // the list. Throws value_error / shape_error, the record unchanged, on a
   // list that breaks these rules or a drop the schedule does not have.
-  void apply_drop(span<const std::int64_t> keep) {
-    std::vector<ImageSpan> next;
-    check_drop("pdrop::SequenceState::apply_drop", keep, next);
-    tokens_.push_back(keep.size);
-    spans_.push_back(std::move(next));
-  }
+  void apply_drop(span<const std::int64_t> keep) { apply(keep); }
+  // The same with an int32 keep list (llama.cpp's row indices).
+  void apply_drop(span<const std::int32_t> keep) { apply(keep); }
 
   // n >= 0 tokens appended after the prompt to every layer (decode steps,
   // or a chunk of them).
@@ -262,10 +259,18 @@ class SequenceState {
     return j;
   }
 
+  template <class I>
+  void apply(span<const I> keep) {
+    std::vector<ImageSpan> next;
+    check_drop("pdrop::SequenceState::apply_drop", keep, next);
+    tokens_.push_back(keep.size);
+    spans_.push_back(std::move(next));
+  }
+
   // Validates a drop's keep list against the current sequence; the new
   // spans go to `next`.
-  void check_drop(const char* fn, span<const std::int64_t> keep,
-                  std::vector<ImageSpan>& next) const {
+  template <class I>
+  void check_drop(const char* fn, span<const I> keep, std::vector<ImageSpan>& next) const {
     if (drops_applied() + 1 >= schedule_.num_stages())
       detail::fail<value_error>(fn, "every drop of the schedule (",
                                 schedule_.num_stages() - 1, ") is already applied");
