@@ -19,7 +19,8 @@
 #include "pdrop/mrope.hpp"      // M-RoPE (3-axis) positions
 #include "pdrop/rope.hpp"       // re-rotating post-RoPE rows to new positions
 #include "pdrop/sequence.hpp"   // the per-sequence record of applied drops
-#include "pdrop/strategies.hpp" // FastV, VTW, DART, random, training queries
+#include "pdrop/v2drop.hpp"     // V2Drop: variation of hidden states
+#include "pdrop/strategies.hpp" // FastV, VTW, DART, V2Drop, random, training queries
 #include "pdrop/tensor_parallel.hpp"  // partial scores over sharded heads
 #include "pdrop/flops.hpp"      // FLOPs / KV-cache model of a schedule
 // pdrop/dlpack.hpp (views from DLTensor) needs <dlpack/dlpack.h>: include
