@@ -220,6 +220,14 @@ TEST(V2Drop, DropByStrategyRunsV2DropPerSpan) {
   expect_invalid([&] {
     pdrop::drop_by_strategy(pdrop::Strategy::v2drop, 49, in, spans, counts, ws, keep, ns);
   }, "pdrop::drop_by_strategy: in.before.tokens (50) must equal tokens (49) for Strategy::v2drop");
+  // The operator's own checks are named after drop_by_strategy too, and
+  // nothing is written.
+  in.after.features = 11;
+  std::vector<I64> keep2(50, -2);
+  expect_invalid([&] {
+    pdrop::drop_by_strategy(pdrop::Strategy::v2drop, 50, in, spans, counts, ws, keep2, ns);
+  }, "pdrop::drop_by_strategy: after.features (11) must equal before.features (12)");
+  EXPECT_EQ(keep2, std::vector<I64>(50, -2));
 }
 
 TEST(V2Drop, BadInputIsRejectedWithTheOutputsUntouched) {

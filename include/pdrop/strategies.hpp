@@ -319,8 +319,9 @@ std::int64_t drop_by_strategy(Strategy strategy, std::int64_t tokens,
     if (in.before.tokens != tokens)
       detail::fail<shape_error>(fn, "in.before.tokens (", in.before.tokens,
                                 ") must equal tokens (", tokens, ") for Strategy::v2drop");
-    return v2drop_drop(in.before, in.after, in.query_pos, spans, Budget::per_span, keep_counts,
-                       ws, keep, maybe_new_spans);
+    return detail::v2drop_drop_impl(fn, in.before, in.after, in.query_pos, spans,
+                                    Budget::per_span, keep_counts, ws, keep, maybe_new_spans,
+                                    {});
   }
 
   detail::check_query_positions(fn, "in.query_pos", in.query_pos, tokens);

@@ -146,6 +146,25 @@ DropPlan validate_v2drop_drop(const char* fn, TokenView<const Tb> before,
                    forced_tokens(spans, query_pos, ws));
 }
 
+// v2drop_drop, its errors named by fn (drop_by_strategy runs it too).
+template <class Tb, class Ta>
+std::int64_t v2drop_drop_impl(const char* fn, TokenView<const Tb> before,
+                              TokenView<const Ta> after, span<const std::int64_t> query_pos,
+                              span<const ImageSpan> spans, Budget budget,
+                              span<const std::int64_t> keep_counts, Workspace& ws,
+                              span<std::int64_t> keep, span<ImageSpan> maybe_new_spans,
+                              span<float> maybe_scores) {
+  const DropPlan plan =
+      validate_v2drop_drop(fn, before, after, query_pos, spans, budget, keep_counts, ws);
+  validate_drop_outputs(fn, plan, before.tokens, spans, keep, maybe_new_spans, maybe_scores);
+  const std::int64_t n = plan.n_image;
+  float* scores = ws.scores(static_cast<std::size_t>(n));
+  v2drop_core(fn, before, after, spans, scores);
+  return finish_drop(fn, plan, before.tokens, spans, budget, keep_counts,
+                     forced_tokens(spans, query_pos, ws), span<const float>(scores, n), ws,
+                     keep, maybe_new_spans, maybe_scores);
+}
+
 }  // namespace detail
 
 // V2Drop's variation score of every image token.
@@ -217,18 +236,8 @@ std::int64_t v2drop_drop(TokenView<const Tb> before, TokenView<const Ta> after,
                          span<float> maybe_scores = {}) {
   static_assert(is_float_type_v<Tb> && is_float_type_v<Ta>,
                 "before and after must be float, pdrop::half or pdrop::bfloat16");
-  constexpr const char* fn = "pdrop::v2drop_drop";
-  const detail::DropPlan plan = detail::validate_v2drop_drop(fn, before, after, query_pos,
-                                                             spans, budget, keep_counts, ws);
-  detail::validate_drop_outputs(fn, plan, before.tokens, spans, keep, maybe_new_spans,
-                                maybe_scores);
-  const std::int64_t n = plan.n_image;
-  float* scores = ws.scores(static_cast<std::size_t>(n));
-  detail::v2drop_core(fn, before, after, spans, scores);
-  return detail::finish_drop(fn, plan, before.tokens, spans, budget, keep_counts,
-                             detail::forced_tokens(spans, query_pos, ws),
-                             span<const float>(scores, n), ws, keep, maybe_new_spans,
-                             maybe_scores);
+  return detail::v2drop_drop_impl("pdrop::v2drop_drop", before, after, query_pos, spans, budget,
+                                  keep_counts, ws, keep, maybe_new_spans, maybe_scores);
 }
 
 // One sequence of a V2Drop batch drop (pdrop/batch.hpp's layouts: ragged,
