@@ -8,8 +8,10 @@
 //     k.npy (Hkv, T, d) f2/f4/f8, image_span.npy (2,) or (S, 2) i8, keep.npy
 //     (S,) i8 per span, or (1,) with a global budget; options.npy, when
 //     present, selects the strategy (PyramidDrop / FastV score; DART also
-//     reads features.npy (T, D); VTW reads nothing), the budget and the
-//     probability rounding.
+//     reads features.npy (T, D); V2Drop reads before.npy and after.npy
+//     (T, D) f2/f4/f8 and query_pos.npy instead of q/k, and scores; VTW
+//     reads nothing), the
+//     budget and the probability rounding.
 //     writes OUT_DIR/kept.npy (kept image tokens, positions at the drop,
 //     ascending) and, for a scoring strategy, OUT_DIR/scores.npy (n,) f4.
 //     Prints "pdrop-replay: DROP_DIR: kept K [of n] image tokens -> OUT_DIR"
@@ -141,6 +143,21 @@ struct DropResult {
   bool scored = false;             // PyramidDrop / FastV
 };
 
+// The buffers of one scored drop over `tokens` rows: drop(ws, keep,
+// new_spans) runs it, writing r.scores (sized here); r.kept follows.
+template <class Drop>
+void scored_drop(std::int64_t tokens, const std::vector<pdrop::ImageSpan>& spans, DropResult& r,
+                 Drop&& drop) {
+  std::int64_t n_image = 0;
+  for (const auto& s : spans) n_image += std::max<std::int64_t>(s.length, 0);
+  r.scores.assign(static_cast<std::size_t>(n_image), 0.0f);
+  std::vector<std::int64_t> keep(static_cast<std::size_t>(std::max<std::int64_t>(tokens, 0)));
+  std::vector<pdrop::ImageSpan> new_spans(spans.size());
+  pdrop::Workspace ws;
+  drop(ws, keep, new_spans);
+  r.kept = pdrop_host::kept_image_tokens(keep, new_spans);
+}
+
 template <class Tq, class Tk>
 void score_case(const FloatTensor& q, const std::vector<std::int64_t>& pos, const FloatTensor& k,
                 const std::vector<pdrop::ImageSpan>& spans, const std::vector<std::int64_t>& counts,
@@ -149,19 +166,47 @@ void score_case(const FloatTensor& q, const std::vector<std::int64_t>& pos, cons
                                             q.raw.shape[2]);
   const auto kv = pdrop::hnd_view<const Tk>(k.data<Tk>(), k.raw.shape[0], k.raw.shape[1],
                                             k.raw.shape[2]);
-  std::int64_t n_image = 0;
-  for (const auto& s : spans) n_image += std::max<std::int64_t>(s.length, 0);
-  r.scores.assign(static_cast<std::size_t>(n_image), 0.0f);
-  std::vector<std::int64_t> keep(static_cast<std::size_t>(kv.tokens));
-  std::vector<pdrop::ImageSpan> new_spans(spans.size());
-  pdrop::Workspace ws;
-  if (global) {
-    pdrop::rank_and_drop_global<Tq, Tk>(qv, pos, kv, spans, counts[0], ws, keep, new_spans,
-                                        r.scores, so);
-  } else {
-    pdrop::rank_and_drop<Tq, Tk>(qv, pos, kv, spans, counts, ws, keep, new_spans, r.scores, so);
-  }
-  r.kept = pdrop_host::kept_image_tokens(keep, new_spans);
+  scored_drop(kv.tokens, spans, r, [&](pdrop::Workspace& ws, std::vector<std::int64_t>& keep,
+                                       std::vector<pdrop::ImageSpan>& new_spans) {
+    if (global)
+      pdrop::rank_and_drop_global<Tq, Tk>(qv, pos, kv, spans, counts[0], ws, keep, new_spans,
+                                          r.scores, so);
+    else
+      pdrop::rank_and_drop<Tq, Tk>(qv, pos, kv, spans, counts, ws, keep, new_spans, r.scores,
+                                   so);
+  });
+}
+
+template <class T>
+struct type_tag {
+  using type = T;
+};
+
+// f(type_tag<A>, type_tag<B>) with A, B the element types a and b are read
+// as: pdrop::half for f2, float otherwise (f8 is narrowed to float).
+template <class F>
+void with_element_types(const FloatTensor& a, const FloatTensor& b, F&& f) {
+  if (a.is_half() && b.is_half()) f(type_tag<pdrop::half>{}, type_tag<pdrop::half>{});
+  else if (a.is_half()) f(type_tag<pdrop::half>{}, type_tag<float>{});
+  else if (b.is_half()) f(type_tag<float>{}, type_tag<pdrop::half>{});
+  else f(type_tag<float>{}, type_tag<float>{});
+}
+
+// V2Drop: the variation between before and after (T, D); the query
+// positions are kept.
+template <class Tb, class Ta>
+void v2drop_case(const FloatTensor& before, const FloatTensor& after,
+                 const std::vector<std::int64_t>& pos,
+                 const std::vector<pdrop::ImageSpan>& spans,
+                 const std::vector<std::int64_t>& counts, bool global, DropResult& r) {
+  const pdrop::TokenView<const Tb> bv(before.data<Tb>(), before.raw.shape[0], before.raw.shape[1]);
+  const pdrop::TokenView<const Ta> av(after.data<Ta>(), after.raw.shape[0], after.raw.shape[1]);
+  scored_drop(bv.tokens, spans, r, [&](pdrop::Workspace& ws, std::vector<std::int64_t>& keep,
+                                       std::vector<pdrop::ImageSpan>& new_spans) {
+    pdrop::v2drop_drop<Tb, Ta>(bv, av, pos, spans,
+                               global ? pdrop::Budget::global : pdrop::Budget::per_span, counts,
+                               ws, keep, new_spans, r.scores);
+  });
 }
 
 DropResult run_drop(const fs::path& in) {
@@ -186,6 +231,10 @@ DropResult run_drop(const fs::path& in) {
     throw pdrop::invalid_argument(pdrop::detail::concat(
         (in / "keep.npy").string(), ": expected one count per image span (", spans.size(), "), got ",
         counts.size()));
+  if (global && counts.size() != 1)
+    throw pdrop::invalid_argument(pdrop::detail::concat(
+        (in / "keep.npy").string(), ": a global budget (options.npy) is one count, got ",
+        counts.size()));
   DropResult r;
   r.rounding = opt.rounding;
   if (strategy == pdrop::Strategy::pyramid_drop || strategy == pdrop::Strategy::fastv) {
@@ -195,18 +244,21 @@ DropResult run_drop(const fs::path& in) {
     pdrop::ScoreOptions so;
     so.round_probs = r.rounding;
     r.scored = true;
-    if (global && counts.size() != 1)
-      throw pdrop::invalid_argument(pdrop::detail::concat(
-          (in / "keep.npy").string(), ": a global budget (options.npy) is one count, got ",
-          counts.size()));
-    if (q.is_half() && k.is_half())
-      score_case<pdrop::half, pdrop::half>(q, pos, k, spans, counts, global, so, r);
-    else if (q.is_half())
-      score_case<pdrop::half, float>(q, pos, k, spans, counts, global, so, r);
-    else if (k.is_half())
-      score_case<float, pdrop::half>(q, pos, k, spans, counts, global, so, r);
-    else
-      score_case<float, float>(q, pos, k, spans, counts, global, so, r);
+    with_element_types(q, k, [&](auto tq, auto tk) {
+      score_case<typename decltype(tq)::type, typename decltype(tk)::type>(
+          q, pos, k, spans, counts, global, so, r);
+    });
+    return r;
+  }
+  if (strategy == pdrop::Strategy::v2drop) {
+    const FloatTensor before = read_float(in, "before.npy", 2);
+    const FloatTensor after = read_float(in, "after.npy", 2);
+    const auto pos = read_i64(in, "query_pos.npy");
+    r.scored = true;
+    with_element_types(before, after, [&](auto tb, auto ta) {
+      v2drop_case<typename decltype(tb)::type, typename decltype(ta)::type>(
+          before, after, pos, spans, counts, global, r);
+    });
     return r;
   }
   if (global)

@@ -150,7 +150,7 @@ def main() -> int:
     ap.add_argument("--out", required=True, help="case folder to write")
     ap.add_argument("--layer-list", help="drop after these 1-based layers, e.g. 8,16,24")
     ap.add_argument("--ratios", help="kept fraction of the image tokens after each drop")
-    ap.add_argument("--strategy", default="pyramid", help="pyramid, fastv, vtw or dart")
+    ap.add_argument("--strategy", default="pyramid", help="pyramid, fastv, vtw, dart or v2drop")
     ap.add_argument("--budget", default="per_span", help="per_span or global")
     ap.add_argument("--rounding", default="none", help="none or fp16")
     ap.add_argument("--steps", type=int, default=4, help="greedy decode steps (default 4)")

@@ -96,6 +96,18 @@ CASES = [
     Spec("qwen2_vl", "dart_authors_coffee", prompt="Describe the image briefly.",
          images=["coffee"], layer_list=[2], ratios=[1 - 0.778], strategy="dart",
          dart={"dart_pivots": 4, "dart_text_pivots": 4, "dart_norm": "l1", "dart_quota": True}),
+    # V2Drop: the authors' progressive drops (LLaVA-1.5: keep 0.5, then 0.5 of
+    # that, then none, pdrop::v2drop_llava_1_5; Qwen2-VL: 0.25, then 0.05 of
+    # that, then none, pdrop::v2drop_qwen2_vl) after each of the tiny
+    # models' first three layers; a global budget over two images.
+    Spec("llava", "v2drop_coffee", prompt="Describe the image briefly.", images=["coffee"],
+         layer_list=[1, 2, 3], ratios=[0.5, 0.25, 0.0], strategy="v2drop"),
+    Spec("qwen2_vl", "v2drop_astronaut", prompt="Describe the image briefly.",
+         images=["astronaut"], layer_list=[1, 2, 3], ratios=[0.25, 0.0125, 0.0],
+         strategy="v2drop"),
+    Spec("qwen2_vl", "v2drop_two_images_global", prompt="Compare the two images.",
+         images=["rocket", "chelsea"], layer_list=[1, 3], ratios=[0.5, 0.25],
+         strategy="v2drop", budget="global"),
     # Qwen2.5-VL: window attention in the vision tower, time-scaled video positions.
     Spec("qwen2_5_vl", "pyramid_rocket", images=["rocket"]),
     Spec("qwen2_5_vl", "video_pyramid", prompt="What happens in this video?", video=True),

@@ -84,6 +84,20 @@ class Rules(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "global budget needs a scoring strategy"):
             Plan([2], [0.5], "dart", "global").validate(4)
 
+    def test_v2drop_variation_is_the_l2_norm_of_the_change(self):
+        import torch
+        from pdrop_ref.prune import Plan, variation_scores
+        before = torch.tensor([[9.0, 9.0], [1.0, 1.0], [3.0, 4.0], [0.0, 0.0], [2.0, 2.0]])
+        after = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.0], [2.0, 5.0]])
+        # Token 0 is text (not scored); 1 unchanged; 2 moves by (-3, -4); 3 by (1, 0).
+        self.assertEqual(variation_scores(before, after, [(1, 3)]).tolist(), [0.0, 5.0, 1.0])
+        self.assertEqual(variation_scores(before, after, [(1, 1), (3, 2)]).tolist(), [0.0, 1.0, 3.0])
+        # Progressive, and a global budget: both allowed for V2Drop.
+        Plan([1, 2, 3], [0.5, 0.25, 0.0], "v2drop").validate(4)
+        Plan([1, 3], [0.5, 0.25], "v2drop", "global").validate(4)
+        with self.assertRaisesRegex(ValueError, "drops once"):
+            Plan([1, 3], [0.5, 0.25], "dart").validate(4)
+
     def test_image_spans_are_the_placeholder_runs(self):
         import torch
         from pdrop_ref.prune import image_spans

@@ -64,6 +64,17 @@ std::vector<std::int64_t> token_major(const npy::array& a) {
   return out;
 }
 
+// Every score within `tol` of the reference's, relative.
+void expect_scores_near(const std::vector<float>& got, const std::vector<float>& want,
+                        double tol) {
+  ASSERT_EQ(got.size(), want.size());
+  double worst = 0;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    worst = std::max(worst, std::fabs(static_cast<double>(got[i]) - want[i]) /
+                                std::max(1e-30, std::fabs(static_cast<double>(want[i]))));
+  EXPECT_LE(worst, tol) << "largest relative score difference";
+}
+
 class GoldenDrop : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GoldenDrop, CppApiMatchesTheModel) {
@@ -106,15 +117,26 @@ TEST_P(GoldenDrop, CppApiMatchesTheModel) {
         t_new = pdrop::rank_and_drop<float, float>(qv, qpos, kv, spans, counts, ws, keep,
                                                    new_spans, scores, so);
       }
-      double worst = 0;
-      for (std::size_t i = 0; i < scores.size(); ++i)
-        worst = std::max(worst, std::fabs(static_cast<double>(scores[i]) - want_scores[i]) /
-                                    std::max(1e-30, std::fabs(static_cast<double>(want_scores[i]))));
       // fp16-rounded probabilities: one probability near a rounding midpoint
       // may round one fp16 ulp (2^-10 of itself) the other way, which moves
       // a score by at most 2^-10 of it.
-      const double tol = opt.rounding == pdrop::ProbRounding::none ? 2e-5 : 1.0 / 1024;
-      EXPECT_LE(worst, tol) << "largest relative score difference";
+      expect_scores_near(scores, want_scores,
+                         opt.rounding == pdrop::ProbRounding::none ? 2e-5 : 1.0 / 1024);
+    } else if (opt.strategy == pdrop::Strategy::v2drop) {
+      // V2Drop: the hidden states entering and leaving the layer before the
+      // drop; scores are L2 norms, compared as PyramidDrop's in float32.
+      const npy::array before = npy::read((d / "before.npy").string());
+      const npy::array after = npy::read((d / "after.npy").string());
+      ASSERT_EQ(before.shape.at(0), T);
+      const auto qpos = read_i64(d / "query_pos.npy");
+      const auto want_scores = read_f32(d / "scores.npy");
+      std::vector<float> scores(want_scores.size());
+      t_new = pdrop::v2drop_drop<float, float>(
+          pdrop::TokenView<const float>(before.data<float>(), before.shape.at(0),
+                                        before.shape.at(1)),
+          pdrop::TokenView<const float>(after.data<float>(), after.shape.at(0), after.shape.at(1)),
+          qpos, spans, opt.budget, counts, ws, keep, new_spans, scores);
+      expect_scores_near(scores, want_scores, 2e-5);
     } else {
       pdrop::DropInputs<float, float, float> in;
       in.k = kv;

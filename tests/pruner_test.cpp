@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <numeric>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -224,6 +225,41 @@ TEST(Pruner, ErrorsNameTheCallerCalled) {
   } catch (const pdrop::value_error& e) {
     EXPECT_EQ(std::string(e.what()).rfind("pdrop::drop_by_strategy: keep_counts[0] (12)", 0), 0u)
         << e.what();
+  }
+}
+
+// V2Drop through a Pruner, per image and with a global budget: the same
+// keep lists as v2drop_drop called directly with the record's counts.
+TEST(Pruner, V2DropMatchesTheOperatorPerSpanAndGlobal) {
+  std::mt19937 rng(5);
+  const std::int64_t T = 30, D = 6;
+  const std::vector<pdrop::ImageSpan> spans{{2, 9}, {14, 11}};
+  const auto before = pdrop_test::random_vector<float>(T * D, rng);
+  const auto after = pdrop_test::random_vector<float>(T * D, rng);
+  std::vector<std::int64_t> pos(T);
+  std::iota(pos.begin(), pos.end(), 0);
+  const std::int64_t last = T - 1;
+  for (const pdrop::Budget budget : {pdrop::Budget::per_span, pdrop::Budget::global}) {
+    const auto schedule = pdrop::Schedule::from_lists(4, {2}, {0.4}).with_strategy(
+        pdrop::Strategy::v2drop);
+    pdrop::Pruner pruner(schedule, pdrop::TokenView<const std::int64_t>(pos.data(), T, 1),
+                         {spans.data(), 2}, budget);
+    pdrop::DropInputs<float, float> in;
+    in.before = pdrop::TokenView<const float>(before.data(), T, D);
+    in.after = pdrop::TokenView<const float>(after.data(), T, D);
+    in.query_pos = {&last, 1};
+    const auto keep = pruner.drop(2, in);
+    std::vector<std::int64_t> counts;
+    if (budget == pdrop::Budget::global)
+      counts.push_back(static_cast<std::int64_t>(20 * 0.4));
+    else
+      counts = {static_cast<std::int64_t>(9 * 0.4), static_cast<std::int64_t>(11 * 0.4)};
+    pdrop::Workspace ws;
+    std::vector<std::int64_t> want(T);
+    const std::int64_t n = pdrop::v2drop_drop(in.before, in.after, in.query_pos,
+                                              {spans.data(), 2}, budget, counts, ws, want);
+    want.resize(static_cast<std::size_t>(n));
+    EXPECT_EQ(std::vector<std::int64_t>(keep.begin(), keep.end()), want);
   }
 }
 

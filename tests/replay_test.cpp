@@ -150,7 +150,8 @@ fs::path copy_case(const fs::path& scratch, const std::string& name) {
 TEST(ReplayCheck, PassesOnEveryArchitectureAndFailsOnAWrongKeptToken) {
   Scratch s;
   for (const char* name : {"llama/pyramid", "llava/dart_chelsea", "llava_next/pyramid_chelsea",
-                           "qwen2_vl/two_images_global", "qwen2_5_vl/video_pyramid"}) {
+                           "qwen2_vl/two_images_global", "qwen2_vl/v2drop_two_images_global",
+                           "qwen2_5_vl/video_pyramid"}) {
     const ToolRun r = replay("check " + q(pdrop_test::golden_case_dir(name)), s.dir);
     EXPECT_EQ(r.status, 0) << name << "\n" << r.out << r.err;
     EXPECT_NE(r.out.find("PASS: 0 differences"), std::string::npos) << r.out;

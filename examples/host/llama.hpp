@@ -28,7 +28,8 @@
 // with this layer's q/k; FastV with the q/k of the layer that just ran
 // (its cache and its last query row); VTW withdraws every image token; DART
 // reads the keys of the layer that just ran and compares final-norm hidden
-// states.
+// states; V2Drop compares the hidden states entering and leaving the layer
+// that just ran (a copy of its input is kept only before a drop).
 //
 // Every count, span, cache length and decode position comes from a
 // pdrop::SequenceState fed the keep lists the drops applied
@@ -452,9 +453,9 @@ class Session {
     const std::int64_t axes = mrope_ ? mrope_->rows : 1;
     const pdrop::Strategy strategy = schedule_.strategy();
     if (strategy == pdrop::Strategy::random)
-      throw pdrop::invalid_argument("Session: the host runs pyramid_drop, fastv, vtw and dart");
+      throw pdrop::invalid_argument("Session: the host runs pyramid_drop, fastv, vtw, dart and v2drop");
     if (opt.budget == pdrop::Budget::global && strategy != pdrop::Strategy::pyramid_drop &&
-        strategy != pdrop::Strategy::fastv)
+        strategy != pdrop::Strategy::fastv && strategy != pdrop::Strategy::v2drop)
       throw pdrop::invalid_argument(std::string("Session: a global budget needs a scoring "
                                                 "strategy, not ") + pdrop::strategy_name(strategy));
     std::int64_t T = embeds.rows();
@@ -477,6 +478,7 @@ class Session {
     };
     Mat x = embeds, h(T, c.dim), q(T, qw), k(T, kw), v(T, kw), attn(T, qw), scratch_k(T, kw);
     Mat probs(T, T), up(T, c.ffn), gate(T, c.ffn), feats;
+    Mat x_before;  // V2Drop: the input of a layer followed by a drop
     Vec q_prev(qw);  // the last query row of the layer that just ran, rotated
     std::vector<std::int64_t> keep(static_cast<std::size_t>(T));
     std::vector<std::int64_t> counts(images.size());
@@ -545,6 +547,16 @@ class Session {
           else
             t_new = pdrop::rank_and_drop<float, float>(qv, {&last, 1}, keys_of(kdata), images,
                                                        counts, ws, keep, images, scores, opt.score);
+        } else if (strategy == pdrop::Strategy::v2drop) {
+          // The input of the layer that just ran against its output.
+          scores.resize(static_cast<std::size_t>(n_image));
+          const bool global = opt.budget == pdrop::Budget::global;
+          t_new = pdrop::v2drop_drop<float, float>(
+              pdrop::TokenView<const float>(x_before.data(), T, c.dim),
+              pdrop::TokenView<const float>(x.data(), T, c.dim), {&last, 1}, images, opt.budget,
+              global ? pdrop::span<const std::int64_t>(&n_keep, 1)
+                     : pdrop::span<const std::int64_t>(counts),
+              ws, keep, images, scores);
         } else {
           // VTW reads nothing; DART the keys of the layer that just ran and
           // its output through the final norm.
@@ -585,6 +597,8 @@ class Session {
         res.stats.drop_seconds += std::chrono::duration<double>(clock::now() - t_drop).count();
       }
 
+      if (strategy == pdrop::Strategy::v2drop && schedule_.drop_after(l) != 0)
+        x_before = x.topRows(T);
       rotate(q.topRows(T), pos.data(), c.heads);
       rotate(k.topRows(T), pos.data(), c.kv_heads);
       q_prev = q.row(T - 1).transpose();

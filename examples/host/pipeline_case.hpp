@@ -18,7 +18,9 @@
 
 namespace pdrop_host {
 
-// options.npy: [strategy, budget, rounding, position mode, DART pivots],
+// options.npy: [strategy, budget, rounding, position mode, DART pivots]
+// (strategy: pdrop::Strategy's value, 0-3 or 5 = V2Drop; 4, random, has no
+// cases),
 // the values of pdrop::Strategy, Budget, ProbRounding and PositionMode.
 struct CaseOptions {
   pdrop::Strategy strategy = pdrop::Strategy::pyramid_drop;
@@ -217,12 +219,12 @@ inline CaseOptions read_case_options(const std::filesystem::path& file) {
   // Cases without the DART extras: no text pivots, L2 norm, no quota.
   const std::int64_t text = o.size() == 8 ? o[5] : 0, norm = o.size() == 8 ? o[6] : 1,
                      quota = o.size() == 8 ? o[7] : 0;
-  if (o[0] < 0 || o[0] > 3 || o[1] < 0 || o[1] > 1 || o[2] < 0 || o[2] > 2 || o[3] < 0 ||
+  if (o[0] < 0 || o[0] > 5 || o[0] == 4 || o[1] < 0 || o[1] > 1 || o[2] < 0 || o[2] > 2 || o[3] < 0 ||
       o[3] > 1 || o[4] < 1 || text < 0 || norm < 0 || norm > 1 || quota < 0 || quota > 1)
     throw pdrop::invalid_argument(pdrop::detail::concat(
         file.string(), ": [strategy, budget, rounding, positions, pivots, text pivots, norm, quota] = [",
         o[0], ", ", o[1], ", ", o[2], ", ", o[3], ", ", o[4], ", ", text, ", ", norm, ", ", quota,
-        "] out of range (strategy 0-3, budget 0-1, rounding 0-2, positions 0-1, pivots >= 1, "
+        "] out of range (strategy 0-3 or 5, budget 0-1, rounding 0-2, positions 0-1, pivots >= 1, "
         "text pivots >= 0, norm 0-1, quota 0-1)"));
   CaseOptions c;
   c.strategy = static_cast<pdrop::Strategy>(o[0]);

@@ -150,28 +150,25 @@ std::int64_t bytes_of_span(span<T> s) {
   return s.size > 0 ? s.size * static_cast<std::int64_t>(sizeof(T)) : 0;
 }
 
-template <class Tq, class Tk, class Score>
-std::int64_t rank_and_drop_batch_impl(span<const SequenceDrop<Tq, Tk>> seqs, Workspace& ws,
-                                      span<std::int64_t> keep,
-                                      span<std::int64_t> keep_offsets,
-                                      span<std::int64_t> maybe_new_lengths,
-                                      span<ImageSpan> maybe_new_spans,
-                                      span<float> maybe_scores,
-                                      const ScoreOptions& options, Score&& score) {
-  static_assert(is_float_type_v<Tq> && is_float_type_v<Tk>,
-                "q and k must be float, pdrop::half or pdrop::bfloat16");
-  constexpr const char* fn = "pdrop::rank_and_drop_batch";
+// One drop over a batch of sequences of type Seq (fields spans, query_pos,
+// keep_counts, budget): validate(s) checks a sequence's inputs and returns
+// its DropPlan, tokens_of(s) its length, score(s, out) fills its scores.
+// Every strategy that ranks by a score shares it (rank_and_drop_batch,
+// v2drop_batch in pdrop/v2drop.hpp).
+template <class Seq, class Validate, class TokensOf, class Score>
+std::int64_t drop_batch_impl(const char* fn, span<const Seq> seqs, Workspace& ws,
+                             span<std::int64_t> keep, span<std::int64_t> keep_offsets,
+                             span<std::int64_t> maybe_new_lengths,
+                             span<ImageSpan> maybe_new_spans, span<float> maybe_scores,
+                             Validate&& validate, TokensOf&& tokens_of, Score&& score) {
   if (seqs.size < 0 || (seqs.size > 0 && seqs.data == nullptr))
     fail<shape_error>(fn, "seqs.data is null with ", seqs.size, " entries");
   const std::int64_t batch = seqs.size;
   // Every sequence's inputs; totals of the batch.
   std::int64_t n_image = 0, rows = 0, n_spans = 0;
   for (std::int64_t b = 0; b < batch; ++b) {
-    const SequenceDrop<Tq, Tk>& s = seqs[b];
-    const DropPlan p = for_sequence(fn, b, [&] {
-      return validate_drop_inputs(fn, erase(s.q), sizeof(Tq), s.query_pos, erase(s.k),
-                                  sizeof(Tk), s.spans, s.budget, s.keep_counts, options, ws);
-    });
+    const Seq& s = seqs[b];
+    const DropPlan p = for_sequence(fn, b, [&] { return validate(s); });
     n_image = checked_add(fn, "image tokens of the batch", n_image, p.n_image);
     rows = checked_add(fn, "rows of the batch", rows, p.t_new);
     n_spans += s.spans.size;
@@ -208,7 +205,7 @@ std::int64_t rank_and_drop_batch_impl(span<const SequenceDrop<Tq, Tk>> seqs, Wor
       if (&a < &o && bytes_overlap(a.p, a.bytes, o.p, o.bytes))
         fail<shape_error>(fn, a.name, " overlaps ", o.name);
   for (std::int64_t b = 0, sp = 0; b < batch; ++b) {
-    const SequenceDrop<Tq, Tk>& s = seqs[b];
+    const Seq& s = seqs[b];
     const Region ins[] = {{s.spans.data, bytes_of_span(s.spans), "spans"},
                           {s.keep_counts.data, bytes_of_span(s.keep_counts), "keep_counts"},
                           {s.query_pos.data, bytes_of_span(s.query_pos), "query_pos"}};
@@ -228,7 +225,7 @@ std::int64_t rank_and_drop_batch_impl(span<const SequenceDrop<Tq, Tk>> seqs, Wor
   // rank_and_drop's second half into its part of the outputs.
   float* scores = ws.scores(static_cast<std::size_t>(n_image));
   for (std::int64_t b = 0, off = 0; b < batch; ++b) {
-    const SequenceDrop<Tq, Tk>& s = seqs[b];
+    const Seq& s = seqs[b];
     std::int64_t n = 0;
     for (const ImageSpan& x : s.spans) n += x.length;
     if (n > 0) for_sequence(fn, b, [&] { score(s, span<float>(scores + off, n)); });
@@ -236,12 +233,12 @@ std::int64_t rank_and_drop_batch_impl(span<const SequenceDrop<Tq, Tk>> seqs, Wor
   }
   keep_offsets[0] = 0;
   for (std::int64_t b = 0, sp = 0, off = 0; b < batch; ++b) {
-    const SequenceDrop<Tq, Tk>& s = seqs[b];
+    const Seq& s = seqs[b];
     std::int64_t n = 0;
     for (const ImageSpan& x : s.spans) n += x.length;
     const span<const std::int64_t> forced = forced_tokens(s.spans, s.query_pos, ws);
-    const DropPlan p = plan_drop(fn, s.spans, n, s.k.tokens, s.budget, s.keep_counts, forced);
-    finish_drop(fn, p, s.k.tokens, s.spans, s.budget, s.keep_counts, forced,
+    const DropPlan p = plan_drop(fn, s.spans, n, tokens_of(s), s.budget, s.keep_counts, forced);
+    finish_drop(fn, p, tokens_of(s), s.spans, s.budget, s.keep_counts, forced,
                 span<const float>(scores + off, n), ws,
                 span<std::int64_t>(keep.data + keep_offsets[b], p.t_new),
                 maybe_new_spans.size > 0 ? span<ImageSpan>(maybe_new_spans.data + sp,
@@ -255,6 +252,26 @@ std::int64_t rank_and_drop_batch_impl(span<const SequenceDrop<Tq, Tk>> seqs, Wor
     off += n;
   }
   return rows;
+}
+
+template <class Tq, class Tk, class Score>
+std::int64_t rank_and_drop_batch_impl(span<const SequenceDrop<Tq, Tk>> seqs, Workspace& ws,
+                                      span<std::int64_t> keep,
+                                      span<std::int64_t> keep_offsets,
+                                      span<std::int64_t> maybe_new_lengths,
+                                      span<ImageSpan> maybe_new_spans,
+                                      span<float> maybe_scores,
+                                      const ScoreOptions& options, Score&& score) {
+  static_assert(is_float_type_v<Tq> && is_float_type_v<Tk>,
+                "q and k must be float, pdrop::half or pdrop::bfloat16");
+  constexpr const char* fn = "pdrop::rank_and_drop_batch";
+  return drop_batch_impl(
+      fn, seqs, ws, keep, keep_offsets, maybe_new_lengths, maybe_new_spans, maybe_scores,
+      [&](const SequenceDrop<Tq, Tk>& s) {
+        return validate_drop_inputs(fn, erase(s.q), sizeof(Tq), s.query_pos, erase(s.k),
+                                    sizeof(Tk), s.spans, s.budget, s.keep_counts, options, ws);
+      },
+      [](const SequenceDrop<Tq, Tk>& s) { return s.k.tokens; }, score);
 }
 
 }  // namespace detail

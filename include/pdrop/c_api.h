@@ -130,7 +130,8 @@ typedef enum pdrop_strategy {
   PDROP_STRATEGY_FASTV = 1,
   PDROP_STRATEGY_VTW = 2,
   PDROP_STRATEGY_DART = 3,
-  PDROP_STRATEGY_RANDOM = 4
+  PDROP_STRATEGY_RANDOM = 4,
+  PDROP_STRATEGY_V2DROP = 5
 } pdrop_strategy;
 
 /* pdrop::PositionMode: after a drop, positions become base, base+1, ...

@@ -194,6 +194,7 @@ inline Strategy strategy_of(pdrop_strategy s) {
     case PDROP_STRATEGY_VTW: return Strategy::vtw;
     case PDROP_STRATEGY_DART: return Strategy::dart;
     case PDROP_STRATEGY_RANDOM: return Strategy::random;
+    case PDROP_STRATEGY_V2DROP: return Strategy::v2drop;
   }
   fail_c(PDROP_STATUS_INVALID_ARGUMENT, "strategy (", static_cast<int>(s),
          ") is not a pdrop_strategy");
@@ -206,6 +207,7 @@ inline pdrop_strategy c_strategy(Strategy s) {
     case Strategy::vtw: return PDROP_STRATEGY_VTW;
     case Strategy::dart: return PDROP_STRATEGY_DART;
     case Strategy::random: return PDROP_STRATEGY_RANDOM;
+    case Strategy::v2drop: return PDROP_STRATEGY_V2DROP;
   }
   fail_c(PDROP_STATUS_INTERNAL_ERROR, "strategy ", static_cast<int>(s),
          " has no pdrop_strategy value");

@@ -20,7 +20,8 @@
 #include "pdrop/deepstack.hpp"  // Qwen3-VL DeepStack feature rows through drops
 #include "pdrop/rope.hpp"       // re-rotating post-RoPE rows to new positions
 #include "pdrop/sequence.hpp"   // the per-sequence record of applied drops
-#include "pdrop/strategies.hpp" // FastV, VTW, DART, random, training queries
+#include "pdrop/v2drop.hpp"     // V2Drop: variation of hidden states
+#include "pdrop/strategies.hpp" // FastV, VTW, DART, V2Drop, random, training queries
 #include "pdrop/pruner.hpp"     // one sequence's drops in one object
 #include "pdrop/tensor_parallel.hpp"  // partial scores over sharded heads
 #include "pdrop/flops.hpp"      // FLOPs / KV-cache model of a schedule

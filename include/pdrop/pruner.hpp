@@ -48,6 +48,7 @@
 #include "pdrop/sequence.hpp"
 #include "pdrop/strategies.hpp"
 #include "pdrop/types.hpp"
+#include "pdrop/v2drop.hpp"
 #include "pdrop/workspace.hpp"
 
 PDROP_BEGIN_NAMESPACE
@@ -59,8 +60,8 @@ class Pruner {
   //            llama.cpp's llama_pos or int64), read only here.
   // spans      the prompt's image spans, sorted, disjoint, inside [0, T0).
   // budget     per_span (each span keeps int(N0_i * ratio)) or global
-  //            (int(sum N0_i * ratio) over all spans; pyramid_drop and
-  //            fastv only).
+  //            (int(sum N0_i * ratio) over all spans; pyramid_drop, fastv
+  //            and v2drop).
   // Allocates the keep buffer (T0 entries) and the record once. Throws
   // value_error / shape_error (SequenceState's checks; budget).
   template <class P>
@@ -70,11 +71,12 @@ class Pruner {
     if (budget != Budget::per_span && budget != Budget::global)
       detail::fail<value_error>("pdrop::Pruner", "budget (", static_cast<int>(budget),
                                 ") is not a pdrop::Budget");
-    if (budget == Budget::global && schedule.strategy() != Strategy::pyramid_drop &&
-        schedule.strategy() != Strategy::fastv)
+    const Strategy st = schedule.strategy();
+    if (budget == Budget::global && st != Strategy::pyramid_drop && st != Strategy::fastv &&
+        st != Strategy::v2drop)
       detail::fail<value_error>("pdrop::Pruner", "Budget::global ranks all spans by one "
-                                "score: the schedule's strategy (", strategy_name(schedule.strategy()),
-                                ") must be pyramid_drop or fastv");
+                                "score: the schedule's strategy (", strategy_name(st),
+                                ") must be pyramid_drop, fastv or v2drop");
     keep_.resize(static_cast<std::size_t>(positions.tokens));
     counts_.resize(static_cast<std::size_t>(spans.size > 0 ? spans.size : 1));
   }
@@ -93,6 +95,7 @@ class Pruner {
   // Runs the drop before 0-based `layer` with the schedule's strategy and
   // records it. `in` holds what the strategy reads (DropInputs: q rows,
   // query positions, k for pyramid_drop / fastv; k, features for dart; the
+  // hidden states before and after the last stage's layers for v2drop; the
   // seed for random; nothing for vtw), over the current tokens().
   // Returns the keep list: tokens() entries (the new length), indices into
   // the sequence before the drop, ascending; valid until the next drop.
@@ -118,7 +121,10 @@ class Pruner {
     const span<std::int64_t> keep(keep_.data(), seq_.tokens());
     const span<const std::int64_t> c(counts.data, n_counts);
     std::int64_t n = 0;
-    if (budget_ == Budget::global)
+    if (budget_ == Budget::global && seq_.schedule().strategy() == Strategy::v2drop)
+      n = v2drop_drop(in.before, in.after, in.query_pos, seq_.spans(), Budget::global, c, ws_,
+                      keep);
+    else if (budget_ == Budget::global)
       n = rank_and_drop_global(in.q, in.query_pos, in.k, seq_.spans(), c[0], ws_, keep, {},
                                {}, in.score);
     else

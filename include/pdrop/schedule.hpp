@@ -30,7 +30,7 @@
 // k*floor(L/S), ratios lambda^k as the decimal numbers the authors' scripts
 // list), single_drop (one drop after layer K
 // keeping a fraction R), from_lists (explicit lists, e.g. from a config
-// file), dense (no drop), and the peer methods fastv, vtw, dart (see
+// file), dense (no drop), and the peer methods fastv, vtw, dart, v2drop (see
 // pdrop/strategies.hpp and pdrop/dart.hpp for the selection each runs).
 // Every builder validates and throws pdrop::value_error naming the argument.
 //
@@ -75,7 +75,7 @@ inline double round_decimal15(double x) {
 
 }  // namespace detail
 
-// "pyramid_drop", "fastv", "vtw", "dart", "random".
+// "pyramid_drop", "fastv", "vtw", "dart", "random", "v2drop".
 inline const char* strategy_name(Strategy s) {
   switch (s) {
     case Strategy::pyramid_drop: return "pyramid_drop";
@@ -83,6 +83,7 @@ inline const char* strategy_name(Strategy s) {
     case Strategy::vtw: return "vtw";
     case Strategy::dart: return "dart";
     case Strategy::random: return "random";
+    case Strategy::v2drop: return "v2drop";
   }
   return "unknown";
 }
@@ -91,10 +92,10 @@ inline const char* strategy_name(Strategy s) {
 // naming it otherwise.
 inline Strategy parse_strategy(const std::string& name) {
   for (Strategy s : {Strategy::pyramid_drop, Strategy::fastv, Strategy::vtw,
-                     Strategy::dart, Strategy::random})
+                     Strategy::dart, Strategy::random, Strategy::v2drop})
     if (name == strategy_name(s)) return s;
   detail::fail<value_error>("pdrop::parse_strategy", "name (\"", name,
-                            "\") must be one of pyramid_drop, fastv, vtw, dart, random");
+                            "\") must be one of pyramid_drop, fastv, vtw, dart, random, v2drop");
 }
 
 class Schedule {
@@ -166,6 +167,16 @@ class Schedule {
     return single_drop(layers, after_layer, keep).with_strategy(Strategy::dart);
   }
 
+  // V2Drop: drops after each (1-based) layer of `drop_layers`, stage i+1
+  // keeping rules[i] of the ORIGINAL image tokens (as from_rules; a double
+  // converts to a truncated ratio), Strategy::v2drop (original positions).
+  // The authors' settings: v2drop_llava_1_5 / v2drop_qwen2_vl
+  // (pdrop/strategies.hpp).
+  static Schedule v2drop(std::int64_t layers, span<const std::int64_t> drop_layers,
+                         std::vector<KeepRule> rules) {
+    return from_rules(layers, drop_layers, std::move(rules)).with_strategy(Strategy::v2drop);
+  }
+
   // This schedule run by `strategy`, with the position mode it implies
   // (default_position_mode). Strategy::vtw needs every ratio after a drop
   // to be 0 (value_error otherwise).
@@ -173,7 +184,7 @@ class Schedule {
     constexpr const char* fn = "pdrop::Schedule::with_strategy";
     switch (strategy) {
       case Strategy::pyramid_drop: case Strategy::fastv: case Strategy::vtw:
-      case Strategy::dart: case Strategy::random: break;
+      case Strategy::dart: case Strategy::random: case Strategy::v2drop: break;
       default:
         detail::fail<value_error>(fn, "strategy (", static_cast<int>(strategy),
                                   ") is not a pdrop::Strategy");

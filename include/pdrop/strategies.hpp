@@ -1,5 +1,5 @@
 // pdrop/strategies.hpp - peer methods on the same operators: FastV, VTW,
-// DART, a random baseline, and PyramidDrop's training-mode queries.
+// DART, V2Drop, a random baseline, and PyramidDrop's training-mode queries.
 //
 // Each method is a Strategy (pdrop/schedule.hpp) that decides which image
 // tokens a drop keeps; the rest of a drop (build_keep_list, compact_rows /
@@ -21,6 +21,9 @@
 //            for Rapid Inference", AAAI 2025, arXiv 2405.05803. Every image
 //            token withdrawn after layer K (keep count 0); nothing scored.
 //   DART     arXiv 2502.11494, see pdrop/dart.hpp.
+//   V2Drop   arXiv 2509.01552, see pdrop/v2drop.hpp: progressive drops of
+//            the image tokens whose hidden states the layer before the drop
+//            changed least; original positions.
 //   random   keep_counts[i] tokens of span i drawn uniformly without
 //            replacement from a seed: SplitMix64 (Steele, Lea, Flood,
 //            "Fast Splittable Pseudorandom Number Generators", OOPSLA 2014)
@@ -44,6 +47,7 @@
 #include "pdrop/rank_drop.hpp"
 #include "pdrop/schedule.hpp"
 #include "pdrop/score.hpp"
+#include "pdrop/v2drop.hpp"
 #include "pdrop/view.hpp"
 #include "pdrop/workspace.hpp"
 
@@ -229,6 +233,32 @@ inline DartSetup dart_qwen2_vl(std::int64_t layers, double reduction_ratio = 0.7
   return detail::dart_authors(layers, KeepRule(1.0 - reduction_ratio));
 }
 
+// V2Drop as its authors run it (xuyang-liu16/V2Drop 219e03e; the layers and
+// ratios are literals in the decoder loops, docs/strategies.md cites them):
+// drops before 0-based layers 3, 17 and 22 on LLaVA-1.5
+// (llava/model/language_model/V2Drop.py: target_layer_indices {3, 17, 22},
+// keep_ratio 0.5, 0.5, 0), i.e. after 1-based layers [3, 17, 22] keeping
+// [0.5, 0.25, 0] of the original image tokens (288, 144, 0 of 576).
+// Their ratios apply to the tokens left by the previous drop, and their
+// code keeps max(1, int(n * r)): one image token survives their last drop,
+// where pdrop keeps int(N0 * 0) = 0. Multiplied out, the ratios give the
+// same counts as theirs before that: floor(floor(N0 / 2) / 2) = floor(N0 / 4).
+// layers: the decoder's layer count (32 for the 7B model), >= 23.
+inline Schedule v2drop_llava_1_5(std::int64_t layers = 32) {
+  return Schedule::v2drop(layers, {3, 17, 22}, {0.5, 0.25, 0.0});
+}
+
+// Qwen2-VL (Qwen2-VL/Qwen2VL_V2Drop/modeling_qwen2_vl_self.py:
+// target_layer_indices {3, 16, 22}, keep_ratio 0.25, 0.05, 0): after
+// 1-based layers [3, 16, 22] keeping [0.25, 0.0125, 0] of the original
+// image tokens. Theirs truncates at each step, int(int(N0 * 0.25) * 0.05);
+// both are floor(N0 / 80) (tests/v2drop_test.cpp checks every N0 up to
+// 20000), and theirs keeps one token after the last drop (see
+// v2drop_llava_1_5). layers: 28 for the 7B model, >= 23.
+inline Schedule v2drop_qwen2_vl(std::int64_t layers = 28) {
+  return Schedule::v2drop(layers, {3, 16, 22}, {0.25, 0.0125, 0.0});
+}
+
 // What drop_by_strategy reads; each strategy uses only its own fields.
 template <class Tq, class Tk, class Tf = float>
 struct DropInputs {
@@ -238,6 +268,9 @@ struct DropInputs {
                                        // (pass the last prompt token's position)
   HeadView<const Tk> k;                // pyramid_drop, fastv: keys; dart: pivot norms
   TokenView<const Tf> features;        // dart: rows compared (empty: the k rows)
+  TokenView<const Tf> before;          // v2drop: hidden states entering the layer
+                                       // that just ran (T x D)
+  TokenView<const Tf> after;           // v2drop: the same leaving it (T x D)
   std::uint64_t seed = 0;              // random
   ScoreOptions score{};                // pyramid_drop, fastv
   DartOptions dart{};                  // dart (DartSetup::options for the authors')
@@ -251,13 +284,13 @@ struct DropInputs {
 //   spans, keep_counts  as rank_and_drop; Strategy::vtw needs every count 0.
 //                A query token (in.query_pos) inside a span is kept and takes
 //                one of the span's slots, kept = max(count, query tokens):
-//                DART and random pick the rest among the span's other
-//                tokens, VTW keeps the query tokens only.
+//                DART, V2Drop and random pick the rest among the span's
+//                other tokens, VTW keeps the query tokens only.
 //   ws           scratch.
 //   keep         out, at least T - sum(lengths) + sum(max(keep_counts[i],
 //                query tokens in span i)) entries (T is always enough).
 //   maybe_new_spans  out, empty or spans.size entries (may be spans itself).
-// in.query_pos may be empty for dart, random and vtw (no token is forced
+// in.query_pos may be empty for dart, v2drop, random and vtw (no token is forced
 // then); pass the last prompt token's position, whose row gives the logits,
 // so that a prompt ending with an image keeps it (SequenceState::apply_drop
 // refuses a keep list without it). Returns the new length. Everything is validated before keep or
@@ -272,7 +305,8 @@ std::int64_t drop_by_strategy(Strategy strategy, std::int64_t tokens,
   const detail::CalledAs called(fn);  // rank_and_drop's errors named after this call
   const bool reads_k = strategy == Strategy::pyramid_drop || strategy == Strategy::fastv ||
                        strategy == Strategy::dart;
-  if (!reads_k && strategy != Strategy::vtw && strategy != Strategy::random)
+  if (!reads_k && strategy != Strategy::vtw && strategy != Strategy::random &&
+      strategy != Strategy::v2drop)
     detail::fail<value_error>(fn, "strategy (", static_cast<int>(strategy),
                               ") is not a pdrop::Strategy");
   if (tokens < 0) detail::fail<shape_error>(fn, "tokens (", tokens, ") must be >= 0");
@@ -282,14 +316,16 @@ std::int64_t drop_by_strategy(Strategy strategy, std::int64_t tokens,
   if (strategy == Strategy::pyramid_drop || strategy == Strategy::fastv)
     return rank_and_drop(in.q, in.query_pos, in.k, spans, keep_counts, ws, keep,
                          maybe_new_spans, {}, in.score);
+  if (strategy == Strategy::v2drop) {
+    if (in.before.tokens != tokens)
+      detail::fail<shape_error>(fn, "in.before.tokens (", in.before.tokens,
+                                ") must equal tokens (", tokens, ") for Strategy::v2drop");
+    return detail::v2drop_drop_impl(fn, in.before, in.after, in.query_pos, spans,
+                                    Budget::per_span, keep_counts, ws, keep, maybe_new_spans,
+                                    {});
+  }
 
-  if (in.query_pos.size < 0 || (in.query_pos.size > 0 && in.query_pos.data == nullptr))
-    detail::fail<shape_error>(fn, "in.query_pos.data is null with ", in.query_pos.size,
-                              " entries");
-  for (std::int64_t i = 0; i < in.query_pos.size; ++i)
-    if (in.query_pos[i] < 0 || in.query_pos[i] >= tokens)
-      detail::fail<value_error>(fn, "in.query_pos[", i, "] (", in.query_pos[i],
-                                ") must be in [0, tokens = ", tokens, ")");
+  detail::check_query_positions(fn, "in.query_pos", in.query_pos, tokens);
   const std::int64_t n_image = detail::check_spans(fn, spans, tokens, "tokens");
   const span<const std::int64_t> forced = detail::forced_tokens(spans, in.query_pos, ws);
   const detail::DropPlan plan =

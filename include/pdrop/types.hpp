@@ -233,11 +233,18 @@ enum class PositionMode {
 //                 positions (pdrop/dart.hpp).
 //   random        a seeded uniform subset per span, a baseline; positions
 //                 re-indexed like PyramidDrop, which it is a control for.
-enum class Strategy { pyramid_drop, fastv, vtw, dart, random };
+//   v2drop        V2Drop (Chen et al., CVPR 2026, arXiv 2509.01552):
+//                 attention-free, progressive; keeps the image tokens whose
+//                 hidden states the last layer changed most (L2 norm of the
+//                 difference); original positions (pdrop/v2drop.hpp).
+// The values are stable (replay cases store them): a new strategy is
+// appended.
+enum class Strategy { pyramid_drop, fastv, vtw, dart, random, v2drop };
 
 // The position mode each strategy's reference code uses.
 constexpr PositionMode default_position_mode(Strategy s) {
-  return (s == Strategy::fastv || s == Strategy::vtw || s == Strategy::dart)
+  return (s == Strategy::fastv || s == Strategy::vtw || s == Strategy::dart ||
+          s == Strategy::v2drop)
              ? PositionMode::keep_original
              : PositionMode::reindex;
 }

@@ -16,7 +16,8 @@ import numpy as np
 
 from .prune import LM, Plan, Record
 
-STRATEGY_CODE = {"pyramid": 0, "fastv": 1, "vtw": 2, "dart": 3}   # pdrop::Strategy
+STRATEGY_CODE = {"pyramid": 0, "fastv": 1, "vtw": 2, "dart": 3,   # pdrop::Strategy
+                 "v2drop": 5}
 BUDGET_CODE = {"per_span": 0, "global": 1}                        # pdrop::Budget
 ROUNDING_CODE = {"none": 0, "fp16": 1}                            # pdrop::ProbRounding
 POSITION_CODE = {"reindex": 0, "original": 1}                     # pdrop::PositionMode
@@ -136,6 +137,11 @@ def write_case(path: str, embeds: np.ndarray, rec: Record, plan: Plan, rows: int
                 _save(os.path.join(dd, "scores.npy"), dr.scores)
             if dr.features is not None:
                 _save(os.path.join(dd, "features.npy"), dr.features)
+            if dr.before is not None:  # v2drop
+                _save(os.path.join(dd, "before.npy"), dr.before)
+                _save(os.path.join(dd, "after.npy"), dr.after)
+                _save(os.path.join(dd, "query_pos.npy"), dr.query_pos)
+                _save(os.path.join(dd, "scores.npy"), dr.scores)
         _save(os.path.join(d, "prefill_out.npy"), rec.prefill_out)
         _save(os.path.join(d, "cache_len.npy"), rec.cache_len)
         _save(os.path.join(d, "decode_tokens.npy"), rec.decode_tokens)

@@ -17,6 +17,15 @@ config's mrope_section). What is written here is only the pruning rule:
   dart     DART (arXiv 2502.11494), as pdrop defines it (pdrop/dart.hpp):
            pivots by key norm of layer l-1's keys, least-similar tokens by
            cosine on the final-norm hidden states.
+  v2drop   V2Drop (arXiv 2509.01552): score of an image token = L2 norm of
+           the change the layer that just ran (0-based l-1) made to its
+           hidden state, torch.norm(output - input, p=2, dim=-1) on the raw
+           residual stream, as the authors' decoder loops compute it
+           (xuyang-liu16/V2Drop, llava/model/language_model/V2Drop.py and
+           Qwen2-VL/Qwen2VL_V2Drop/modeling_qwen2_vl_self.py: the current
+           hidden states against `prev_hidden_states`, the input stored
+           before every layer); keep the largest. Progressive: any number
+           of drops, ratios of the ORIGINAL counts as PyramidDrop's.
 
 Score of image token i: mean over query heads h and query rows of
 softmax_j(q_h . k_g(h),j * d^-1/2)[i] (g(h) = h // (Hq / Hkv), as repeat_kv),
@@ -33,7 +42,7 @@ visual tokens with them, so the later levels go to the kept tokens.
 
 Positions after a drop: re-indexed 0..T'-1 for pyramid with 1-row RoPE (the
 authors' behaviour); the kept tokens' original positions otherwise (M-RoPE
-rows, FastV, VTW, DART). Decode: a layer whose prompt was re-indexed
+rows, FastV, VTW, DART, V2Drop). Decode: a layer whose prompt was re-indexed
 continues at its own cache length; with original positions a new token
 takes T0 + t (1 row), or max(prompt positions) + 1 + t in every M-RoPE row
 (the model's rope_deltas rule, from the whole prompt before any drop).
@@ -46,7 +55,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-STRATEGIES = ("pyramid", "fastv", "vtw", "dart")
+STRATEGIES = ("pyramid", "fastv", "vtw", "dart", "v2drop")
 
 
 class MarginError(RuntimeError):
@@ -87,7 +96,7 @@ class Plan:
             if not 0.0 <= r <= prev_r:
                 raise ValueError(f"ratio {r} must be in [0, {prev_r}] (non-increasing)")
             prev_r = r
-        if self.strategy != "pyramid" and len(self.layer_list) != 1:
+        if self.strategy not in ("pyramid", "v2drop") and len(self.layer_list) != 1:
             raise ValueError(f"{self.strategy} drops once; got layer_list {self.layer_list}")
         if self.strategy == "vtw" and self.ratios != [0.0]:
             raise ValueError("vtw withdraws every image token: ratios must be [0.0]")
@@ -96,8 +105,8 @@ class Plan:
                              f"({self.dart_text_pivots}) >= 0")
         if self.strategy != "dart" and (self.dart_quota or self.dart_text_pivots):
             raise ValueError("text pivots and the DART quota are DART's")
-        if self.budget == "global" and self.strategy not in ("pyramid", "fastv"):
-            raise ValueError(f"a global budget needs a scoring strategy (pyramid, fastv), "
+        if self.budget == "global" and self.strategy not in ("pyramid", "fastv", "v2drop"):
+            raise ValueError(f"a global budget needs a scoring strategy (pyramid, fastv, v2drop), "
                              f"not {self.strategy}")
 
     def position_mode(self, rows: int) -> str:
@@ -251,6 +260,14 @@ def robust_fp16(lo, hi, lengths, counts, budget, rel) -> None:
                               "the other way")
 
 
+def variation_scores(before, after, spans):
+    """V2Drop's score of every image token (spans end to end): the L2 norm
+    over the hidden dimension of after - before, (T, D) float32 rows
+    entering and leaving the layer that just ran."""
+    idx = torch.cat([torch.arange(s, s + n) for s, n in spans]) if spans else torch.zeros(0, dtype=torch.long)
+    return torch.norm(after[idx] - before[idx], p=2, dim=-1).float()
+
+
 def _top_by_norm(norms, want, check, what):
     """Indices of the `want` largest norms, larger first, ties to the lower
     index; with check, MarginError when the boundary is within 1e-5."""
@@ -328,6 +345,8 @@ class DropRecord:
     kept: np.ndarray       # kept image tokens, positions at the drop, ascending
     positions: np.ndarray  # (rows, T') positions after the drop
     features: np.ndarray | None = None  # dart: (T, D) final-norm rows
+    before: np.ndarray | None = None    # v2drop: (T, D) input of layer l-1
+    after: np.ndarray | None = None     # v2drop: (T, D) its output
 
 
 @dataclass
@@ -455,6 +474,7 @@ def run(lm: LM, embeds, pos, spans, plan: Plan | None, steps: int, check=True) -
             qpos = np.zeros(0, np.int64)
             scores = np.zeros(0, np.float32)
             feats = None
+            v2 = (None, None)
             if plan.strategy in ("pyramid", "fastv"):
                 src, src_h, src_pos = ((lm.layers[l], hidden, pos) if plan.strategy == "pyramid"
                                        else (lm.layers[l - 1], *prev_in))
@@ -488,6 +508,15 @@ def run(lm: LM, embeds, pos, spans, plan: Plan | None, steps: int, check=True) -
             elif plan.strategy == "vtw":
                 k = torch.zeros(lm.kv_heads, 0, lm.head_dim)
                 kept = []
+            elif plan.strategy == "v2drop":
+                k = torch.zeros(lm.kv_heads, 0, lm.head_dim)
+                before, after = prev_in[0][0], hidden[0]
+                sc = variation_scores(before, after, cur)
+                rel = select(sc, lengths, counts, plan.budget, check)
+                flat = [s + i for s, n in cur for i in range(n)]
+                kept = [flat[i] for i in rel]
+                qpos, scores = np.array([T - 1], np.int64), sc.numpy()
+                v2 = (before.numpy().copy(), after.numpy().copy())
             else:  # dart
                 _, k = lm.qk(lm.layers[l - 1], *prev_in)
                 feats = lm.norm(hidden)[0]
@@ -515,7 +544,8 @@ def run(lm: LM, embeds, pos, spans, plan: Plan | None, steps: int, check=True) -
                 after_layer=l, ratio=ratio, q=q_rows, query_pos=qpos,
                 k=k.numpy() if plan.strategy != "vtw" else np.zeros((lm.kv_heads, 0, lm.head_dim), np.float32),
                 spans=rec_spans, counts=np.array(counts, np.int64), scores=scores,
-                kept=np.array(kept, np.int64), positions=pos.numpy().copy(), features=feats))
+                kept=np.array(kept, np.int64), positions=pos.numpy().copy(), features=feats,
+                before=v2[0], after=v2[1]))
         prev_in = (hidden, pos)
         hidden = lm.run_layer(lm.layers[l], hidden, pos, cache, causal_mask(hidden.shape[1]))
         if l < len(deepstack):  # the model's _deepstack_process after layer l

@@ -311,6 +311,38 @@ TEST(Alloc, SelectWorstCasesAllocateNothing) {
     }
 }
 
+TEST(Alloc, V2DropAllocatesNothingAfterReserve) {
+  // One drop per span and global, fp16 before and bf16 after, and a batch of
+  // two sequences: the workspace reserved once for the image tokens.
+  const std::int64_t t = 400, d = 40;
+  std::mt19937 rng(9);
+  const auto before = pdrop_test::random_vector<pdrop::half>(static_cast<std::size_t>(t * d), rng);
+  const auto after = pdrop_test::random_vector<pdrop::bfloat16>(static_cast<std::size_t>(t * d), rng);
+  const pdrop::TokenView<const pdrop::half> bv(before.data(), t, d);
+  const pdrop::TokenView<const pdrop::bfloat16> av(after.data(), t, d);
+  const std::vector<ImageSpan> spans{{5, 150}, {200, 180}};
+  const std::vector<std::int64_t> counts{40, 7}, global{100}, qpos{399};
+  std::vector<std::int64_t> keep(static_cast<std::size_t>(t)), offsets(3);
+  std::vector<std::int64_t> keep2(static_cast<std::size_t>(2 * t));
+  std::vector<ImageSpan> ns(2), ns2(4);
+  std::vector<float> scores(330);
+  pdrop::Workspace ws;
+  ws.reserve(1, 1, 1, 1, 1, 2 * 330);
+  using Seq = pdrop::V2DropSequence<pdrop::half, pdrop::bfloat16>;
+  const std::vector<Seq> seqs{{bv, av, qpos, spans, counts, pdrop::Budget::per_span},
+                              {bv, av, qpos, spans, global, pdrop::Budget::global}};
+  EXPECT_EQ(allocations_in([&] {
+              pdrop::v2drop_scores(bv, av, spans, ws, scores);
+              pdrop::v2drop_drop(bv, av, qpos, spans, pdrop::Budget::per_span, counts, ws, keep,
+                                 ns, scores);
+              pdrop::v2drop_drop(bv, av, qpos, spans, pdrop::Budget::global, global, ws, keep,
+                                 ns);
+              pdrop::v2drop_batch<pdrop::half, pdrop::bfloat16>(seqs, ws, keep2, offsets, {},
+                                                                 ns2);
+            }),
+            0);
+}
+
 TEST(Alloc, CompactionNeverAllocates) {
   const std::int64_t t = 300, d = 48;
   std::vector<float> rows(static_cast<std::size_t>(t * d), 1.0f), out(rows.size());
