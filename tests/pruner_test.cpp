@@ -171,7 +171,11 @@ TEST(Pruner, RandomStrategyKeepsItsCountsAndRecords) {
 
 TEST(Pruner, RefusesMisuseAndKeepsTheRecord) {
   Small c;
-  auto& [schedule, image, pos, pruner, toy] = c;
+  const pdrop::Schedule& schedule = c.schedule;
+  const pdrop::ImageSpan& image = c.image;
+  std::vector<std::int64_t>& pos = c.pos;
+  pdrop::Pruner& pruner = c.pruner;
+  Toy& toy = c.toy;
   toy.project(0);
   const std::int64_t last = 19;
   expect_invalid([&] { pruner.drop(3, toy.inputs(&last)); },
@@ -196,7 +200,9 @@ TEST(Pruner, RefusesMisuseAndKeepsTheRecord) {
 // the caller made; a direct call afterwards is named after itself again.
 TEST(Pruner, ErrorsNameTheCallerCalled) {
   Small c;
-  auto& [schedule, image, pos, pruner, toy] = c;
+  const pdrop::ImageSpan& image = c.image;
+  pdrop::Pruner& pruner = c.pruner;
+  Toy& toy = c.toy;
   toy.project(2);
   toy.k[(5 * kHkv + 1) * kD + 2] = NAN;  // token 5, kv head 1
   const std::int64_t last = 19;

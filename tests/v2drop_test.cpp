@@ -366,7 +366,7 @@ TEST(V2Drop, StrategyIsNamedParsedAndKeepsOriginalPositions) {
   const auto s = pdrop::Schedule::v2drop(8, {2, 5}, {0.5, 0.2});
   EXPECT_EQ(s.strategy(), pdrop::Strategy::v2drop);
   EXPECT_EQ(s.position_mode(), pdrop::PositionMode::keep_original);
-  EXPECT_EQ(s.tokens_per_stage(100), (std::vector<I64>{100, 50, 20}));
+  EXPECT_EQ(pdrop_test::std_vector(s.tokens_per_stage(100)), (std::vector<I64>{100, 50, 20}));
   expect_invalid([] { pdrop::Schedule::v2drop(8, {2, 5}, {0.2, 0.5}); },
                  "rules must be non-increasing");
 }
@@ -386,11 +386,11 @@ std::vector<I64> authors_counts(I64 n0, const std::vector<double>& chained) {
 TEST(V2Drop, AuthorsSchedulesMatchTheirCountsButTheLastToken) {
   const auto llava = pdrop::v2drop_llava_1_5();
   EXPECT_EQ(llava.num_layers(), 32);
-  EXPECT_EQ(llava.drop_layers(), (std::vector<I64>{3, 17, 22}));
+  EXPECT_EQ(pdrop_test::std_vector(llava.drop_layers()), (std::vector<I64>{3, 17, 22}));
   const auto qwen = pdrop::v2drop_qwen2_vl();
   EXPECT_EQ(qwen.num_layers(), 28);
-  EXPECT_EQ(qwen.drop_layers(), (std::vector<I64>{3, 16, 22}));
-  EXPECT_EQ(llava.tokens_per_stage(576), (std::vector<I64>{576, 288, 144, 0}));
+  EXPECT_EQ(pdrop_test::std_vector(qwen.drop_layers()), (std::vector<I64>{3, 16, 22}));
+  EXPECT_EQ(pdrop_test::std_vector(llava.tokens_per_stage(576)), (std::vector<I64>{576, 288, 144, 0}));
   for (I64 n0 = 1; n0 <= 20000; ++n0) {
     auto a = authors_counts(n0, {0.5, 0.5, 0.0});
     auto b = authors_counts(n0, {0.25, 0.05, 0.0});
