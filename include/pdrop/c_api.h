@@ -64,7 +64,12 @@ typedef enum pdrop_status {
   /* An allocation failed (a handle, or a workspace growing). */
   PDROP_STATUS_OUT_OF_MEMORY = 4,
   /* Anything else (a bug in pdrop: please report the message). */
-  PDROP_STATUS_INTERNAL_ERROR = 5
+  PDROP_STATUS_INTERNAL_ERROR = 5,
+  /* Not values: they make the type as wide as int, so that any int a
+   * caller passes is a valid value of it in C++ too (as Vulkan's
+   * *_MAX_ENUM); a call rejects them as it rejects any other unknown value. */
+  PDROP_STATUS_ENUM_MIN_ = -0x7FFFFFFF - 1,
+  PDROP_STATUS_ENUM_MAX_ = 0x7FFFFFFF
 } pdrop_status;
 
 /* "ok", "invalid_argument", "shape_error", "value_error", "out_of_memory",
@@ -89,7 +94,10 @@ typedef enum pdrop_type {
   PDROP_TYPE_BF16 = 2,
   PDROP_TYPE_I32 = 3,
   PDROP_TYPE_I64 = 4,
-  PDROP_TYPE_U8 = 5
+  PDROP_TYPE_U8 = 5,
+  /* as wide as int, see pdrop_status */
+  PDROP_TYPE_ENUM_MIN_ = -0x7FFFFFFF - 1,
+  PDROP_TYPE_ENUM_MAX_ = 0x7FFFFFFF
 } pdrop_type;
 
 /* tokens x features; element (t, f) is at element offset
@@ -131,20 +139,29 @@ typedef enum pdrop_strategy {
   PDROP_STRATEGY_VTW = 2,
   PDROP_STRATEGY_DART = 3,
   PDROP_STRATEGY_RANDOM = 4,
-  PDROP_STRATEGY_V2DROP = 5
+  PDROP_STRATEGY_V2DROP = 5,
+  /* as wide as int, see pdrop_status */
+  PDROP_STRATEGY_ENUM_MIN_ = -0x7FFFFFFF - 1,
+  PDROP_STRATEGY_ENUM_MAX_ = 0x7FFFFFFF
 } pdrop_strategy;
 
 /* pdrop::PositionMode: after a drop, positions become base, base+1, ...
  * (REINDEX, PyramidDrop) or move with their tokens (KEEP_ORIGINAL). */
 typedef enum pdrop_position_mode {
   PDROP_POSITION_MODE_REINDEX = 0,
-  PDROP_POSITION_MODE_KEEP_ORIGINAL = 1
+  PDROP_POSITION_MODE_KEEP_ORIGINAL = 1,
+  /* as wide as int, see pdrop_status */
+  PDROP_POSITION_MODE_ENUM_MIN_ = -0x7FFFFFFF - 1,
+  PDROP_POSITION_MODE_ENUM_MAX_ = 0x7FFFFFFF
 } pdrop_position_mode;
 
 /* pdrop::Budget: keep counts per image span, or one over all spans. */
 typedef enum pdrop_budget {
   PDROP_BUDGET_PER_SPAN = 0,
-  PDROP_BUDGET_GLOBAL = 1
+  PDROP_BUDGET_GLOBAL = 1,
+  /* as wide as int, see pdrop_status */
+  PDROP_BUDGET_ENUM_MIN_ = -0x7FFFFFFF - 1,
+  PDROP_BUDGET_ENUM_MAX_ = 0x7FFFFFFF
 } pdrop_budget;
 
 /* pdrop::ProbRounding: attention probabilities rounded to fp16/bf16 before
@@ -152,7 +169,10 @@ typedef enum pdrop_budget {
 typedef enum pdrop_prob_rounding {
   PDROP_PROB_ROUNDING_NONE = 0,
   PDROP_PROB_ROUNDING_FP16 = 1,
-  PDROP_PROB_ROUNDING_BF16 = 2
+  PDROP_PROB_ROUNDING_BF16 = 2,
+  /* as wide as int, see pdrop_status */
+  PDROP_PROB_ROUNDING_ENUM_MIN_ = -0x7FFFFFFF - 1,
+  PDROP_PROB_ROUNDING_ENUM_MAX_ = 0x7FFFFFFF
 } pdrop_prob_rounding;
 
 /* A caller's thread pool: must call task(task_ctx, i) once for every i in

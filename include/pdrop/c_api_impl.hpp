@@ -130,6 +130,7 @@ inline const char* type_name(pdrop_type t) {
     case PDROP_TYPE_I32: return "PDROP_TYPE_I32";
     case PDROP_TYPE_I64: return "PDROP_TYPE_I64";
     case PDROP_TYPE_U8: return "PDROP_TYPE_U8";
+    default: break;  // unknown values: handled below
   }
   return nullptr;
 }
@@ -150,6 +151,7 @@ decltype(auto) with_type(pdrop_type t, F&& f) {
     case PDROP_TYPE_I32: return f(std::int32_t{});
     case PDROP_TYPE_I64: return f(std::int64_t{});
     case PDROP_TYPE_U8: return f(static_cast<unsigned char>(0));
+    default: break;  // unknown values: handled below
   }
   fail_c(PDROP_STATUS_INVALID_ARGUMENT, "type (", static_cast<int>(t), ") is not a pdrop_type");
 }
@@ -195,6 +197,7 @@ inline Strategy strategy_of(pdrop_strategy s) {
     case PDROP_STRATEGY_DART: return Strategy::dart;
     case PDROP_STRATEGY_RANDOM: return Strategy::random;
     case PDROP_STRATEGY_V2DROP: return Strategy::v2drop;
+    default: break;  // unknown values: handled below
   }
   fail_c(PDROP_STATUS_INVALID_ARGUMENT, "strategy (", static_cast<int>(s),
          ") is not a pdrop_strategy");
@@ -208,6 +211,7 @@ inline pdrop_strategy c_strategy(Strategy s) {
     case Strategy::dart: return PDROP_STRATEGY_DART;
     case Strategy::random: return PDROP_STRATEGY_RANDOM;
     case Strategy::v2drop: return PDROP_STRATEGY_V2DROP;
+    default: break;  // unknown values: handled below
   }
   fail_c(PDROP_STATUS_INTERNAL_ERROR, "strategy ", static_cast<int>(s),
          " has no pdrop_strategy value");
@@ -292,6 +296,7 @@ const char* pdrop_status_name(pdrop_status status) {
     case PDROP_STATUS_VALUE_ERROR: return "value_error";
     case PDROP_STATUS_OUT_OF_MEMORY: return "out_of_memory";
     case PDROP_STATUS_INTERNAL_ERROR: return "internal_error";
+    default: break;  // unknown values: handled below
   }
   return "unknown";
 }
