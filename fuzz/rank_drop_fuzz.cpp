@@ -173,8 +173,18 @@ Verdict oracle(const Args<Tq, Tk>& a) {
   else if (a.counts.size > 0 && a.counts.data == nullptr) return fail("keep_counts.data"), v;
   else
     for (std::int64_t i = 0; i < a.counts.size; ++i) {
-      if (a.counts[i] < 0 || a.counts[i] > a.spans[i].length) fail("keep_counts value");
-      else n_kept += a.counts[i];
+      if (a.counts[i] < 0 || a.counts[i] > a.spans[i].length) {
+        fail("keep_counts value");
+        continue;
+      }
+      // A query token inside the span is kept whatever its count:
+      // kept = max(count, distinct query positions in the span).
+      std::vector<std::int64_t> inside;
+      for (std::int64_t p : a.pos)
+        if (p >= a.spans[i].start && p < a.spans[i].end()) inside.push_back(p);
+      std::sort(inside.begin(), inside.end());
+      inside.erase(std::unique(inside.begin(), inside.end()), inside.end());
+      n_kept += std::max<std::int64_t>(a.counts[i], static_cast<std::int64_t>(inside.size()));
     }
   if (v.must_fail) return v;
   const std::int64_t t_new = a.k.tokens - n_image + n_kept;
