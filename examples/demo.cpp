@@ -117,7 +117,7 @@ void write_svg(const std::string& path, const Run& dense, const Run& pruned,
                 "<text x='%g' y='24' font-size='16' font-weight='bold'>PyramidDrop prefill: "
                 "measured %.2fx faster (predicted %.2fx)</text>\n", left, speedup, predicted);
   f << buf;
-  f << "<text x='" << left << "' y='44' fill='#444'>" << caption << "</text>\n";
+  f << "<text x='" << left << "' y='44' font-size='11' fill='#444'>" << caption << "</text>\n";
   auto panel = [&](double top, const char* title, auto value, double vmax, const char* unit,
                    const char* y_label) {
     std::snprintf(buf, sizeof buf, "<text x='%g' y='%g' font-weight='bold'>%s</text>\n", left,
