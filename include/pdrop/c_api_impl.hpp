@@ -141,9 +141,10 @@ inline void check_type(pdrop_type t, const char* name) {
            ") is not a pdrop_type");
 }
 
-// Calls f(T{}) with the C++ type of t (validated).
+// Calls f(T{}) with the C++ type of `name`.type; an unknown type is the
+// error check_type reports.
 template <class F>
-decltype(auto) with_type(pdrop_type t, F&& f) {
+decltype(auto) with_type(pdrop_type t, const char* name, F&& f) {
   switch (t) {
     case PDROP_TYPE_F32: return f(float{});
     case PDROP_TYPE_F16: return f(half{});
@@ -153,7 +154,8 @@ decltype(auto) with_type(pdrop_type t, F&& f) {
     case PDROP_TYPE_U8: return f(static_cast<unsigned char>(0));
     default: break;  // unknown values: handled below
   }
-  fail_c(PDROP_STATUS_INVALID_ARGUMENT, "type (", static_cast<int>(t), ") is not a pdrop_type");
+  check_type(t, name);  // throws: t is none of the above
+  fail_c(PDROP_STATUS_INTERNAL_ERROR, name, ".type (", static_cast<int>(t), ") was not handled");
 }
 
 template <class F>
@@ -525,9 +527,8 @@ pdrop_status pdrop_rank_and_drop(pdrop_workspace* ws, const pdrop_drop_params* p
 pdrop_status pdrop_compact_rows(pdrop_rows rows, const int64_t* keep, int64_t n_keep) {
   using namespace pdrop::detail::c_api;
   return guarded("pdrop_compact_rows", [&] {
-    check_type(rows.type, "rows");
     const auto k = c_span(keep, n_keep, "keep");
-    with_type(rows.type, [&](auto t) {
+    with_type(rows.type, "rows", [&](auto t) {
       pdrop::compact_rows(rows_of<decltype(t)>(rows), k);
     });
   });
@@ -536,9 +537,8 @@ pdrop_status pdrop_compact_rows(pdrop_rows rows, const int64_t* keep, int64_t n_
 pdrop_status pdrop_compact_heads(pdrop_heads kv, const int64_t* keep, int64_t n_keep) {
   using namespace pdrop::detail::c_api;
   return guarded("pdrop_compact_heads", [&] {
-    check_type(kv.type, "kv");
     const auto k = c_span(keep, n_keep, "keep");
-    with_type(kv.type, [&](auto t) {
+    with_type(kv.type, "kv", [&](auto t) {
       pdrop::compact_heads(heads_of<decltype(t)>(kv), k);
     });
   });
