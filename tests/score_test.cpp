@@ -1,5 +1,5 @@
 // score_image_tokens against the naive reference of test_util.hpp, over the
-// three float types, awkward sizes, GQA ratios 1/2/4/8, HND and NHD layouts
+// three float types, awkward sizes, GQA ratios 1 to 8, HND and NHD layouts
 // with padded strides, several query rows and image spans.
 #include <gtest/gtest.h>
 
@@ -31,6 +31,16 @@ std::vector<ScoreCase> cases() {
   out.push_back({4, 2, 3, 9, 30, {{10, 15}}, {5, 17, 29}});
   // Image last: the query is an image token itself.
   out.push_back({2, 2, 1, 4, 12, {{4, 8}}, {11}});
+  // Every query-row count of a group from 3 to 9 (the kernel's tile shapes
+  // change with it: K rows per tile and query rows per tile), over key
+  // counts that leave a tail of K rows after the tiles.
+  out.push_back({3, 1, 1, 16, 23, {{2, 19}}, {22}});
+  out.push_back({8, 2, 1, 24, 29, {{1, 27}}, {28}});
+  out.push_back({5, 1, 1, 8, 31, {{0, 30}}, {30}});
+  out.push_back({6, 1, 1, 9, 17, {{4, 10}}, {16}});
+  out.push_back({14, 2, 1, 128, 37, {{3, 30}}, {36}});
+  out.push_back({28, 4, 1, 16, 45, {{5, 35}}, {44}});
+  out.push_back({9, 3, 3, 8, 26, {{2, 20}}, {25, 24, 13}});
   return out;
 }
 

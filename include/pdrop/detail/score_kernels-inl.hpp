@@ -45,30 +45,54 @@ inline void f8_interleave_like(float* row, std::int64_t dim) {
 // ---- logits: a blocked GEMM of a kv-head group's query rows against K ----
 //
 // out[qi * ld + ri] = scale * (q_qi . k_ri) for NR consecutive K rows and NQ
-// query rows (float, dim contiguous, rows `dim` apart), NR * NQ <= 8. Each
-// 8-wide chunk of a K row is loaded (and converted from fp16/bf16) once into
-// a register and multiplied into all NQ accumulators. Lane j of an
-// accumulator sums the dimensions j, j+8, ...; the eight lanes of up to
-// eight accumulators reduce together by one fixed tree (f8_sum8), then the
-// last dim % 8 dimensions add in order: a logit does not depend on the tile
-// it was computed in.
+// query rows (float, dim contiguous, rows `dim` apart), NR * NQ <= kMaxAccs
+// (this target's register budget, detail/simd.hpp). Each 8-wide chunk of a
+// K row is loaded (and converted from fp16/bf16) once into a register and
+// multiplied into its NQ accumulators. Lane j of an accumulator sums the
+// dimensions j, j+8, ... in order; eight accumulators at a time reduce by
+// one fixed tree (f8_sum8), then the last dim % 8 dimensions add in order:
+// a logit does not depend on the tile it was computed in.
+//
+// Loop order. With one query row (NQ = 1: MHA, one query token) the tile is
+// memory-bound and reads its K rows one after the other, each from start to
+// end: a strictly ascending address stream, which the hardware prefetchers
+// follow at full speed (interleaving the rows chunk by chunk, the order
+// before, measured 0.4-0.5 of a streaming read on a 2-core EPYC VM; row by
+// row 0.9-1.0). The NR independent accumulator chains still overlap in the
+// out-of-order core. With several query rows (GQA groups) the tile is
+// compute-bound and walks the chunks outermost, so a query chunk is loaded
+// once for all NR K rows.
 template <int NR, int NQ, class Tk>
 inline void logit_tile(const Tk* k, std::int64_t k_stride, const float* q,
                        std::int64_t dim, float scale, float* out, std::int64_t ld) {
-  static_assert(NR * NQ <= 8, "at most 8 accumulators");
-  f8 acc[8];
-  unroll<8>([&](auto a) { acc[a] = f8_zero(); });
+  constexpr int NA = NR * NQ;
+  static_assert(NA <= kMaxAccs, "more accumulators than this target's registers");
+  constexpr int NA8 = (NA + 7) / 8 * 8;
+  f8 acc[NA8];
+  unroll<NA8>([&](auto a) { acc[a] = f8_zero(); });
   const std::int64_t d8 = dim - dim % 8;
-  for (std::int64_t c = 0; c < d8; c += 8) {
-    f8 kv[NR];
-    unroll<NR>([&](auto ri) { kv[ri] = f8_load(k + ri * k_stride + c); });
-    unroll<NQ>([&](auto qi) {
-      const f8 qv = f8_load(q + qi * dim + c);
-      unroll<NR>([&](auto ri) { acc[ri * NQ + qi] = f8_fma(kv[ri], qv, acc[ri * NQ + qi]); });
+  if constexpr (NQ == 1) {
+    unroll<NR>([&](auto ri) {
+      const Tk* row = k + ri * k_stride;
+      for (std::int64_t c = 0; c < d8; c += 8)
+        acc[ri] = f8_fma(f8_load(row + c), f8_load(q + c), acc[ri]);
     });
+  } else {
+    for (std::int64_t c = 0; c < d8; c += 8) {
+      f8 kv[NR];
+      unroll<NR>([&](auto ri) { kv[ri] = f8_load(k + ri * k_stride + c); });
+      unroll<NQ>([&](auto qi) {
+        const f8 qv = f8_load(q + qi * dim + c);
+        unroll<NR>([&](auto ri) { acc[ri * NQ + qi] = f8_fma(kv[ri], qv, acc[ri * NQ + qi]); });
+      });
+    }
   }
-  alignas(32) float sums[8];
-  f8_store(sums, f8_sum8(acc));
+  alignas(32) float sums[NA8];
+  unroll<NA8 / 8>([&](auto b) { f8_store(sums + 8 * b, f8_sum8(acc + 8 * b)); });
+  if (d8 == dim) {
+    unroll<NA>([&](auto a) { out[(a % NQ) * ld + a / NQ] = sums[a] * scale; });
+    return;
+  }
   for (int ri = 0; ri < NR; ++ri)
     for (int qi = 0; qi < NQ; ++qi) {
       float s = sums[ri * NQ + qi];
@@ -78,72 +102,77 @@ inline void logit_tile(const Tk* k, std::int64_t k_stride, const float* q,
     }
 }
 
-// Accumulators of a tile. Eight: enough independent FMA chains, and (for a
-// single query row) eight K rows in flight, which the memory system needs
-// to stream at full speed (measured: the portable form spills a little
-// with 16 SSE registers and is still faster than with four).
-inline constexpr int kTileAccs = 8;
+// K rows per tile next to NQ query rows: eight rows streamed one after the
+// other for a single query row (enough loads in flight to stream K at full
+// speed), otherwise as many as this target's accumulators allow.
+template <int NQ>
+inline constexpr int kTileRows = NQ == 1 ? 8 : (kMaxAccs / NQ > 0 ? kMaxAccs / NQ : 1);
 
-// Query rows per tile next to NR K rows.
-template <int NR>
-inline constexpr int kTileQ = kTileAccs / NR;
-
-// nq (1 .. kTileQ<NR>) query rows known at run time.
-template <int NR, class Tk>
-inline void logit_tile_q(std::int64_t nq, const Tk* k, std::int64_t k_stride,
-                         const float* q, std::int64_t dim, float scale, float* out,
-                         std::int64_t ld) {
-  constexpr int QB = kTileQ<NR>;
-  if constexpr (QB >= 8)
-    if (nq >= 8) return logit_tile<NR, 8>(k, k_stride, q, dim, scale, out, ld);
-  if constexpr (QB >= 7)
-    if (nq == 7) return logit_tile<NR, 7>(k, k_stride, q, dim, scale, out, ld);
-  if constexpr (QB >= 6)
-    if (nq == 6) return logit_tile<NR, 6>(k, k_stride, q, dim, scale, out, ld);
-  if constexpr (QB >= 5)
-    if (nq == 5) return logit_tile<NR, 5>(k, k_stride, q, dim, scale, out, ld);
-  if constexpr (QB >= 4)
-    if (nq >= 4) return logit_tile<NR, 4>(k, k_stride, q, dim, scale, out, ld);
-  if constexpr (QB >= 3)
-    if (nq == 3) return logit_tile<NR, 3>(k, k_stride, q, dim, scale, out, ld);
-  if constexpr (QB >= 2)
-    if (nq == 2) return logit_tile<NR, 2>(k, k_stride, q, dim, scale, out, ld);
-  logit_tile<NR, 1>(k, k_stride, q, dim, scale, out, ld);
-}
-
-// logits[r * ld + t] = scale * (qf_r . k_t) for r < rows, t < keys. One pass
-// over K: a tile of NR rows is read from memory once and used, from L1, by
-// every block of query rows.
-template <int NR, class Tk>
-inline void group_logits_nr(const float* qf, std::int64_t rows, std::int64_t dim,
-                            const Tk* k, std::int64_t k_stride, std::int64_t keys,
-                            float scale, float* logits, std::int64_t ld) {
-  constexpr int QB = kTileQ<NR>;
+// logits[r * ld + t] = scale * (qf_r . k_t) for NQ query rows (known at
+// compile time) and t < keys: one pass over K, a tile of K rows read from
+// memory once for all NQ rows.
+template <int NQ, class Tk>
+inline void group_logits_q(const float* qf, std::int64_t dim, const Tk* k,
+                           std::int64_t k_stride, std::int64_t keys, float scale,
+                           float* logits, std::int64_t ld) {
+  constexpr int NR = kTileRows<NQ>;
   std::int64_t t = 0;
   for (; t + NR <= keys; t += NR)
-    for (std::int64_t r = 0; r < rows; r += QB)
-      logit_tile_q<NR>(std::min<std::int64_t>(QB, rows - r), k + t * k_stride, k_stride,
-                       qf + r * dim, dim, scale, logits + r * ld + t, ld);
+    logit_tile<NR, NQ>(k + t * k_stride, k_stride, qf, dim, scale, logits + t, ld);
   for (; t < keys; ++t)
-    for (std::int64_t r = 0; r < rows; r += QB)
-      logit_tile_q<1>(std::min<std::int64_t>(QB, rows - r), k + t * k_stride, k_stride,
-                      qf + r * dim, dim, scale, logits + r * ld + t, ld);
+    logit_tile<1, NQ>(k + t * k_stride, k_stride, qf, dim, scale, logits + t, ld);
 }
 
+// The largest query-row block of one tile (one K row x kTileQMax rows).
+inline constexpr int kTileQMax = kMaxAccs < 8 ? kMaxAccs : 8;
+
+// nq (1 .. kTileQMax) query rows known at run time.
+template <class Tk>
+inline void group_logits_block(std::int64_t nq, const float* qf, std::int64_t dim,
+                               const Tk* k, std::int64_t k_stride, std::int64_t keys,
+                               float scale, float* logits, std::int64_t ld) {
+  switch (nq) {
+    case 1: return group_logits_q<1>(qf, dim, k, k_stride, keys, scale, logits, ld);
+    case 2: return group_logits_q<2>(qf, dim, k, k_stride, keys, scale, logits, ld);
+    case 3: return group_logits_q<3>(qf, dim, k, k_stride, keys, scale, logits, ld);
+    case 4: return group_logits_q<4>(qf, dim, k, k_stride, keys, scale, logits, ld);
+    case 5: return group_logits_q<5>(qf, dim, k, k_stride, keys, scale, logits, ld);
+    case 6: return group_logits_q<6>(qf, dim, k, k_stride, keys, scale, logits, ld);
+    case 7: return group_logits_q<7>(qf, dim, k, k_stride, keys, scale, logits, ld);
+    default: return group_logits_q<kTileQMax>(qf, dim, k, k_stride, keys, scale, logits, ld);
+  }
+}
+
+// One K row x nq (1 .. kTileQMax) query rows known at run time.
+template <class Tk>
+inline void logit_row_q(std::int64_t nq, const Tk* k, const float* q, std::int64_t dim,
+                        float scale, float* out, std::int64_t ld) {
+  switch (nq) {
+    case 1: return logit_tile<1, 1>(k, 0, q, dim, scale, out, ld);
+    case 2: return logit_tile<1, 2>(k, 0, q, dim, scale, out, ld);
+    case 3: return logit_tile<1, 3>(k, 0, q, dim, scale, out, ld);
+    case 4: return logit_tile<1, 4>(k, 0, q, dim, scale, out, ld);
+    case 5: return logit_tile<1, 5>(k, 0, q, dim, scale, out, ld);
+    case 6: return logit_tile<1, 6>(k, 0, q, dim, scale, out, ld);
+    case 7: return logit_tile<1, 7>(k, 0, q, dim, scale, out, ld);
+    default: return logit_tile<1, kTileQMax>(k, 0, q, dim, scale, out, ld);
+  }
+}
+
+// logits[r * ld + t] = scale * (qf_r . k_t) for r < rows, t < keys, in one
+// pass over K. Up to kTileQMax rows: tiles of several K rows. More (a large
+// GQA group times several query tokens): each K row in turn, read from
+// memory once and used from L1 by every block of kTileQMax query rows.
 template <class Tk>
 inline void group_logits(const float* qf, std::int64_t rows, std::int64_t dim,
                          const Tk* k, std::int64_t k_stride, std::int64_t keys,
                          float scale, float* logits, std::int64_t ld) {
-  // Eight accumulators in flight: 8 K rows x 1 query row, 4 x 2, 2 x 3..4,
-  // or 1 K row x blocks of up to 8 query rows.
-  if (rows == 1)
-    group_logits_nr<8>(qf, rows, dim, k, k_stride, keys, scale, logits, ld);
-  else if (rows == 2)
-    group_logits_nr<4>(qf, rows, dim, k, k_stride, keys, scale, logits, ld);
-  else if (rows <= 4)
-    group_logits_nr<2>(qf, rows, dim, k, k_stride, keys, scale, logits, ld);
-  else
-    group_logits_nr<1>(qf, rows, dim, k, k_stride, keys, scale, logits, ld);
+  if (rows <= kTileQMax)
+    return group_logits_block(rows, qf, dim, k, k_stride, keys, scale, logits, ld);
+  for (std::int64_t t = 0; t < keys; ++t)
+    for (std::int64_t r = 0; r < rows; r += kTileQMax)
+      logit_row_q(std::min<std::int64_t>(kTileQMax, rows - r), k + t * k_stride, qf + r * dim,
+                  dim, scale, logits + r * ld + t, ld);
 }
 
 // ---- softmax of one logits row, fused with the image-token accumulation ----

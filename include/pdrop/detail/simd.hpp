@@ -160,6 +160,10 @@ struct f8 {
 // that the lanes pair up in a dot product.
 template <class T>
 inline constexpr bool kLanesInterleaved = sizeof(T) == 2;
+// Accumulators a kernel tile may keep in registers: an f8 is two of the 16
+// SSE / NEON registers (measured: eight spill a little and are still faster
+// than four).
+inline constexpr int kMaxAccs = 8;
 
 inline v4f half4_to_float(v4u h) {  // half_bits_to_float, four at a time
   const v4u em = h & 0x7fffu;
@@ -274,6 +278,9 @@ struct f8 {
 // Lanes are the chunk's elements in order, for every element type.
 template <class T>
 inline constexpr bool kLanesInterleaved = false;
+// Accumulators a kernel tile may keep in registers: 16 ymm registers, two
+// left for the K chunks being multiplied.
+inline constexpr int kMaxAccs = 14;
 inline f8 f8_zero() { return {_mm256_setzero_ps()}; }
 inline f8 f8_set1(float x) { return {_mm256_set1_ps(x)}; }
 inline f8 f8_load(const float* p) { return {_mm256_loadu_ps(p)}; }
