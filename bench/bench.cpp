@@ -6,6 +6,9 @@
 //                                  reference for the memory-bound kernels
 //   read/<bytes>                   a streaming sum of that many bytes: the bound
 //                                  of a kernel that only reads (scoring)
+//   fma_peak/<isa>                 independent fused multiply-adds in registers:
+//                                  one core's FMA peak (counter flops), the
+//                                  bound of a kernel that only computes
 //   score/<shape>_<type>           score_image_tokens, one query row (K + q read)
 //   score_plain/<shape>_<type>     the same scores, computed plainly
 //   score_threads/<shape>_<type>/threads:N   the parallel_for overload
@@ -22,7 +25,9 @@
 //   rank_and_drop_floor/...        its memory traffic alone: read K, copy the rows
 //
 // Counters: bytes_per_second (SetBytesProcessed: the bytes the kernel must
-// touch at least) and tokens/s (sequence tokens, or scores, per second).
+// touch at least), tokens/s (sequence tokens, or scores, per second) and,
+// for score/ and fma_peak/, flops (floating-point operations per second:
+// 2 per multiply-add; for scoring the q.k products, Hq x nq x T x dim).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -35,6 +40,14 @@
 #include <set>
 #include <string>
 #include <vector>
+
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#define PDROP_BENCH_FMA_X86 1
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#define PDROP_BENCH_FMA_NEON 1
+#endif
 
 #include "baselines.hpp"
 #include "pdrop/pdrop.hpp"
@@ -161,6 +174,64 @@ void BM_read(benchmark::State& state, std::int64_t bytes) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * bytes);
 }
 
+// ---- fma_peak: the other bound, of a kernel that only computes ----
+//
+// kChains independent accumulators, each updated by a fused multiply-add per
+// step: enough chains to cover the FMA latency on every current core (4-5
+// cycles x 2 pipes), few enough to stay in registers (16 on AVX2). Returns
+// the sum, so the loop is not optimised away. FLOPs = 2 x lanes x chains x
+// steps.
+constexpr int kChains = 12;
+
+#if PDROP_BENCH_FMA_X86
+__attribute__((target("avx2,fma"))) float fma_chains_avx2(std::int64_t steps, float x) {
+  __m256 acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i));
+  const __m256 a = _mm256_set1_ps(x), b = _mm256_set1_ps(0.999f);
+  for (std::int64_t s = 0; s < steps; ++s)
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm256_fmadd_ps(acc[i], b, a);
+  alignas(32) float lanes[8];
+  __m256 sum = acc[0];
+  for (int i = 1; i < kChains; ++i) sum = _mm256_add_ps(sum, acc[i]);
+  _mm256_store_ps(lanes, sum);
+  float total = 0.0f;
+  for (float v : lanes) total += v;
+  return total;
+}
+constexpr int kFmaLanes = 8;
+const char* const kFmaIsa = "avx2_fma";
+bool fma_supported() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+float fma_chains(std::int64_t steps, float x) { return fma_chains_avx2(steps, x); }
+#elif PDROP_BENCH_FMA_NEON
+float fma_chains(std::int64_t steps, float x) {
+  float32x4_t acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = vdupq_n_f32(static_cast<float>(i));
+  const float32x4_t a = vdupq_n_f32(x), b = vdupq_n_f32(0.999f);
+  for (std::int64_t s = 0; s < steps; ++s)
+    for (int i = 0; i < kChains; ++i) acc[i] = vfmaq_f32(a, acc[i], b);
+  float32x4_t sum = acc[0];
+  for (int i = 1; i < kChains; ++i) sum = vaddq_f32(sum, acc[i]);
+  return vaddvq_f32(sum);
+}
+constexpr int kFmaLanes = 4;
+const char* const kFmaIsa = "neon";
+bool fma_supported() { return true; }
+#endif
+
+#if PDROP_BENCH_FMA_X86 || PDROP_BENCH_FMA_NEON
+void BM_fma_peak(benchmark::State& state) {
+  constexpr std::int64_t steps = 1 << 16;
+  float x = 1e-3f;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(fma_chains(steps, x));
+    benchmark::DoNotOptimize(x);
+  }
+  state.counters["flops"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * 2.0 * kFmaLanes * kChains * steps,
+      benchmark::Counter::kIsRate);
+}
+#endif
+
 // ---- scoring ----
 
 template <class T>
@@ -174,6 +245,10 @@ void BM_score(benchmark::State& state, Shape shape) {
     benchmark::ClobberMemory();
   }
   set_counters(state, in.bytes(), shape.tokens, k_bytes<T>(shape));
+  state.counters["flops"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * 2.0 *
+          static_cast<double>(shape.hq * shape.tokens * shape.dim),
+      benchmark::Counter::kIsRate);
 }
 
 template <class T>
@@ -495,6 +570,10 @@ void register_all() {
   benchmark::RegisterBenchmark("rank_and_drop_threads/llava_next_7b_fp32", BM_rank_and_drop_threads)
       ->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
 
+#if PDROP_BENCH_FMA_X86 || PDROP_BENCH_FMA_NEON
+  if (fma_supported())
+    benchmark::RegisterBenchmark((std::string("fma_peak/") + kFmaIsa).c_str(), BM_fma_peak);
+#endif
   for (std::int64_t bytes : memcpy_sizes())
     benchmark::RegisterBenchmark(("memcpy/" + std::to_string(bytes)).c_str(), BM_memcpy, bytes);
   for (std::int64_t bytes : read_sizes())

@@ -45,7 +45,8 @@ def load(paths):
                 name = e["name"]
             scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[e.get("time_unit", "ns")]
             rec = {"cpu": e["cpu_time"] * scale, "real": e["real_time"] * scale,
-                   "bps": e.get("bytes_per_second"), "ref_bytes": e.get("ref_bytes")}
+                   "bps": e.get("bytes_per_second"), "ref_bytes": e.get("ref_bytes"),
+                   "flops": e.get("flops")}
             runs.setdefault(name, []).append(rec)
     out = {}
     for name, recs in runs.items():
@@ -73,6 +74,17 @@ def fmt_bytes(n):
         n /= 1024
 
 
+def fmt_caches(caches):
+    """Google Benchmark's context caches as `L1d 32 KiB x2, ...`."""
+    out = []
+    for c in caches:
+        kind = {"Data": "d", "Instruction": "i"}.get(c.get("type"), "")
+        share = c.get("num_sharing", 0)
+        out.append(f"L{c.get('level')}{kind} {fmt_bytes(c.get('size', 0))}"
+                   + (f" shared by {share} CPUs" if share and share > 1 else " per core"))
+    return ", ".join(out) if out else "unknown"
+
+
 def ratio_row(label, num, den, suffix=""):
     """A `| label | num / den |` row of the two-column comparison table."""
     return f"| {label} | {fmt_ratio(num / den, suffix)} |"
@@ -90,7 +102,10 @@ def tables(res, context, torch_runs):
     simd = context.get("pdrop_simd", "?")
     host = context.get("host_name", "?")
     cpus = context.get("num_cpus", "?")
-    lines.append(f"Kernels: `{simd}`; {cpus} CPUs; "
+    mhz = context.get("mhz_per_cpu")
+    lines.append(f"Kernels: `{simd}`; {cpus} CPUs"
+                 + (f" at {mhz} MHz (nominal)" if mhz else "")
+                 + f"; caches {fmt_caches(context.get('caches', []))}; "
                  f"{context.get('date', '')[:10]}. Medians of interleaved repetitions.")
     lines.append("")
 
@@ -112,6 +127,28 @@ def tables(res, context, torch_runs):
         lines.append(f"| `{name}` | {fmt_bytes(ref)} | {fmt_ratio(r['bps'] / mc['bps'])} | "
                      f"{fmt_ratio(r['bps'] / rd['bps']) if rd else '-'} |")
     lines.append("")
+
+    # 1b. Compute: scoring's multiply-adds against one core's FMA peak.
+    peak = next((r for n, r in sorted(res.items()) if n.startswith("fma_peak/")), None)
+    peak_name = next((n for n in sorted(res) if n.startswith("fma_peak/")), None)
+    if peak and peak.get("flops"):
+        lines.append(f"**Compute**: scoring's FLOP/s (2 per multiply-add of q.k, "
+                     f"Hq x T x dim per query row) over one core's FMA peak "
+                     f"(`{peak_name}`: {peak['flops'] / 1e9:.1f} GFLOP/s, independent "
+                     f"multiply-add chains in registers). A kernel is bound by whichever "
+                     f"of this and the `/ read` column above is higher.")
+        lines.append("")
+        lines.append("| kernel | GFLOP/s | / FMA peak | / read |")
+        lines.append("|---|---:|---:|---:|")
+        for name in sorted(res):
+            r = res[name]
+            if not name.startswith("score/") or not r.get("flops"):
+                continue
+            rd = res.get(f"read/{int(round(r['ref_bytes']))}") if r.get("ref_bytes") else None
+            lines.append(f"| `{name}` | {r['flops'] / 1e9:.1f} | "
+                         f"{fmt_ratio(r['flops'] / peak['flops'])} | "
+                         f"{fmt_ratio(r['bps'] / rd['bps']) if rd and r['bps'] else '-'} |")
+        lines.append("")
 
     # 2. pdrop against its baselines.
     lines.append("**Speed-up over the plain baseline**: baseline time / pdrop time "
