@@ -350,7 +350,7 @@ TEST(Batch, RejectedCallsNameTheSequenceAndWriteNothing) {
   }
   // A non-finite key in the last sequence: nothing written for the others.
   batch[6].k[(1 * 140 + 50) * kD + 3] = std::nanf("");
-  pdrop_test::expect_invalid([&] { call(seqs); }, "seqs[6]: pdrop::score_image_tokens: q or k holds a non-finite");
+  pdrop_test::expect_invalid([&] { call(seqs); }, "pdrop::rank_and_drop_batch: seqs[6]: q or k holds a non-finite");
   EXPECT_EQ(snap(), before);
 }
 

@@ -307,7 +307,10 @@ std::int64_t rank_and_drop_batch(span<const SequenceDrop<Tq, Tk>> seqs, Workspac
   return detail::rank_and_drop_batch_impl(
       seqs, ws, keep, keep_offsets, maybe_new_lengths, maybe_new_spans, maybe_scores, options,
       [&](const SequenceDrop<Tq, Tk>& s, span<float> out) {
-        score_image_tokens(s.q, s.query_pos, s.k, s.spans, ws, out, options);
+        detail::score_run("pdrop::rank_and_drop_batch",
+                          detail::make_score_job(s.q, s.query_pos, s.k, s.spans, options,
+                                                 out.size),
+                          ws, out);
       });
 }
 
@@ -322,7 +325,10 @@ std::int64_t rank_and_drop_batch(span<const SequenceDrop<Tq, Tk>> seqs, Workspac
   return detail::rank_and_drop_batch_impl(
       seqs, ws, keep, keep_offsets, maybe_new_lengths, maybe_new_spans, maybe_scores, options,
       [&](const SequenceDrop<Tq, Tk>& s, span<float> out) {
-        score_image_tokens(s.q, s.query_pos, s.k, s.spans, ws, out, options, parallel_for);
+        detail::score_run("pdrop::rank_and_drop_batch",
+                          detail::make_score_job(s.q, s.query_pos, s.k, s.spans, options,
+                                                 out.size),
+                          ws, out, parallel_for);
       });
 }
 
