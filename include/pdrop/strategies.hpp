@@ -16,6 +16,14 @@
 //            ranks with the attention map of the layer that just ran
 //            (0-based layer K-1), so pass that layer's q/k, where
 //            PyramidDrop passes the next layer's.
+//            Keep count: FastV's code disagrees with itself. Its lmms-eval
+//            port truncates (int(576 * ratio)); its HF port rounds half to
+//            even (round(L * (1 - r)), r the pruned fraction). pdrop
+//            truncates by default (KeepRule's Rounding::truncate,
+//            pdrop/budget.hpp): it is the rule of FastV's evaluation
+//            harness (the lmms-eval port) and of PyramidDrop's code, so one
+//            ratio keeps the same count under either method.
+//            Rounding::half_even reproduces the HF port.
 //   VTW      Zhihang Lin, Mingbao Lin, Luxi Lin, Rongrong Ji, "Boosting
 //            Multimodal Large Language Models with Visual Tokens Withdrawal
 //            for Rapid Inference", AAAI 2025, arXiv 2405.05803. Every image
