@@ -334,6 +334,106 @@ PDROP_C_API pdrop_status pdrop_compact_positions(pdrop_rows positions, const int
                                                  int64_t n_keep, pdrop_position_mode mode,
                                                  const int64_t* maybe_base);
 
+/* ---- other strategies' drops (v2drop.hpp, strategies.hpp, dart.hpp) -- */
+
+/* The keep list of a drop by PDROP_STRATEGY_V2DROP, _RANDOM or _DART, in the
+ * form pdrop_rank_and_drop writes it (PYRAMID_DROP and FASTV use that; VTW
+ * is any of these with every keep count 0). Shared conventions:
+ *   - spans: sorted, disjoint image spans inside [0, T), T the current
+ *     sequence length.
+ *   - query_pos[0..n_query): positions in [0, T) kept whatever the rule
+ *     says (pass the last prompt token's, whose row gives the logits; may
+ *     be empty, the pointer then NULL). One inside a span takes one of that
+ *     span's slots (or of the global count); a count smaller than the query
+ *     tokens it covers keeps them anyway: kept = max(count, query tokens).
+ *   - keep[0..*n_keep_out): the keep list, ascending (text tokens, then the
+ *     kept image tokens, in sequence order); keep_capacity >= T is always
+ *     enough (SHAPE_ERROR otherwise when the new length does not fit).
+ *     Entries past *n_keep_out are not written. Apply it as
+ *     pdrop_rank_and_drop's (pdrop_compact_*, pdrop_sequence_apply_drop).
+ *   - maybe_new_spans: NULL, or n_spans entries receiving the spans after
+ *     the drop (may be spans itself).
+ *   - Statuses: INVALID_ARGUMENT (ws, params or n_keep_out NULL, an enum or
+ *     element type out of range), SHAPE_ERROR (views, counts, capacities or
+ *     buffers that do not fit, outputs overlapping inputs), VALUE_ERROR
+ *     (counts, positions or spans out of range, a non-finite value read),
+ *     OUT_OF_MEMORY (the workspace growing). Every input is validated and
+ *     every value read checked before keep, *n_keep_out, maybe_new_spans or
+ *     maybe_scores is written: a failed call writes none of them. */
+
+/* V2Drop (pdrop/v2drop.hpp, arXiv 2509.01552): image token t scores
+ * v_t = || after_t - before_t ||_2 over the D features (elements converted
+ * to float exactly, sums in double, rounded once to float), the variation
+ * of its hidden state over the layer that just ran; each span keeps its
+ * keep_counts[i] tokens of LARGEST variation (GLOBAL: keep_counts[0] over
+ * all spans together), equal scores ranking the lower index first. */
+typedef struct pdrop_v2drop_params {
+  /* T x D hidden states entering the layer that just ran (0-based l-1 for
+   * a drop before layer l), the residual stream as the decoder carries it:
+   * F32, F16 or BF16, features contiguous, row_stride >= D elements. */
+  pdrop_rows before;
+  /* T x D hidden states leaving it (entering layer l): the same T and D,
+   * any of the three types and any row_stride. */
+  pdrop_rows after;
+  const int64_t* query_pos;        /* n_query positions kept, see above */
+  int64_t n_query;
+  const pdrop_image_span* spans;   /* inside [0, T), T = before.tokens */
+  int64_t n_spans;
+  pdrop_budget budget;             /* default PER_SPAN */
+  /* PER_SPAN: n_spans counts, keep_counts[i] in [0, spans[i].length];
+   * GLOBAL: one count in [0, sum of lengths]
+   * (pdrop_sequence_keep_counts gives the schedule's). */
+  const int64_t* keep_counts;
+  int64_t n_keep_counts;
+  pdrop_image_span* maybe_new_spans;  /* NULL or n_spans: spans after the drop */
+  /* NULL, or n_scores entries receiving v_t of every image token (span
+   * after span, token order; the hidden states' units). */
+  float* maybe_scores;
+  int64_t n_scores;                /* with maybe_scores: the spans' total length */
+} pdrop_v2drop_params;
+
+/* Everything 0 / NULL; before.type and after.type F32, budget PER_SPAN. */
+PDROP_C_API pdrop_v2drop_params pdrop_v2drop_default_params(void);
+
+/* One V2Drop drop: scores, selects, writes the keep list (see above).
+ * pdrop_workspace_reserve(ws, 1, 1, n_query, 1, 1, image tokens, 0) makes
+ * it allocation-free. VALUE_ERROR if a score is not finite (a row holds inf
+ * or NaN, or a difference overflows float). */
+PDROP_C_API pdrop_status pdrop_v2drop_drop(pdrop_workspace* ws,
+                                           const pdrop_v2drop_params* params,
+                                           int64_t* keep, int64_t keep_capacity,
+                                           int64_t* n_keep_out);
+
+/* The random baseline (pdrop/strategies.hpp, Strategy::random as
+ * drop_by_strategy runs it): span i keeps keep_counts[i] of its tokens
+ * drawn uniformly without replacement. The span's query tokens are kept
+ * without a draw and the other max(keep_counts[i] - query tokens, 0) drawn
+ * among its other tokens by selection sampling (Knuth's Algorithm S) from
+ * SplitMix64 seeded with the i-th output of SplitMix64(seed). Integer
+ * arithmetic only: the same seed and inputs keep the same tokens on every
+ * platform, and a span's pick does not depend on the other spans. Per span
+ * only (no global budget). Reads no tensor. */
+typedef struct pdrop_random_params {
+  int64_t tokens;                  /* T, the current sequence length */
+  const int64_t* query_pos;        /* n_query positions kept, see above */
+  int64_t n_query;
+  const pdrop_image_span* spans;   /* inside [0, tokens) */
+  int64_t n_spans;
+  const int64_t* keep_counts;      /* n_spans counts, keep_counts[i] in [0, spans[i].length] */
+  int64_t n_keep_counts;
+  uint64_t seed;                   /* any value; default 0 */
+  pdrop_image_span* maybe_new_spans;  /* NULL or n_spans: spans after the drop */
+} pdrop_random_params;
+
+/* Everything 0 / NULL. */
+PDROP_C_API pdrop_random_params pdrop_random_default_params(void);
+
+/* One random drop: writes the keep list (see above). */
+PDROP_C_API pdrop_status pdrop_random_drop(pdrop_workspace* ws,
+                                           const pdrop_random_params* params,
+                                           int64_t* keep, int64_t keep_capacity,
+                                           int64_t* n_keep_out);
+
 /* ---- the per-sequence drop record (pdrop/sequence.hpp) --------------- */
 
 typedef struct pdrop_sequence pdrop_sequence;
