@@ -1,7 +1,8 @@
 /* pdrop/c_api.h - pdrop's C interface: schedules, scoring, rank & drop,
- * compaction and the per-sequence drop record, for C engines (ggml-style
- * runtimes), FFI callers (Python ctypes, Rust) and C++ engines built
- * without exceptions that want a status code instead of an abort.
+ * V2Drop / random / DART drops, compaction and the per-sequence drop
+ * record, for C engines (ggml-style runtimes), FFI callers (Python ctypes,
+ * Rust) and C++ engines built without exceptions that want a status code
+ * instead of an abort.
  *
  * The shape of llama.cpp's include/llama.h: plain structs with named
  * fields, a pdrop_*_default_params() function for each params struct,
@@ -14,8 +15,9 @@
  *   pdrop_rank_and_drop: keep_counts[0] (9) must be in [0, spans[0].length = 8]
  *
  * Everything here is a thin layer over the C++ headers of the same names
- * (pdrop/schedule.hpp, score.hpp, rank_drop.hpp, compact.hpp,
- * sequence.hpp); their comments give each rule and its source.
+ * (pdrop/schedule.hpp, score.hpp, rank_drop.hpp, v2drop.hpp,
+ * strategies.hpp, dart.hpp, compact.hpp, sequence.hpp); their comments give
+ * each rule and its source.
  *
  * Building it. The definitions live in pdrop/c_api_impl.hpp, compiled once:
  *   - CMake: link the pdrop::c library (option PDROP_BUILD_C_API, ON when
@@ -433,6 +435,66 @@ PDROP_C_API pdrop_status pdrop_random_drop(pdrop_workspace* ws,
                                            const pdrop_random_params* params,
                                            int64_t* keep, int64_t keep_capacity,
                                            int64_t* n_keep_out);
+
+/* DART (pdrop/dart.hpp, arXiv 2502.11494; Strategy::dart as
+ * drop_by_strategy runs it): per span keeping k tokens (k' = max(k - query
+ * tokens in it, 0) chosen among its other tokens),
+ *   1. image pivots: the p = min(pivots, k') tokens of largest key norm (a
+ *      key row is the token's k rows of every head side by side);
+ *   2. text pivots (text_pivots > 0, only when k' > p): the text tokens
+ *      after the span (in no image span) of largest key norm, at most
+ *      text_pivots of them;
+ *   3. the k' - p other slots spread over the P pivots in that order
+ *      (image pivots, then text pivots, each by norm): pivot r gets
+ *      (k' - p) / P, plus one for the first (k' - p) % P; each in turn takes
+ *      that many of the remaining candidates of LOWEST cosine similarity to
+ *      it, measured on `features` rows (or on the key rows when features is
+ *      empty); cos is 0 when either row is zero;
+ *   4. kept: the image pivots, the tokens taken and the query tokens.
+ * Ties (equal norms or similarities) go to the lower index; products and
+ * sums in double. The authors' setting (DART 5a19452): pivots 4,
+ * text_pivots 4, PDROP_PIVOT_NORM_L1, keys and final-normed hidden states
+ * of the last full layer (pdrop::dart_llava_1_5 and docs/strategies.md give
+ * their keep counts). Per span only (no global budget). */
+
+/* pdrop::PivotNorm: the key norm that ranks DART's pivots. */
+typedef enum pdrop_pivot_norm {
+  PDROP_PIVOT_NORM_L2 = 0,  /* the paper's (the default) */
+  PDROP_PIVOT_NORM_L1 = 1,  /* DART's released code */
+  /* as wide as int, see pdrop_status */
+  PDROP_PIVOT_NORM_ENUM_MIN_ = -0x7FFFFFFF - 1,
+  PDROP_PIVOT_NORM_ENUM_MAX_ = 0x7FFFFFFF
+} pdrop_pivot_norm;
+
+typedef struct pdrop_dart_params {
+  /* H x T x dim keys (F32, F16 or BF16; HND or NHD strides, see
+   * pdrop_heads), for the pivot norms; T = k.tokens, the current length. */
+  pdrop_heads k;
+  /* T x D rows compared by cosine similarity (F32, F16 or BF16, any
+   * row_stride >= D); data NULL and tokens 0 (the default): the key rows. */
+  pdrop_rows features;
+  const int64_t* query_pos;        /* n_query positions kept, see above */
+  int64_t n_query;
+  const pdrop_image_span* spans;   /* inside [0, T) */
+  int64_t n_spans;
+  const int64_t* keep_counts;      /* n_spans counts, keep_counts[i] in [0, spans[i].length] */
+  int64_t n_keep_counts;
+  int64_t pivots;                  /* image pivots per span, in [1, 2^31]; default 8 */
+  int64_t text_pivots;             /* in [0, 2^31]; default 0 */
+  pdrop_pivot_norm pivot_norm;     /* default L2 */
+  pdrop_image_span* maybe_new_spans;  /* NULL or n_spans: spans after the drop */
+} pdrop_dart_params;
+
+/* Everything 0 / NULL but k.type and features.type F32, pivots 8,
+ * pivot_norm L2 (pdrop::DartOptions' defaults). */
+PDROP_C_API pdrop_dart_params pdrop_dart_default_params(void);
+
+/* One DART drop: writes the keep list (see above). VALUE_ERROR if a key row
+ * of a span that keeps tokens, a text pivot candidate's key row, or a
+ * compared feature row is not finite. */
+PDROP_C_API pdrop_status pdrop_dart_drop(pdrop_workspace* ws, const pdrop_dart_params* params,
+                                         int64_t* keep, int64_t keep_capacity,
+                                         int64_t* n_keep_out);
 
 /* ---- the per-sequence drop record (pdrop/sequence.hpp) --------------- */
 

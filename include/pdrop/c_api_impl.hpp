@@ -20,6 +20,7 @@
 
 #include "pdrop/c_api.h"
 #include "pdrop/compact.hpp"
+#include "pdrop/dart.hpp"
 #include "pdrop/rank_drop.hpp"
 #include "pdrop/schedule.hpp"
 #include "pdrop/score.hpp"
@@ -633,6 +634,71 @@ pdrop_status pdrop_random_drop(pdrop_workspace* ws, const pdrop_random_params* p
     *n_keep_out = pdrop::drop_by_strategy(pdrop::Strategy::random, params->tokens, in, spans,
                                           counts, ws->ws, out,
                                           c_new_spans(params->maybe_new_spans, params->n_spans));
+  });
+}
+
+pdrop_dart_params pdrop_dart_default_params(void) {
+  pdrop_dart_params p;
+  std::memset(&p, 0, sizeof p);
+  p.k.type = PDROP_TYPE_F32;
+  p.features.type = PDROP_TYPE_F32;
+  p.pivots = pdrop::DartOptions{}.pivots;
+  p.text_pivots = pdrop::DartOptions{}.text_pivots;
+  p.pivot_norm = PDROP_PIVOT_NORM_L2;
+  return p;
+}
+
+pdrop_status pdrop_dart_drop(pdrop_workspace* ws, const pdrop_dart_params* params,
+                             int64_t* keep, int64_t keep_capacity, int64_t* n_keep_out) {
+  using namespace pdrop::detail::c_api;
+  constexpr const char* fn = "pdrop_dart_drop";
+  return guarded(fn, [&] {
+    need(ws, "ws");
+    need(params, "params");
+    need(n_keep_out, "n_keep_out");
+    const auto query_pos = c_span(params->query_pos, params->n_query, "query_pos");
+    const auto spans = c_spans(params->spans, params->n_spans, "spans");
+    const auto counts = c_span(params->keep_counts, params->n_keep_counts, "keep_counts");
+    const auto out = c_span(keep, keep_capacity, "keep");
+    pdrop::DartOptions options;
+    switch (params->pivot_norm) {
+      case PDROP_PIVOT_NORM_L2: options.pivot_norm = pdrop::PivotNorm::l2; break;
+      case PDROP_PIVOT_NORM_L1: options.pivot_norm = pdrop::PivotNorm::l1; break;
+      default:
+        fail_c(PDROP_STATUS_INVALID_ARGUMENT, "params.pivot_norm (",
+               static_cast<int>(params->pivot_norm), ") is not a pdrop_pivot_norm");
+    }
+    // drop_by_strategy names these after its C++ arguments; the C names first.
+    if (params->pivots < 1 || params->pivots > (std::int64_t{1} << 31))
+      fail_c(PDROP_STATUS_VALUE_ERROR, "params.pivots (", params->pivots,
+             ") must be in [1, 2^31]");
+    if (params->text_pivots < 0 || params->text_pivots > (std::int64_t{1} << 31))
+      fail_c(PDROP_STATUS_VALUE_ERROR, "params.text_pivots (", params->text_pivots,
+             ") must be in [0, 2^31]");
+    options.pivots = params->pivots;
+    options.text_pivots = params->text_pivots;
+    const std::int64_t tokens = params->k.tokens;
+    if (tokens < 0) fail_c(PDROP_STATUS_SHAPE_ERROR, "k.tokens (", tokens, ") must be >= 0");
+    pdrop::detail::check_query_positions(fn, "query_pos", query_pos, tokens);
+    const bool own_features = params->features.data != nullptr || params->features.tokens != 0;
+    const auto new_spans = c_new_spans(params->maybe_new_spans, params->n_spans);
+    with_float_type(params->k.type, "k", [&](auto tk) {
+      using Tk = decltype(tk);
+      const auto run = [&](auto tf) {
+        using Tf = decltype(tf);
+        pdrop::DropInputs<float, Tk, Tf> in;
+        in.k = heads_of<const Tk>(params->k);
+        if (own_features) in.features = rows_of<const Tf>(params->features);
+        in.query_pos = query_pos;
+        in.dart = options;
+        *n_keep_out = pdrop::drop_by_strategy(pdrop::Strategy::dart, tokens, in, spans, counts,
+                                              ws->ws, out, new_spans);
+      };
+      if (own_features)
+        with_float_type(params->features.type, "features", run);
+      else
+        run(float{});
+    });
   });
 }
 

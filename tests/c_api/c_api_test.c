@@ -450,13 +450,25 @@ static int image_index(int64_t t) {
   return -1;
 }
 
+/* The spans after keeping the chosen image tokens. */
+static void new_spans_of(const int* chosen, pdrop_image_span new_spans[NSPANS]) {
+  int s, i, first = 0, removed = 0;
+  for (s = 0; s < NSPANS; first += (int)spans[s].length, ++s) {
+    int kept = 0;
+    for (i = first; i < first + spans[s].length; ++i) kept += chosen[i];
+    new_spans[s].start = spans[s].start - removed;
+    new_spans[s].length = kept;
+    removed += (int)spans[s].length - kept;
+  }
+}
+
 /* The reference drop: query tokens inside a span chosen first, each taking
  * a slot of its span (GLOBAL: of the one count); the rest the best by
  * score, ties to the lower index. Returns the keep list's length. */
 static int naive_drop(const double* scores, pdrop_budget budget, const int64_t* counts,
                       const int64_t* qpos, int nq, int64_t* keep,
                       pdrop_image_span new_spans[NSPANS]) {
-  int chosen[NIMG], forced[NSPANS] = {0, 0}, s, i, first = 0, removed = 0, n_forced = 0;
+  int chosen[NIMG], forced[NSPANS] = {0, 0}, s, i, first = 0, n_forced = 0;
   memset(chosen, 0, sizeof chosen);
   for (i = 0; i < nq; ++i) {
     const int im = image_index(qpos[i]);
@@ -475,13 +487,7 @@ static int naive_drop(const double* scores, pdrop_budget budget, const int64_t* 
       if (counts[s] > forced[s])
         naive_top(scores, first, (int)spans[s].length, (int)counts[s] - forced[s], chosen);
   }
-  for (s = 0, first = 0; s < NSPANS; first += (int)spans[s].length, ++s) {
-    int kept = 0;
-    for (i = first; i < first + spans[s].length; ++i) kept += chosen[i];
-    new_spans[s].start = spans[s].start - removed;
-    new_spans[s].length = kept;
-    removed += (int)spans[s].length - kept;
-  }
+  new_spans_of(chosen, new_spans);
   return keep_list_of(chosen, keep);
 }
 
@@ -794,6 +800,238 @@ static void test_random(pdrop_workspace* ws) {
   CHECK(n == -7 && new_spans[0].start == -1 && new_spans[1].length == -1);
 }
 
+/* ---- DART: the documented rule, written out ---- */
+
+static float df32[T][VS32]; /* feature rows, 6 of stride 8, NaN padding */
+
+/* Which rows DART compares: the key rows (k16's heads side by side), the
+ * fp32 features df32, or the fp16 rows vb16. */
+enum { ROWS_KEYS, ROWS_F32, ROWS_F16 };
+
+static int dart_row(int rows, int t, double* out) {
+  int h, i;
+  if (rows == ROWS_KEYS) {
+    for (h = 0; h < HKV; ++h)
+      for (i = 0; i < DIM; ++i) out[h * DIM + i] = half_to_float(k16[h][t][i]);
+    return HKV * DIM;
+  }
+  for (i = 0; i < VD; ++i)
+    out[i] = rows == ROWS_F32 ? (double)df32[t][i] : (double)half_to_float(vb16[t][i]);
+  return VD;
+}
+
+static double key_norm(int t, pdrop_pivot_norm norm) {
+  double row[HKV * DIM], acc = 0.0;
+  int i;
+  dart_row(ROWS_KEYS, t, row);
+  for (i = 0; i < HKV * DIM; ++i) acc += norm == PDROP_PIVOT_NORM_L1 ? fabs(row[i]) : row[i] * row[i];
+  return acc;
+}
+
+static double cosine(int rows, int a, int b) {
+  double x[HKV * DIM], y[HKV * DIM], xy = 0.0, xx = 0.0, yy = 0.0;
+  int i, w = dart_row(rows, a, x);
+  dart_row(rows, b, y);
+  for (i = 0; i < w; ++i) {
+    xy += x[i] * y[i];
+    xx += x[i] * x[i];
+    yy += y[i] * y[i];
+  }
+  return xx > 0.0 && yy > 0.0 ? xy / sqrt(xx * yy) : 0.0;
+}
+
+/* DART per span (pdrop/dart.hpp's steps 1-4): query tokens kept, then
+ * image pivots by key norm, text pivots after the span, and each pivot's
+ * share of the least similar remaining tokens; ties to the lower index. */
+static int naive_dart(const int64_t* counts, const int64_t* qpos, int nq, int pivots,
+                      int text_pivots, pdrop_pivot_norm norm, int rows, int64_t* keep,
+                      pdrop_image_span new_spans[NSPANS]) {
+  int chosen[NIMG], s, i, r, j, first = 0;
+  memset(chosen, 0, sizeof chosen);
+  for (i = 0; i < nq; ++i)
+    if (image_index(qpos[i]) >= 0) chosen[image_index(qpos[i])] = 1;
+  for (s = 0; s < NSPANS; first += (int)spans[s].length, ++s) {
+    const int start = (int)spans[s].start, n = (int)spans[s].length;
+    int taken[T], piv[T], np = 0, p, extra, k, forced = 0, text_used[T];
+    for (i = 0; i < n; ++i) forced += chosen[first + i];
+    k = (int)counts[s] > forced ? (int)counts[s] - forced : 0;
+    if (k == 0) continue;
+    for (i = 0; i < n; ++i) taken[i] = chosen[first + i]; /* not candidates */
+    p = pivots < k ? pivots : k;
+    for (r = 0; r < p; ++r) {
+      int best = -1;
+      for (i = 0; i < n; ++i)
+        if (!taken[i] && (best < 0 || key_norm(start + i, norm) > key_norm(start + best, norm)))
+          best = i;
+      taken[best] = 1;
+      chosen[first + best] = 1;
+      piv[np++] = start + best;
+    }
+    extra = k - p;
+    if (extra == 0) continue;
+    memset(text_used, 0, sizeof text_used);
+    for (r = 0; r < text_pivots; ++r) {
+      int best = -1;
+      for (j = start + n; j < T; ++j)
+        if (image_index(j) < 0 && !text_used[j] &&
+            (best < 0 || key_norm(j, norm) > key_norm(best, norm)))
+          best = j;
+      if (best < 0) break;
+      text_used[best] = 1;
+      piv[np++] = best;
+    }
+    for (r = 0; r < np && r < extra; ++r) {
+      int share = extra / np + (r < extra % np ? 1 : 0);
+      for (; share > 0; --share) {
+        int best = -1;
+        for (i = 0; i < n; ++i)
+          if (!taken[i] && (best < 0 || cosine(rows, start + i, piv[r]) <
+                                            cosine(rows, start + best, piv[r])))
+            best = i;
+        taken[best] = 1;
+        chosen[first + best] = 1;
+      }
+    }
+  }
+  new_spans_of(chosen, new_spans);
+  return keep_list_of(chosen, keep);
+}
+
+static void check_dart(pdrop_workspace* ws, const int64_t* counts, const int64_t* qpos, int nq,
+                       int pivots, int text_pivots, pdrop_pivot_norm norm, int rows) {
+  int64_t keep[T], expected[T], n = -1;
+  pdrop_image_span new_spans[NSPANS], expected_spans[NSPANS];
+  pdrop_dart_params p = pdrop_dart_default_params();
+  const pdrop_rows f32 = {df32, PDROP_TYPE_F32, T, VD, VS32};
+  const pdrop_rows f16 = {vb16, PDROP_TYPE_F16, T, VD, VS16};
+  int i;
+  const int n_expected = naive_dart(counts, qpos, nq, pivots, text_pivots, norm, rows, expected,
+                                    expected_spans);
+
+  p.k = score_params().k; /* fp16 HND, capacity CAP */
+  if (rows == ROWS_F32) p.features = f32;
+  if (rows == ROWS_F16) p.features = f16;
+  p.query_pos = qpos;
+  p.n_query = nq;
+  p.spans = spans;
+  p.n_spans = NSPANS;
+  p.keep_counts = counts;
+  p.n_keep_counts = NSPANS;
+  p.pivots = pivots;
+  p.text_pivots = text_pivots;
+  p.pivot_norm = norm;
+  p.maybe_new_spans = new_spans;
+  for (i = 0; i < T; ++i) keep[i] = -1;
+  CHECK_OK(pdrop_dart_drop(ws, &p, keep, T, &n));
+  CHECK(n == n_expected);
+  CHECK(memcmp(keep, expected, (size_t)n_expected * sizeof keep[0]) == 0);
+  for (i = n_expected; i < T; ++i) CHECK(keep[i] == -1);
+  for (i = 0; i < NSPANS; ++i)
+    CHECK(new_spans[i].start == expected_spans[i].start &&
+          new_spans[i].length == expected_spans[i].length);
+}
+
+static void test_dart(pdrop_workspace* ws) {
+  const int64_t small[NSPANS] = {3, 4}, large[NSPANS] = {6, 7}, most[NSPANS] = {5, 6};
+  const int64_t few[NSPANS] = {4, 4};
+  const int64_t text_query = 22, queries[2] = {22, 5}, queries14[2] = {14, 22};
+  int64_t keep[T], n = -7, counts[NSPANS] = {6, 7};
+  pdrop_image_span new_spans[NSPANS] = {{-1, -1}, {-1, -1}};
+  pdrop_dart_params p = pdrop_dart_default_params();
+  int t, f, i;
+
+  CHECK(p.pivots == 8 && p.text_pivots == 0 && p.pivot_norm == PDROP_PIVOT_NORM_L2);
+  CHECK(p.features.data == NULL && p.features.tokens == 0);
+  for (t = 0; t < T; ++t)
+    for (f = 0; f < VS32; ++f) df32[t][f] = f < VD ? uniform() : NAN;
+  /* Span 1's keys doubled (exactly: exponent + 1): the largest norms after
+   * span 0, which text pivots must skip (they are image tokens). */
+  for (i = 0; i < HKV; ++i)
+    for (t = 12; t < 20; ++t)
+      for (f = 0; f < DIM; ++f) k16[i][t][f] = (uint16_t)(k16[i][t][f] + (1u << 10));
+
+  /* The defaults (8 pivots, L2, the key rows compared): 3 and 4 kept are
+   * all pivots, the largest key norms. */
+  check_dart(ws, small, &text_query, 1, 8, 0, PDROP_PIVOT_NORM_L2, ROWS_KEYS);
+  /* 2 image + 2 text pivots, L1 norms, fp32 features: every pivot shares. */
+  check_dart(ws, large, &text_query, 1, 2, 2, PDROP_PIVOT_NORM_L1, ROWS_F32);
+  check_dart(ws, large, queries, 2, 2, 2, PDROP_PIVOT_NORM_L1, ROWS_F32);
+  check_dart(ws, most, queries14, 2, 1, 0, PDROP_PIVOT_NORM_L2, ROWS_KEYS);
+  check_dart(ws, most, queries14, 2, 3, 1, PDROP_PIVOT_NORM_L1, ROWS_F16);
+  /* More text pivots asked for than there are text tokens after span 1. */
+  check_dart(ws, large, &text_query, 1, 1, 6, PDROP_PIVOT_NORM_L2, ROWS_KEYS);
+  /* Few kept of many: the text pivots decide most of the pick. */
+  check_dart(ws, few, &text_query, 1, 1, 3, PDROP_PIVOT_NORM_L1, ROWS_F32);
+  check_dart(ws, few, &text_query, 1, 1, 2, PDROP_PIVOT_NORM_L2, ROWS_KEYS);
+  check_dart(ws, few, queries14, 2, 1, 2, PDROP_PIVOT_NORM_L2, ROWS_F16);
+
+  /* Errors: status, message, nothing written. */
+  for (i = 0; i < T; ++i) keep[i] = -7;
+  p.k = score_params().k;
+  p.features.data = df32;
+  p.features.tokens = T;
+  p.features.features = VD;
+  p.features.row_stride = VS32;
+  p.query_pos = &text_query;
+  p.n_query = 1;
+  p.spans = spans;
+  p.n_spans = NSPANS;
+  p.keep_counts = counts;
+  p.n_keep_counts = NSPANS;
+  p.pivots = 2;
+  p.text_pivots = 2;
+  p.maybe_new_spans = new_spans;
+  p.pivot_norm = (pdrop_pivot_norm)3;
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, keep, T, &n), PDROP_STATUS_INVALID_ARGUMENT,
+              "pdrop_dart_drop: params.pivot_norm (3) is not a pdrop_pivot_norm");
+  p.pivot_norm = PDROP_PIVOT_NORM_L1;
+  p.pivots = 0;
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, keep, T, &n), PDROP_STATUS_VALUE_ERROR,
+              "pdrop_dart_drop: params.pivots (0) must be in [1, 2^31]");
+  p.pivots = 2;
+  p.text_pivots = -1;
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, keep, T, &n), PDROP_STATUS_VALUE_ERROR,
+              "pdrop_dart_drop: params.text_pivots (-1) must be in [0, 2^31]");
+  p.text_pivots = 2;
+  counts[0] = 8;
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, keep, T, &n), PDROP_STATUS_VALUE_ERROR,
+              "pdrop_dart_drop: keep_counts[0] (8) must be in [0, spans[0].length = 7]");
+  counts[0] = 6;
+  p.features.tokens = T - 1;
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, keep, T, &n), PDROP_STATUS_SHAPE_ERROR,
+              "pdrop_dart_drop: features.tokens (22) must equal k.tokens (23)");
+  p.features.tokens = T;
+  p.features.type = PDROP_TYPE_U8;
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, keep, T, &n), PDROP_STATUS_INVALID_ARGUMENT,
+              "pdrop_dart_drop: features.type (PDROP_TYPE_U8) must be PDROP_TYPE_F32, "
+              "PDROP_TYPE_F16 or PDROP_TYPE_BF16");
+  p.features.type = PDROP_TYPE_F32;
+  p.k.type = PDROP_TYPE_I32;
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, keep, T, &n), PDROP_STATUS_INVALID_ARGUMENT,
+              "pdrop_dart_drop: k.type (PDROP_TYPE_I32) must be PDROP_TYPE_F32, "
+              "PDROP_TYPE_F16 or PDROP_TYPE_BF16");
+  p.k.type = PDROP_TYPE_F16;
+  p.query_pos = &n; /* -7 */
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, keep, T, &n), PDROP_STATUS_VALUE_ERROR,
+              "pdrop_dart_drop: query_pos[0] (-7) must be in [0, tokens = 23)");
+  p.query_pos = &text_query;
+  /* A NaN in a compared row (token 4 of span 0, which keeps 6 of 7). */
+  df32[4][1] = NAN;
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, keep, T, &n), PDROP_STATUS_VALUE_ERROR,
+              "pdrop_dart_drop: features hold a non-finite value in the row of token 4");
+  df32[4][1] = 0.5f;
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, keep, 8, &n), PDROP_STATUS_SHAPE_ERROR,
+              "pdrop_dart_drop: keep.size (8) must be >= the new length 21 "
+              "(tokens 23 - image 15 + kept 13)");
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, NULL, 0, &n), PDROP_STATUS_SHAPE_ERROR,
+              "pdrop_dart_drop: keep.size (0) must be >= the new length 21 "
+              "(tokens 23 - image 15 + kept 13)");
+  for (i = 0; i < T; ++i) CHECK(keep[i] == -7);
+  CHECK(n == -7 && new_spans[0].start == -1 && new_spans[1].length == -1);
+  CHECK_OK(pdrop_dart_drop(ws, &p, keep, T, &n));
+  CHECK(n == T - NIMG + 13 && new_spans[0].length == 6 && new_spans[1].length == 7);
+}
+
 int main(void) {
   pdrop_workspace* ws = NULL;
   int h, r, j, t, major = -1, minor = -1, patch = -1;
@@ -816,6 +1054,7 @@ int main(void) {
   test_sequence(ws);
   test_v2drop(ws);
   test_random(ws);
+  test_dart(ws);
   pdrop_workspace_free(ws);
 
   if (failures) {
