@@ -355,8 +355,8 @@ PDROP_C_API pdrop_status pdrop_compact_positions(pdrop_rows positions, const int
  *     pdrop_rank_and_drop's (pdrop_compact_*, pdrop_sequence_apply_drop).
  *   - maybe_new_spans: NULL, or n_spans entries receiving the spans after
  *     the drop (may be spans itself).
- *   - Statuses: INVALID_ARGUMENT (ws, params or n_keep_out NULL, an enum or
- *     element type out of range), SHAPE_ERROR (views, counts, capacities or
+ *   - Statuses: INVALID_ARGUMENT (ws, params or n_keep_out NULL, an enum
+ *     value out of range, a view's type not F32, F16 or BF16), SHAPE_ERROR (views, counts, capacities or
  *     buffers that do not fit, outputs overlapping inputs), VALUE_ERROR
  *     (counts, positions or spans out of range, a non-finite value read),
  *     OUT_OF_MEMORY (the workspace growing). Every input is validated and
@@ -491,7 +491,9 @@ PDROP_C_API pdrop_dart_params pdrop_dart_default_params(void);
 
 /* One DART drop: writes the keep list (see above). VALUE_ERROR if a key row
  * of a span that keeps tokens, a text pivot candidate's key row, or a
- * compared feature row is not finite. */
+ * compared feature row is not finite. Its scratch (about (P + 1) rows of
+ * the compared width as float and (P + 1) x the longest span keys, P the
+ * pivots) grows ws as needed: the C API has no dart_reserve yet. */
 PDROP_C_API pdrop_status pdrop_dart_drop(pdrop_workspace* ws, const pdrop_dart_params* params,
                                          int64_t* keep, int64_t keep_capacity,
                                          int64_t* n_keep_out);
