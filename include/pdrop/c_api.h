@@ -1,7 +1,8 @@
 /* pdrop/c_api.h - pdrop's C interface: schedules, scoring, rank & drop,
- * compaction and the per-sequence drop record, for C engines (ggml-style
- * runtimes), FFI callers (Python ctypes, Rust) and C++ engines built
- * without exceptions that want a status code instead of an abort.
+ * V2Drop / random / DART drops, compaction and the per-sequence drop
+ * record, for C engines (ggml-style runtimes), FFI callers (Python ctypes,
+ * Rust) and C++ engines built without exceptions that want a status code
+ * instead of an abort.
  *
  * The shape of llama.cpp's include/llama.h: plain structs with named
  * fields, a pdrop_*_default_params() function for each params struct,
@@ -14,8 +15,9 @@
  *   pdrop_rank_and_drop: keep_counts[0] (9) must be in [0, spans[0].length = 8]
  *
  * Everything here is a thin layer over the C++ headers of the same names
- * (pdrop/schedule.hpp, score.hpp, rank_drop.hpp, compact.hpp,
- * sequence.hpp); their comments give each rule and its source.
+ * (pdrop/schedule.hpp, score.hpp, rank_drop.hpp, v2drop.hpp,
+ * strategies.hpp, dart.hpp, compact.hpp, sequence.hpp); their comments give
+ * each rule and its source.
  *
  * Building it. The definitions live in pdrop/c_api_impl.hpp, compiled once:
  *   - CMake: link the pdrop::c library (option PDROP_BUILD_C_API, ON when
@@ -333,6 +335,168 @@ PDROP_C_API pdrop_status pdrop_compact_heads(pdrop_heads kv, const int64_t* keep
 PDROP_C_API pdrop_status pdrop_compact_positions(pdrop_rows positions, const int64_t* keep,
                                                  int64_t n_keep, pdrop_position_mode mode,
                                                  const int64_t* maybe_base);
+
+/* ---- other strategies' drops (v2drop.hpp, strategies.hpp, dart.hpp) -- */
+
+/* The keep list of a drop by PDROP_STRATEGY_V2DROP, _RANDOM or _DART, in the
+ * form pdrop_rank_and_drop writes it (PYRAMID_DROP and FASTV use that; VTW
+ * is any of these with every keep count 0). Shared conventions:
+ *   - spans: sorted, disjoint image spans inside [0, T), T the current
+ *     sequence length.
+ *   - query_pos[0..n_query): positions in [0, T) kept whatever the rule
+ *     says (pass the last prompt token's, whose row gives the logits; may
+ *     be empty, the pointer then NULL). One inside a span takes one of that
+ *     span's slots (or of the global count); a count smaller than the query
+ *     tokens it covers keeps them anyway: kept = max(count, query tokens).
+ *   - keep[0..*n_keep_out): the keep list, ascending (text tokens, then the
+ *     kept image tokens, in sequence order); keep_capacity >= T is always
+ *     enough (SHAPE_ERROR otherwise when the new length does not fit).
+ *     Entries past *n_keep_out are not written. Apply it as
+ *     pdrop_rank_and_drop's (pdrop_compact_*, pdrop_sequence_apply_drop).
+ *   - maybe_new_spans: NULL, or n_spans entries receiving the spans after
+ *     the drop (may be spans itself).
+ *   - Statuses: INVALID_ARGUMENT (ws, params or n_keep_out NULL, an enum
+ *     value out of range, a view's type not F32, F16 or BF16), SHAPE_ERROR (views, counts, capacities or
+ *     buffers that do not fit, outputs overlapping inputs), VALUE_ERROR
+ *     (counts, positions or spans out of range, a non-finite value read),
+ *     OUT_OF_MEMORY (the workspace growing). Every input is validated and
+ *     every value read checked before keep, *n_keep_out, maybe_new_spans or
+ *     maybe_scores is written: a failed call writes none of them. */
+
+/* V2Drop (pdrop/v2drop.hpp, arXiv 2509.01552): image token t scores
+ * v_t = || after_t - before_t ||_2 over the D features (elements converted
+ * to float exactly, sums in double, rounded once to float), the variation
+ * of its hidden state over the layer that just ran; each span keeps its
+ * keep_counts[i] tokens of LARGEST variation (GLOBAL: keep_counts[0] over
+ * all spans together), equal scores ranking the lower index first. */
+typedef struct pdrop_v2drop_params {
+  /* T x D hidden states entering the layer that just ran (0-based l-1 for
+   * a drop before layer l), the residual stream as the decoder carries it:
+   * F32, F16 or BF16, features contiguous, row_stride >= D elements. */
+  pdrop_rows before;
+  /* T x D hidden states leaving it (entering layer l): the same T and D,
+   * any of the three types and any row_stride. */
+  pdrop_rows after;
+  const int64_t* query_pos;        /* n_query positions kept, see above */
+  int64_t n_query;
+  const pdrop_image_span* spans;   /* inside [0, T), T = before.tokens */
+  int64_t n_spans;
+  pdrop_budget budget;             /* default PER_SPAN */
+  /* PER_SPAN: n_spans counts, keep_counts[i] in [0, spans[i].length];
+   * GLOBAL: one count in [0, sum of lengths]
+   * (pdrop_sequence_keep_counts gives the schedule's). */
+  const int64_t* keep_counts;
+  int64_t n_keep_counts;
+  pdrop_image_span* maybe_new_spans;  /* NULL or n_spans: spans after the drop */
+  /* NULL, or n_scores entries receiving v_t of every image token (span
+   * after span, token order; the hidden states' units). */
+  float* maybe_scores;
+  int64_t n_scores;                /* with maybe_scores: the spans' total length */
+} pdrop_v2drop_params;
+
+/* Everything 0 / NULL; before.type and after.type F32, budget PER_SPAN. */
+PDROP_C_API pdrop_v2drop_params pdrop_v2drop_default_params(void);
+
+/* One V2Drop drop: scores, selects, writes the keep list (see above).
+ * pdrop_workspace_reserve(ws, 1, 1, n_query, 1, 1, image tokens, 0) makes
+ * it allocation-free. VALUE_ERROR if a score is not finite (a row holds inf
+ * or NaN, or a difference overflows float). */
+PDROP_C_API pdrop_status pdrop_v2drop_drop(pdrop_workspace* ws,
+                                           const pdrop_v2drop_params* params,
+                                           int64_t* keep, int64_t keep_capacity,
+                                           int64_t* n_keep_out);
+
+/* The random baseline (pdrop/strategies.hpp, Strategy::random as
+ * drop_by_strategy runs it): span i keeps keep_counts[i] of its tokens
+ * drawn uniformly without replacement. The span's query tokens are kept
+ * without a draw and the other max(keep_counts[i] - query tokens, 0) drawn
+ * among its other tokens by selection sampling (Knuth's Algorithm S) from
+ * SplitMix64 seeded with the i-th output of SplitMix64(seed). Integer
+ * arithmetic only: the same seed and inputs keep the same tokens on every
+ * platform, and a span's pick does not depend on the other spans. Per span
+ * only (no global budget). Reads no tensor. */
+typedef struct pdrop_random_params {
+  int64_t tokens;                  /* T, the current sequence length */
+  const int64_t* query_pos;        /* n_query positions kept, see above */
+  int64_t n_query;
+  const pdrop_image_span* spans;   /* inside [0, tokens) */
+  int64_t n_spans;
+  const int64_t* keep_counts;      /* n_spans counts, keep_counts[i] in [0, spans[i].length] */
+  int64_t n_keep_counts;
+  uint64_t seed;                   /* any value; default 0 */
+  pdrop_image_span* maybe_new_spans;  /* NULL or n_spans: spans after the drop */
+} pdrop_random_params;
+
+/* Everything 0 / NULL. */
+PDROP_C_API pdrop_random_params pdrop_random_default_params(void);
+
+/* One random drop: writes the keep list (see above). */
+PDROP_C_API pdrop_status pdrop_random_drop(pdrop_workspace* ws,
+                                           const pdrop_random_params* params,
+                                           int64_t* keep, int64_t keep_capacity,
+                                           int64_t* n_keep_out);
+
+/* DART (pdrop/dart.hpp, arXiv 2502.11494; Strategy::dart as
+ * drop_by_strategy runs it): per span keeping k tokens (k' = max(k - query
+ * tokens in it, 0) chosen among its other tokens),
+ *   1. image pivots: the p = min(pivots, k') tokens of largest key norm (a
+ *      key row is the token's k rows of every head side by side);
+ *   2. text pivots (text_pivots > 0, only when k' > p): the text tokens
+ *      after the span (in no image span) of largest key norm, at most
+ *      text_pivots of them;
+ *   3. the k' - p other slots spread over the P pivots in that order
+ *      (image pivots, then text pivots, each by norm): pivot r gets
+ *      (k' - p) / P, plus one for the first (k' - p) % P; each in turn takes
+ *      that many of the remaining candidates of LOWEST cosine similarity to
+ *      it, measured on `features` rows (or on the key rows when features is
+ *      empty); cos is 0 when either row is zero;
+ *   4. kept: the image pivots, the tokens taken and the query tokens.
+ * Ties (equal norms or similarities) go to the lower index; products and
+ * sums in double. The authors' setting (DART 5a19452): pivots 4,
+ * text_pivots 4, PDROP_PIVOT_NORM_L1, keys and final-normed hidden states
+ * of the last full layer (pdrop::dart_llava_1_5 and docs/strategies.md give
+ * their keep counts). Per span only (no global budget). */
+
+/* pdrop::PivotNorm: the key norm that ranks DART's pivots. */
+typedef enum pdrop_pivot_norm {
+  PDROP_PIVOT_NORM_L2 = 0,  /* the paper's (the default) */
+  PDROP_PIVOT_NORM_L1 = 1,  /* DART's released code */
+  /* as wide as int, see pdrop_status */
+  PDROP_PIVOT_NORM_ENUM_MIN_ = -0x7FFFFFFF - 1,
+  PDROP_PIVOT_NORM_ENUM_MAX_ = 0x7FFFFFFF
+} pdrop_pivot_norm;
+
+typedef struct pdrop_dart_params {
+  /* H x T x dim keys (F32, F16 or BF16; HND or NHD strides, see
+   * pdrop_heads), for the pivot norms; T = k.tokens, the current length. */
+  pdrop_heads k;
+  /* T x D rows compared by cosine similarity (F32, F16 or BF16, any
+   * row_stride >= D); data NULL and tokens 0 (the default): the key rows. */
+  pdrop_rows features;
+  const int64_t* query_pos;        /* n_query positions kept, see above */
+  int64_t n_query;
+  const pdrop_image_span* spans;   /* inside [0, T) */
+  int64_t n_spans;
+  const int64_t* keep_counts;      /* n_spans counts, keep_counts[i] in [0, spans[i].length] */
+  int64_t n_keep_counts;
+  int64_t pivots;                  /* image pivots per span, in [1, 2^31]; default 8 */
+  int64_t text_pivots;             /* in [0, 2^31]; default 0 */
+  pdrop_pivot_norm pivot_norm;     /* default L2 */
+  pdrop_image_span* maybe_new_spans;  /* NULL or n_spans: spans after the drop */
+} pdrop_dart_params;
+
+/* Everything 0 / NULL but k.type and features.type F32, pivots 8,
+ * pivot_norm L2 (pdrop::DartOptions' defaults). */
+PDROP_C_API pdrop_dart_params pdrop_dart_default_params(void);
+
+/* One DART drop: writes the keep list (see above). VALUE_ERROR if a key row
+ * of a span that keeps tokens, a text pivot candidate's key row, or a
+ * compared feature row is not finite. Its scratch (about (P + 1) rows of
+ * the compared width as float and (P + 1) x the longest span keys, P the
+ * pivots) grows ws as needed: the C API has no dart_reserve yet. */
+PDROP_C_API pdrop_status pdrop_dart_drop(pdrop_workspace* ws, const pdrop_dart_params* params,
+                                         int64_t* keep, int64_t keep_capacity,
+                                         int64_t* n_keep_out);
 
 /* ---- the per-sequence drop record (pdrop/sequence.hpp) --------------- */
 

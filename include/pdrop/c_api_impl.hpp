@@ -20,10 +20,13 @@
 
 #include "pdrop/c_api.h"
 #include "pdrop/compact.hpp"
+#include "pdrop/dart.hpp"
 #include "pdrop/rank_drop.hpp"
 #include "pdrop/schedule.hpp"
 #include "pdrop/score.hpp"
 #include "pdrop/sequence.hpp"
+#include "pdrop/strategies.hpp"
+#include "pdrop/v2drop.hpp"
 #include "pdrop/workspace.hpp"
 
 #if !PDROP_EXCEPTIONS
@@ -284,6 +287,11 @@ void with_score_types(const pdrop_score_params& p, const char* name, Run&& run) 
   });
 }
 
+// maybe_new_spans of a drop: NULL (not wanted) or n_spans entries.
+inline span<ImageSpan> c_new_spans(pdrop_image_span* p, std::int64_t n_spans) {
+  return {reinterpret_cast<ImageSpan*>(p), p != nullptr && n_spans > 0 ? n_spans : 0};
+}
+
 }  // namespace c_api
 }  // namespace detail
 PDROP_END_NAMESPACE
@@ -494,10 +502,7 @@ pdrop_status pdrop_rank_and_drop(pdrop_workspace* ws, const pdrop_drop_params* p
     if (budget == pdrop::Budget::global && counts.size != 1)
       fail_c(PDROP_STATUS_SHAPE_ERROR, "n_keep_counts (", counts.size,
              ") must be 1 with PDROP_BUDGET_GLOBAL");
-    const std::int64_t n_spans = params->score.n_spans;
-    const pdrop::span<pdrop::ImageSpan> new_spans(
-        reinterpret_cast<pdrop::ImageSpan*>(params->maybe_new_spans),
-        params->maybe_new_spans != nullptr && n_spans > 0 ? n_spans : 0);
+    const auto new_spans = c_new_spans(params->maybe_new_spans, params->score.n_spans);
     const auto scores = c_span(params->maybe_scores,
                                params->maybe_scores != nullptr ? params->n_scores : 0,
                                "maybe_scores");
@@ -555,6 +560,144 @@ pdrop_status pdrop_compact_positions(pdrop_rows positions, const int64_t* keep,
         maybe_base != nullptr ? std::optional<std::int64_t>(*maybe_base) : std::nullopt;
     with_position_type(positions.type, "positions", [&](auto t) {
       pdrop::compact_positions(rows_of<decltype(t)>(positions), k, m, base);
+    });
+  });
+}
+
+// ---- other strategies' drops ----
+
+pdrop_v2drop_params pdrop_v2drop_default_params(void) {
+  pdrop_v2drop_params p;
+  std::memset(&p, 0, sizeof p);
+  p.before.type = PDROP_TYPE_F32;
+  p.after.type = PDROP_TYPE_F32;
+  p.budget = PDROP_BUDGET_PER_SPAN;
+  return p;
+}
+
+pdrop_status pdrop_v2drop_drop(pdrop_workspace* ws, const pdrop_v2drop_params* params,
+                               int64_t* keep, int64_t keep_capacity, int64_t* n_keep_out) {
+  using namespace pdrop::detail::c_api;
+  return guarded("pdrop_v2drop_drop", [&] {
+    need(ws, "ws");
+    need(params, "params");
+    need(n_keep_out, "n_keep_out");
+    const pdrop::Budget budget = budget_of(params->budget, "params.budget");
+    const auto query_pos = c_span(params->query_pos, params->n_query, "query_pos");
+    const auto spans = c_spans(params->spans, params->n_spans, "spans");
+    const auto counts = c_span(params->keep_counts, params->n_keep_counts, "keep_counts");
+    const auto out = c_span(keep, keep_capacity, "keep");
+    if (budget == pdrop::Budget::global && counts.size != 1)
+      fail_c(PDROP_STATUS_SHAPE_ERROR, "n_keep_counts (", counts.size,
+             ") must be 1 with PDROP_BUDGET_GLOBAL");
+    const auto new_spans = c_new_spans(params->maybe_new_spans, params->n_spans);
+    const auto scores = c_span(params->maybe_scores,
+                               params->maybe_scores != nullptr ? params->n_scores : 0,
+                               "maybe_scores");
+    with_float_type(params->before.type, "before", [&](auto tb) {
+      with_float_type(params->after.type, "after", [&](auto ta) {
+        using Tb = decltype(tb);
+        using Ta = decltype(ta);
+        *n_keep_out = pdrop::v2drop_drop(rows_of<const Tb>(params->before),
+                                         rows_of<const Ta>(params->after), query_pos, spans,
+                                         budget, counts, ws->ws, out, new_spans, scores);
+      });
+    });
+  });
+}
+
+pdrop_random_params pdrop_random_default_params(void) {
+  pdrop_random_params p;
+  std::memset(&p, 0, sizeof p);
+  return p;
+}
+
+pdrop_status pdrop_random_drop(pdrop_workspace* ws, const pdrop_random_params* params,
+                               int64_t* keep, int64_t keep_capacity, int64_t* n_keep_out) {
+  using namespace pdrop::detail::c_api;
+  constexpr const char* fn = "pdrop_random_drop";
+  return guarded(fn, [&] {
+    need(ws, "ws");
+    need(params, "params");
+    need(n_keep_out, "n_keep_out");
+    const auto query_pos = c_span(params->query_pos, params->n_query, "query_pos");
+    const auto spans = c_spans(params->spans, params->n_spans, "spans");
+    const auto counts = c_span(params->keep_counts, params->n_keep_counts, "keep_counts");
+    const auto out = c_span(keep, keep_capacity, "keep");
+    if (params->tokens < 0)
+      fail_c(PDROP_STATUS_SHAPE_ERROR, "tokens (", params->tokens, ") must be >= 0");
+    // drop_by_strategy checks these as "in.query_pos"; the C name first.
+    pdrop::detail::check_query_positions(fn, "query_pos", query_pos, params->tokens);
+    pdrop::DropInputs<float, float, float> in;
+    in.query_pos = query_pos;
+    in.seed = params->seed;
+    *n_keep_out = pdrop::drop_by_strategy(pdrop::Strategy::random, params->tokens, in, spans,
+                                          counts, ws->ws, out,
+                                          c_new_spans(params->maybe_new_spans, params->n_spans));
+  });
+}
+
+pdrop_dart_params pdrop_dart_default_params(void) {
+  pdrop_dart_params p;
+  std::memset(&p, 0, sizeof p);
+  p.k.type = PDROP_TYPE_F32;
+  p.features.type = PDROP_TYPE_F32;
+  p.pivots = pdrop::DartOptions{}.pivots;
+  p.text_pivots = pdrop::DartOptions{}.text_pivots;
+  p.pivot_norm = PDROP_PIVOT_NORM_L2;
+  return p;
+}
+
+pdrop_status pdrop_dart_drop(pdrop_workspace* ws, const pdrop_dart_params* params,
+                             int64_t* keep, int64_t keep_capacity, int64_t* n_keep_out) {
+  using namespace pdrop::detail::c_api;
+  constexpr const char* fn = "pdrop_dart_drop";
+  return guarded(fn, [&] {
+    need(ws, "ws");
+    need(params, "params");
+    need(n_keep_out, "n_keep_out");
+    const auto query_pos = c_span(params->query_pos, params->n_query, "query_pos");
+    const auto spans = c_spans(params->spans, params->n_spans, "spans");
+    const auto counts = c_span(params->keep_counts, params->n_keep_counts, "keep_counts");
+    const auto out = c_span(keep, keep_capacity, "keep");
+    pdrop::DartOptions options;
+    switch (params->pivot_norm) {
+      case PDROP_PIVOT_NORM_L2: options.pivot_norm = pdrop::PivotNorm::l2; break;
+      case PDROP_PIVOT_NORM_L1: options.pivot_norm = pdrop::PivotNorm::l1; break;
+      default:
+        fail_c(PDROP_STATUS_INVALID_ARGUMENT, "params.pivot_norm (",
+               static_cast<int>(params->pivot_norm), ") is not a pdrop_pivot_norm");
+    }
+    // drop_by_strategy names these after its C++ arguments; the C names first.
+    if (params->pivots < 1 || params->pivots > (std::int64_t{1} << 31))
+      fail_c(PDROP_STATUS_VALUE_ERROR, "params.pivots (", params->pivots,
+             ") must be in [1, 2^31]");
+    if (params->text_pivots < 0 || params->text_pivots > (std::int64_t{1} << 31))
+      fail_c(PDROP_STATUS_VALUE_ERROR, "params.text_pivots (", params->text_pivots,
+             ") must be in [0, 2^31]");
+    options.pivots = params->pivots;
+    options.text_pivots = params->text_pivots;
+    const std::int64_t tokens = params->k.tokens;
+    if (tokens < 0) fail_c(PDROP_STATUS_SHAPE_ERROR, "k.tokens (", tokens, ") must be >= 0");
+    pdrop::detail::check_query_positions(fn, "query_pos", query_pos, tokens);
+    const bool own_features = params->features.data != nullptr || params->features.tokens != 0;
+    const auto new_spans = c_new_spans(params->maybe_new_spans, params->n_spans);
+    with_float_type(params->k.type, "k", [&](auto tk) {
+      using Tk = decltype(tk);
+      const auto run = [&](auto tf) {
+        using Tf = decltype(tf);
+        pdrop::DropInputs<float, Tk, Tf> in;
+        in.k = heads_of<const Tk>(params->k);
+        if (own_features) in.features = rows_of<const Tf>(params->features);
+        in.query_pos = query_pos;
+        in.dart = options;
+        *n_keep_out = pdrop::drop_by_strategy(pdrop::Strategy::dart, tokens, in, spans, counts,
+                                              ws->ws, out, new_spans);
+      };
+      if (own_features)
+        with_float_type(params->features.type, "features", run);
+      else
+        run(float{});
     });
   });
 }

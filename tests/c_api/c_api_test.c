@@ -419,6 +419,619 @@ static void test_sequence(pdrop_workspace* ws) {
   pdrop_schedule_free(s);
 }
 
+/* ---- V2Drop: a naive variation and top-k ---- */
+
+enum { VD = 6, VS32 = 8, VS16 = 10 }; /* features; padded row strides */
+static float vb32[T][VS32], va32[T][VS32];   /* fp32 rows, NaN padding */
+static uint16_t vb16[T][VS16], va16[T][VS16]; /* fp16 rows, NaN padding */
+/* The values the rows under test hold (exact as float). */
+static float val_b[T][VD], val_a[T][VD];
+
+/* ||after_t - before_t||_2 of every image token, span after span. */
+static void naive_variation(double out[NIMG]) {
+  int s, t, f, i = 0;
+  for (s = 0; s < NSPANS; ++s)
+    for (t = (int)spans[s].start; t < spans[s].start + spans[s].length; ++t, ++i) {
+      double sum = 0.0;
+      for (f = 0; f < VD; ++f) {
+        const double d = (double)val_a[t][f] - (double)val_b[t][f];
+        sum += d * d;
+      }
+      out[i] = sqrt(sum);
+    }
+}
+
+/* Image index of position t, or -1 for a text token. */
+static int image_index(int64_t t) {
+  int s, i = 0;
+  for (s = 0; s < NSPANS; i += (int)spans[s].length, ++s)
+    if (t >= spans[s].start && t < spans[s].start + spans[s].length)
+      return i + (int)(t - spans[s].start);
+  return -1;
+}
+
+/* The spans after keeping the chosen image tokens. */
+static void new_spans_of(const int* chosen, pdrop_image_span new_spans[NSPANS]) {
+  int s, i, first = 0, removed = 0;
+  for (s = 0; s < NSPANS; first += (int)spans[s].length, ++s) {
+    int kept = 0;
+    for (i = first; i < first + spans[s].length; ++i) kept += chosen[i];
+    new_spans[s].start = spans[s].start - removed;
+    new_spans[s].length = kept;
+    removed += (int)spans[s].length - kept;
+  }
+}
+
+/* The reference drop: query tokens inside a span chosen first, each taking
+ * a slot of its span (GLOBAL: of the one count); the rest the best by
+ * score, ties to the lower index. Returns the keep list's length. */
+static int naive_drop(const double* scores, pdrop_budget budget, const int64_t* counts,
+                      const int64_t* qpos, int nq, int64_t* keep,
+                      pdrop_image_span new_spans[NSPANS]) {
+  int chosen[NIMG], forced[NSPANS] = {0, 0}, s, i, first = 0, n_forced = 0;
+  memset(chosen, 0, sizeof chosen);
+  for (i = 0; i < nq; ++i) {
+    const int im = image_index(qpos[i]);
+    if (im >= 0 && !chosen[im]) {
+      chosen[im] = 1;
+      ++n_forced;
+      for (s = 0; s < NSPANS; ++s)
+        if (qpos[i] >= spans[s].start && qpos[i] < spans[s].start + spans[s].length)
+          ++forced[s];
+    }
+  }
+  if (budget == PDROP_BUDGET_GLOBAL) {
+    if (counts[0] > n_forced) naive_top(scores, 0, NIMG, (int)counts[0] - n_forced, chosen);
+  } else {
+    for (s = 0; s < NSPANS; first += (int)spans[s].length, ++s)
+      if (counts[s] > forced[s])
+        naive_top(scores, first, (int)spans[s].length, (int)counts[s] - forced[s], chosen);
+  }
+  new_spans_of(chosen, new_spans);
+  return keep_list_of(chosen, keep);
+}
+
+/* One pdrop_v2drop_drop call against the reference (the rows hold
+ * val_b / val_a). */
+static void check_v2drop(pdrop_workspace* ws, pdrop_rows before, pdrop_rows after,
+                         pdrop_budget budget, const int64_t* counts, const int64_t* qpos,
+                         int nq) {
+  double expected[NIMG];
+  float scores[NIMG];
+  int64_t keep[T], expected_keep[T], n = -1;
+  pdrop_image_span new_spans[NSPANS], expected_spans[NSPANS];
+  pdrop_v2drop_params p = pdrop_v2drop_default_params();
+  int i, n_expected;
+
+  naive_variation(expected);
+  n_expected = naive_drop(expected, budget, counts, qpos, nq, expected_keep, expected_spans);
+  p.before = before;
+  p.after = after;
+  p.query_pos = qpos;
+  p.n_query = nq;
+  p.spans = spans;
+  p.n_spans = NSPANS;
+  p.budget = budget;
+  p.keep_counts = counts;
+  p.n_keep_counts = budget == PDROP_BUDGET_GLOBAL ? 1 : NSPANS;
+  p.maybe_new_spans = new_spans;
+  p.maybe_scores = scores;
+  p.n_scores = NIMG;
+  for (i = 0; i < T; ++i) keep[i] = -1;
+  CHECK_OK(pdrop_v2drop_drop(ws, &p, keep, T, &n));
+  CHECK(n == n_expected);
+  CHECK(memcmp(keep, expected_keep, (size_t)n_expected * sizeof keep[0]) == 0);
+  for (i = n_expected; i < T; ++i) CHECK(keep[i] == -1);
+  for (i = 0; i < NSPANS; ++i)
+    CHECK(new_spans[i].start == expected_spans[i].start &&
+          new_spans[i].length == expected_spans[i].length);
+  for (i = 0; i < NIMG; ++i)
+    CHECK(fabs((double)scores[i] - expected[i]) <= 1e-6 * expected[i]);
+}
+
+static void test_v2drop(pdrop_workspace* ws) {
+  const int64_t per_span[NSPANS] = {3, 4}, global = 6;
+  const int64_t text_query = 22, queries[2] = {22, 14};
+  pdrop_rows b32 = {NULL, PDROP_TYPE_F32, T, VD, VS32}, a32 = {NULL, PDROP_TYPE_F32, T, VD, VS32};
+  pdrop_rows b16 = {NULL, PDROP_TYPE_F16, T, VD, VS16}, a16 = {NULL, PDROP_TYPE_F16, T, VD, VS16};
+  int64_t keep[T], n = -1, counts[NSPANS] = {3, 4}, bad_counts[2] = {3, 3};
+  pdrop_image_span new_spans[NSPANS] = {{-1, -1}, {-1, -1}};
+  float scores[NIMG];
+  pdrop_v2drop_params p = pdrop_v2drop_default_params();
+  int t, f, i;
+
+  b32.data = vb32;
+  a32.data = va32;
+  b16.data = vb16;
+  a16.data = va16;
+
+  /* fp32 rows, stride 8 for 6 features; the padding is NaN, so reading it
+   * would fail the call. */
+  for (t = 0; t < T; ++t)
+    for (f = 0; f < VS32; ++f) {
+      vb32[t][f] = f < VD ? uniform() : NAN;
+      va32[t][f] = f < VD ? vb32[t][f] + 0.5f * uniform() : NAN;
+      if (f < VD) {
+        val_b[t][f] = vb32[t][f];
+        val_a[t][f] = va32[t][f];
+      }
+    }
+  check_v2drop(ws, b32, a32, PDROP_BUDGET_PER_SPAN, per_span, &text_query, 1);
+  check_v2drop(ws, b32, a32, PDROP_BUDGET_GLOBAL, &global, &text_query, 1);
+  /* A query token inside span 1 (14) is kept and takes one of its slots. */
+  check_v2drop(ws, b32, a32, PDROP_BUDGET_PER_SPAN, per_span, queries, 2);
+  check_v2drop(ws, b32, a32, PDROP_BUDGET_GLOBAL, &global, queries, 2);
+
+  /* fp16 rows, stride 10; span 1's rows do not change (every variation 0:
+   * a tie, which goes to the lower indices). */
+  for (t = 0; t < T; ++t)
+    for (f = 0; f < VS16; ++f) {
+      vb16[t][f] = f < VD ? random_half() : 0x7E00;
+      va16[t][f] = f < VD ? (t >= 12 && t < 20 ? vb16[t][f] : random_half()) : 0x7E00;
+      if (f < VD) {
+        val_b[t][f] = half_to_float(vb16[t][f]);
+        val_a[t][f] = half_to_float(va16[t][f]);
+      }
+    }
+  check_v2drop(ws, b16, a16, PDROP_BUDGET_PER_SPAN, per_span, &text_query, 1);
+  check_v2drop(ws, b16, a16, PDROP_BUDGET_GLOBAL, &global, &text_query, 1);
+  check_v2drop(ws, b16, a16, PDROP_BUDGET_PER_SPAN, per_span, queries, 2);
+  /* The tie, stated on its own: span 1 keeps the query token 14 and its
+   * lowest others, 12, 13 and 15. */
+  p.before = b16;
+  p.after = a16;
+  p.query_pos = queries;
+  p.n_query = 2;
+  p.spans = spans;
+  p.n_spans = NSPANS;
+  p.keep_counts = per_span;
+  p.n_keep_counts = NSPANS;
+  CHECK_OK(pdrop_v2drop_drop(ws, &p, keep, T, &n));
+  CHECK(n == T - NIMG + 7 && keep[n - 7] == 12 && keep[n - 6] == 13 && keep[n - 5] == 14 &&
+        keep[n - 4] == 15 && keep[n - 3] == 20 && keep[n - 1] == 22);
+
+  /* Mixed: fp16 before, fp32 after. */
+  for (t = 0; t < T; ++t)
+    for (f = 0; f < VD; ++f) {
+      val_b[t][f] = half_to_float(vb16[t][f]);
+      va32[t][f] = val_a[t][f] = uniform();
+    }
+  check_v2drop(ws, b16, a32, PDROP_BUDGET_PER_SPAN, per_span, &text_query, 1);
+
+  /* Errors: status, message, and keep, n, new spans and scores untouched. */
+  for (i = 0; i < T; ++i) keep[i] = -7;
+  for (i = 0; i < NIMG; ++i) scores[i] = -7.0f;
+  n = -7;
+  p = pdrop_v2drop_default_params();
+  p.before = b32;
+  p.after = a32;
+  p.query_pos = &text_query;
+  p.n_query = 1;
+  p.spans = spans;
+  p.n_spans = NSPANS;
+  p.keep_counts = counts;
+  p.n_keep_counts = NSPANS;
+  p.maybe_new_spans = new_spans;
+  p.maybe_scores = scores;
+  p.n_scores = NIMG;
+  counts[1] = 9;
+  CHECK_FAILS(pdrop_v2drop_drop(ws, &p, keep, T, &n), PDROP_STATUS_VALUE_ERROR,
+              "pdrop_v2drop_drop: keep_counts[1] (9) must be in [0, spans[1].length = 8]");
+  counts[1] = 4;
+  p.budget = (pdrop_budget)7;
+  CHECK_FAILS(pdrop_v2drop_drop(ws, &p, keep, T, &n), PDROP_STATUS_INVALID_ARGUMENT,
+              "pdrop_v2drop_drop: params.budget (7) is not a pdrop_budget");
+  p.budget = PDROP_BUDGET_GLOBAL;
+  p.keep_counts = bad_counts;
+  CHECK_FAILS(pdrop_v2drop_drop(ws, &p, keep, T, &n), PDROP_STATUS_SHAPE_ERROR,
+              "pdrop_v2drop_drop: n_keep_counts (2) must be 1 with PDROP_BUDGET_GLOBAL");
+  p.budget = PDROP_BUDGET_PER_SPAN;
+  p.keep_counts = counts;
+  p.before.type = PDROP_TYPE_I64;
+  CHECK_FAILS(pdrop_v2drop_drop(ws, &p, keep, T, &n), PDROP_STATUS_INVALID_ARGUMENT,
+              "pdrop_v2drop_drop: before.type (PDROP_TYPE_I64) must be PDROP_TYPE_F32, "
+              "PDROP_TYPE_F16 or PDROP_TYPE_BF16");
+  p.before.type = PDROP_TYPE_F32;
+  p.after.type = (pdrop_type)99;
+  CHECK_FAILS(pdrop_v2drop_drop(ws, &p, keep, T, &n), PDROP_STATUS_INVALID_ARGUMENT,
+              "pdrop_v2drop_drop: after.type (99) is not a pdrop_type");
+  p.after.type = PDROP_TYPE_F32;
+  p.after.tokens = T - 1;
+  CHECK_FAILS(pdrop_v2drop_drop(ws, &p, keep, T, &n), PDROP_STATUS_SHAPE_ERROR,
+              "pdrop_v2drop_drop: after.tokens (22) must equal before.tokens (23)");
+  p.after.tokens = T;
+  p.query_pos = &n; /* -7 */
+  CHECK_FAILS(pdrop_v2drop_drop(ws, &p, keep, T, &n), PDROP_STATUS_VALUE_ERROR,
+              "pdrop_v2drop_drop: query_pos[0] (-7) must be in [0, tokens = 23)");
+  p.query_pos = &text_query;
+  CHECK_FAILS(pdrop_v2drop_drop(ws, &p, keep, T - 9, &n), PDROP_STATUS_SHAPE_ERROR,
+              "pdrop_v2drop_drop: keep.size (14) must be >= the new length 15 "
+              "(tokens 23 - image 15 + kept 7)");
+  /* An inf in an image row (token 5): checked before anything is written. */
+  va32[5][2] = INFINITY;
+  CHECK_FAILS(pdrop_v2drop_drop(ws, &p, keep, T, &n), PDROP_STATUS_VALUE_ERROR,
+              "pdrop_v2drop_drop: the variation of token 5 (inf) is not finite: before/after "
+              "rows hold inf or NaN, or their difference exceeds float's range");
+  va32[5][2] = 0.0f;
+  CHECK_FAILS(pdrop_v2drop_drop(NULL, &p, keep, T, &n), PDROP_STATUS_INVALID_ARGUMENT,
+              "pdrop_v2drop_drop: ws is NULL");
+  CHECK_FAILS(pdrop_v2drop_drop(ws, &p, keep, T, NULL), PDROP_STATUS_INVALID_ARGUMENT,
+              "pdrop_v2drop_drop: n_keep_out is NULL");
+  for (i = 0; i < T; ++i) CHECK(keep[i] == -7);
+  for (i = 0; i < NIMG; ++i) CHECK(scores[i] == -7.0f);
+  CHECK(n == -7 && new_spans[0].start == -1 && new_spans[1].length == -1);
+  /* The same call, fixed, succeeds and writes. */
+  CHECK_OK(pdrop_v2drop_drop(ws, &p, keep, T, &n));
+  CHECK(n == T - NIMG + 7 && new_spans[0].length == 3 && new_spans[1].length == 4);
+}
+
+/* ---- random: the documented rule, written out ---- */
+
+/* SplitMix64 (Steele, Lea, Flood 2014), as pdrop/strategies.hpp states it. */
+static uint64_t splitmix64(uint64_t* state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+/* Uniform in [0, n): draws below 2^64 mod n rejected, the rest mod n. */
+static uint64_t below(uint64_t* state, uint64_t n) {
+  const uint64_t reject = (0 - n) % n;
+  for (;;) {
+    const uint64_t x = splitmix64(state);
+    if (x >= reject) return x % n;
+  }
+}
+
+/* The keep list of the random rule: span i draws from SplitMix64 seeded by
+ * the i-th output of SplitMix64(seed); its query tokens are kept without a
+ * draw, and Algorithm S keeps each other token with probability
+ * need / left. */
+static int naive_random(uint64_t seed, const int64_t* counts, const int64_t* qpos, int nq,
+                        int64_t* keep) {
+  int chosen[NIMG], s, i, t, first = 0;
+  uint64_t master = seed;
+  memset(chosen, 0, sizeof chosen);
+  for (i = 0; i < nq; ++i)
+    if (image_index(qpos[i]) >= 0) chosen[image_index(qpos[i])] = 1;
+  for (s = 0; s < NSPANS; first += (int)spans[s].length, ++s) {
+    uint64_t state = splitmix64(&master);
+    int64_t forced = 0, left, need;
+    for (t = 0; t < spans[s].length; ++t) forced += chosen[first + t];
+    left = spans[s].length - forced;
+    need = counts[s] > forced ? counts[s] - forced : 0;
+    for (t = 0; t < spans[s].length; ++t) {
+      if (chosen[first + t]) continue;
+      if (need > 0 && below(&state, (uint64_t)left) < (uint64_t)need) {
+        chosen[first + t] = 1;
+        --need;
+      }
+      --left;
+    }
+  }
+  return keep_list_of(chosen, keep);
+}
+
+static void test_random(pdrop_workspace* ws) {
+  const int64_t text_query = 22, queries[2] = {22, 5};
+  const uint64_t seeds[3] = {0, 42, 0xFFFFFFFFFFFFFFFFull};
+  int64_t counts[NSPANS] = {3, 4}, keep[T], keep2[T], expected[T], n = -1, n2 = -1;
+  pdrop_image_span new_spans[NSPANS] = {{-1, -1}, {-1, -1}};
+  pdrop_random_params p = pdrop_random_default_params();
+  int i, k, n_expected;
+
+  CHECK(p.seed == 0 && p.tokens == 0 && p.keep_counts == NULL && p.maybe_new_spans == NULL);
+  p.tokens = T;
+  p.spans = spans;
+  p.n_spans = NSPANS;
+  p.keep_counts = counts;
+  p.n_keep_counts = NSPANS;
+  p.maybe_new_spans = new_spans;
+  for (k = 0; k < 3; ++k) {
+    /* A text query, then one inside span 0 (5) taking one of its 3 slots. */
+    p.seed = seeds[k];
+    p.query_pos = &text_query;
+    p.n_query = 1;
+    n_expected = naive_random(seeds[k], counts, &text_query, 1, expected);
+    CHECK_OK(pdrop_random_drop(ws, &p, keep, T, &n));
+    CHECK(n == n_expected && n == T - NIMG + 7);
+    CHECK(memcmp(keep, expected, (size_t)n * sizeof keep[0]) == 0);
+    CHECK(new_spans[0].start == 3 && new_spans[0].length == 3);
+    CHECK(new_spans[1].start == 8 && new_spans[1].length == 4);
+    /* The same seed, the same list. */
+    CHECK_OK(pdrop_random_drop(ws, &p, keep2, T, &n2));
+    CHECK(n2 == n && memcmp(keep, keep2, (size_t)n * sizeof keep[0]) == 0);
+    p.query_pos = queries;
+    p.n_query = 2;
+    n_expected = naive_random(seeds[k], counts, queries, 2, expected);
+    CHECK_OK(pdrop_random_drop(ws, &p, keep2, T, &n2));
+    CHECK(n2 == n_expected && memcmp(keep2, expected, (size_t)n2 * sizeof keep2[0]) == 0);
+    for (i = 0; i < n2 && keep2[i] != 5; ++i) {}
+    CHECK(i < n2);
+  }
+  /* Another seed, another pick (seeds 0 and 42 keep different tokens). */
+  p.query_pos = &text_query;
+  p.n_query = 1;
+  p.seed = 0;
+  CHECK_OK(pdrop_random_drop(ws, &p, keep, T, &n));
+  p.seed = 42;
+  CHECK_OK(pdrop_random_drop(ws, &p, keep2, T, &n2));
+  CHECK(memcmp(keep, keep2, (size_t)n * sizeof keep[0]) != 0);
+  /* Every count 0 (VTW's drop): only text and the query tokens stay. */
+  counts[0] = counts[1] = 0;
+  p.query_pos = queries;
+  p.n_query = 2;
+  CHECK_OK(pdrop_random_drop(ws, &p, keep, T, &n));
+  CHECK(n == T - NIMG + 1 && keep[2] == 2 && keep[3] == 5 && keep[4] == 10);
+  CHECK(new_spans[0].start == 3 && new_spans[0].length == 1 && new_spans[1].length == 0);
+
+  /* Errors: status, message, nothing written. */
+  counts[0] = 3;
+  counts[1] = 4;
+  for (i = 0; i < T; ++i) keep[i] = -7;
+  n = -7;
+  new_spans[0].start = new_spans[0].length = new_spans[1].start = new_spans[1].length = -1;
+  counts[0] = 8;
+  CHECK_FAILS(pdrop_random_drop(ws, &p, keep, T, &n), PDROP_STATUS_VALUE_ERROR,
+              "pdrop_random_drop: keep_counts[0] (8) must be in [0, spans[0].length = 7]");
+  counts[0] = 3;
+  p.n_keep_counts = 1;
+  CHECK_FAILS(pdrop_random_drop(ws, &p, keep, T, &n), PDROP_STATUS_SHAPE_ERROR,
+              "pdrop_random_drop: keep_counts.size (1) must equal spans.size (2)");
+  p.n_keep_counts = NSPANS;
+  p.tokens = 15;
+  CHECK_FAILS(pdrop_random_drop(ws, &p, keep, T, &n), PDROP_STATUS_VALUE_ERROR,
+              "pdrop_random_drop: query_pos[0] (22) must be in [0, tokens = 15)");
+  p.query_pos = NULL;
+  p.n_query = 0;
+  CHECK_FAILS(pdrop_random_drop(ws, &p, keep, T, &n), PDROP_STATUS_VALUE_ERROR,
+              "pdrop_random_drop: spans[1] (start 12, length 8) must lie inside "
+              "[0, tokens = 15)");
+  p.tokens = -1;
+  CHECK_FAILS(pdrop_random_drop(ws, &p, keep, T, &n), PDROP_STATUS_SHAPE_ERROR,
+              "pdrop_random_drop: tokens (-1) must be >= 0");
+  p.tokens = T;
+  CHECK_FAILS(pdrop_random_drop(ws, &p, keep, 3, &n), PDROP_STATUS_SHAPE_ERROR,
+              "pdrop_random_drop: keep.size (3) must be >= the new length 15 "
+              "(tokens 23 - image 15 + kept 7)");
+  CHECK_FAILS(pdrop_random_drop(ws, NULL, keep, T, &n), PDROP_STATUS_INVALID_ARGUMENT,
+              "pdrop_random_drop: params is NULL");
+  for (i = 0; i < T; ++i) CHECK(keep[i] == -7);
+  CHECK(n == -7 && new_spans[0].start == -1 && new_spans[1].length == -1);
+}
+
+/* ---- DART: the documented rule, written out ---- */
+
+static float df32[T][VS32]; /* feature rows, 6 of stride 8, NaN padding */
+
+/* Which rows DART compares: the key rows (k16's heads side by side), the
+ * fp32 features df32, or the fp16 rows vb16. */
+enum { ROWS_KEYS, ROWS_F32, ROWS_F16 };
+
+static int dart_row(int rows, int t, double* out) {
+  int h, i;
+  if (rows == ROWS_KEYS) {
+    for (h = 0; h < HKV; ++h)
+      for (i = 0; i < DIM; ++i) out[h * DIM + i] = half_to_float(k16[h][t][i]);
+    return HKV * DIM;
+  }
+  for (i = 0; i < VD; ++i)
+    out[i] = rows == ROWS_F32 ? (double)df32[t][i] : (double)half_to_float(vb16[t][i]);
+  return VD;
+}
+
+static double key_norm(int t, pdrop_pivot_norm norm) {
+  double row[HKV * DIM], acc = 0.0;
+  int i;
+  dart_row(ROWS_KEYS, t, row);
+  for (i = 0; i < HKV * DIM; ++i) acc += norm == PDROP_PIVOT_NORM_L1 ? fabs(row[i]) : row[i] * row[i];
+  return acc;
+}
+
+static double cosine(int rows, int a, int b) {
+  double x[HKV * DIM], y[HKV * DIM], xy = 0.0, xx = 0.0, yy = 0.0;
+  int i, w = dart_row(rows, a, x);
+  dart_row(rows, b, y);
+  for (i = 0; i < w; ++i) {
+    xy += x[i] * y[i];
+    xx += x[i] * x[i];
+    yy += y[i] * y[i];
+  }
+  return xx > 0.0 && yy > 0.0 ? xy / sqrt(xx * yy) : 0.0;
+}
+
+/* DART per span (pdrop/dart.hpp's steps 1-4): query tokens kept, then
+ * image pivots by key norm, text pivots after the span, and each pivot's
+ * share of the least similar remaining tokens; ties to the lower index. */
+static int naive_dart(const int64_t* counts, const int64_t* qpos, int nq, int pivots,
+                      int text_pivots, pdrop_pivot_norm norm, int rows, int64_t* keep,
+                      pdrop_image_span new_spans[NSPANS]) {
+  int chosen[NIMG], s, i, r, j, first = 0;
+  memset(chosen, 0, sizeof chosen);
+  for (i = 0; i < nq; ++i)
+    if (image_index(qpos[i]) >= 0) chosen[image_index(qpos[i])] = 1;
+  for (s = 0; s < NSPANS; first += (int)spans[s].length, ++s) {
+    const int start = (int)spans[s].start, n = (int)spans[s].length;
+    int taken[T], piv[T], np = 0, p, extra, k, forced = 0, text_used[T];
+    for (i = 0; i < n; ++i) forced += chosen[first + i];
+    k = (int)counts[s] > forced ? (int)counts[s] - forced : 0;
+    if (k == 0) continue;
+    for (i = 0; i < n; ++i) taken[i] = chosen[first + i]; /* not candidates */
+    p = pivots < k ? pivots : k;
+    for (r = 0; r < p; ++r) {
+      int best = -1;
+      for (i = 0; i < n; ++i)
+        if (!taken[i] && (best < 0 || key_norm(start + i, norm) > key_norm(start + best, norm)))
+          best = i;
+      taken[best] = 1;
+      chosen[first + best] = 1;
+      piv[np++] = start + best;
+    }
+    extra = k - p;
+    if (extra == 0) continue;
+    memset(text_used, 0, sizeof text_used);
+    for (r = 0; r < text_pivots; ++r) {
+      int best = -1;
+      for (j = start + n; j < T; ++j)
+        if (image_index(j) < 0 && !text_used[j] &&
+            (best < 0 || key_norm(j, norm) > key_norm(best, norm)))
+          best = j;
+      if (best < 0) break;
+      text_used[best] = 1;
+      piv[np++] = best;
+    }
+    for (r = 0; r < np && r < extra; ++r) {
+      int share = extra / np + (r < extra % np ? 1 : 0);
+      for (; share > 0; --share) {
+        int best = -1;
+        for (i = 0; i < n; ++i)
+          if (!taken[i] && (best < 0 || cosine(rows, start + i, piv[r]) <
+                                            cosine(rows, start + best, piv[r])))
+            best = i;
+        taken[best] = 1;
+        chosen[first + best] = 1;
+      }
+    }
+  }
+  new_spans_of(chosen, new_spans);
+  return keep_list_of(chosen, keep);
+}
+
+static void check_dart(pdrop_workspace* ws, const int64_t* counts, const int64_t* qpos, int nq,
+                       int pivots, int text_pivots, pdrop_pivot_norm norm, int rows) {
+  int64_t keep[T], expected[T], n = -1;
+  pdrop_image_span new_spans[NSPANS], expected_spans[NSPANS];
+  pdrop_dart_params p = pdrop_dart_default_params();
+  const pdrop_rows f32 = {df32, PDROP_TYPE_F32, T, VD, VS32};
+  const pdrop_rows f16 = {vb16, PDROP_TYPE_F16, T, VD, VS16};
+  int i;
+  const int n_expected = naive_dart(counts, qpos, nq, pivots, text_pivots, norm, rows, expected,
+                                    expected_spans);
+
+  p.k = score_params().k; /* fp16 HND, capacity CAP */
+  if (rows == ROWS_F32) p.features = f32;
+  if (rows == ROWS_F16) p.features = f16;
+  p.query_pos = qpos;
+  p.n_query = nq;
+  p.spans = spans;
+  p.n_spans = NSPANS;
+  p.keep_counts = counts;
+  p.n_keep_counts = NSPANS;
+  p.pivots = pivots;
+  p.text_pivots = text_pivots;
+  p.pivot_norm = norm;
+  p.maybe_new_spans = new_spans;
+  for (i = 0; i < T; ++i) keep[i] = -1;
+  CHECK_OK(pdrop_dart_drop(ws, &p, keep, T, &n));
+  CHECK(n == n_expected);
+  CHECK(memcmp(keep, expected, (size_t)n_expected * sizeof keep[0]) == 0);
+  for (i = n_expected; i < T; ++i) CHECK(keep[i] == -1);
+  for (i = 0; i < NSPANS; ++i)
+    CHECK(new_spans[i].start == expected_spans[i].start &&
+          new_spans[i].length == expected_spans[i].length);
+}
+
+static void test_dart(pdrop_workspace* ws) {
+  const int64_t small[NSPANS] = {3, 4}, large[NSPANS] = {6, 7}, most[NSPANS] = {5, 6};
+  const int64_t few[NSPANS] = {4, 4};
+  const int64_t text_query = 22, queries[2] = {22, 5}, queries14[2] = {14, 22};
+  int64_t keep[T], n = -7, counts[NSPANS] = {6, 7};
+  pdrop_image_span new_spans[NSPANS] = {{-1, -1}, {-1, -1}};
+  pdrop_dart_params p = pdrop_dart_default_params();
+  int t, f, i;
+
+  CHECK(p.pivots == 8 && p.text_pivots == 0 && p.pivot_norm == PDROP_PIVOT_NORM_L2);
+  CHECK(p.features.data == NULL && p.features.tokens == 0);
+  for (t = 0; t < T; ++t)
+    for (f = 0; f < VS32; ++f) df32[t][f] = f < VD ? uniform() : NAN;
+  /* Span 1's keys doubled (exactly: exponent + 1): the largest norms after
+   * span 0, which text pivots must skip (they are image tokens). */
+  for (i = 0; i < HKV; ++i)
+    for (t = 12; t < 20; ++t)
+      for (f = 0; f < DIM; ++f) k16[i][t][f] = (uint16_t)(k16[i][t][f] + (1u << 10));
+
+  /* The defaults (8 pivots, L2, the key rows compared): 3 and 4 kept are
+   * all pivots, the largest key norms. */
+  check_dart(ws, small, &text_query, 1, 8, 0, PDROP_PIVOT_NORM_L2, ROWS_KEYS);
+  /* 2 image + 2 text pivots, L1 norms, fp32 features: every pivot shares. */
+  check_dart(ws, large, &text_query, 1, 2, 2, PDROP_PIVOT_NORM_L1, ROWS_F32);
+  check_dart(ws, large, queries, 2, 2, 2, PDROP_PIVOT_NORM_L1, ROWS_F32);
+  check_dart(ws, most, queries14, 2, 1, 0, PDROP_PIVOT_NORM_L2, ROWS_KEYS);
+  check_dart(ws, most, queries14, 2, 3, 1, PDROP_PIVOT_NORM_L1, ROWS_F16);
+  /* More text pivots asked for than there are text tokens after span 1. */
+  check_dart(ws, large, &text_query, 1, 1, 6, PDROP_PIVOT_NORM_L2, ROWS_KEYS);
+  /* Few kept of many: the text pivots decide most of the pick. */
+  check_dart(ws, few, &text_query, 1, 1, 3, PDROP_PIVOT_NORM_L1, ROWS_F32);
+  check_dart(ws, few, &text_query, 1, 1, 2, PDROP_PIVOT_NORM_L2, ROWS_KEYS);
+  check_dart(ws, few, queries14, 2, 1, 2, PDROP_PIVOT_NORM_L2, ROWS_F16);
+
+  /* Errors: status, message, nothing written. */
+  for (i = 0; i < T; ++i) keep[i] = -7;
+  p.k = score_params().k;
+  p.features.data = df32;
+  p.features.tokens = T;
+  p.features.features = VD;
+  p.features.row_stride = VS32;
+  p.query_pos = &text_query;
+  p.n_query = 1;
+  p.spans = spans;
+  p.n_spans = NSPANS;
+  p.keep_counts = counts;
+  p.n_keep_counts = NSPANS;
+  p.pivots = 2;
+  p.text_pivots = 2;
+  p.maybe_new_spans = new_spans;
+  p.pivot_norm = (pdrop_pivot_norm)3;
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, keep, T, &n), PDROP_STATUS_INVALID_ARGUMENT,
+              "pdrop_dart_drop: params.pivot_norm (3) is not a pdrop_pivot_norm");
+  p.pivot_norm = PDROP_PIVOT_NORM_L1;
+  p.pivots = 0;
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, keep, T, &n), PDROP_STATUS_VALUE_ERROR,
+              "pdrop_dart_drop: params.pivots (0) must be in [1, 2^31]");
+  p.pivots = 2;
+  p.text_pivots = -1;
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, keep, T, &n), PDROP_STATUS_VALUE_ERROR,
+              "pdrop_dart_drop: params.text_pivots (-1) must be in [0, 2^31]");
+  p.text_pivots = 2;
+  counts[0] = 8;
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, keep, T, &n), PDROP_STATUS_VALUE_ERROR,
+              "pdrop_dart_drop: keep_counts[0] (8) must be in [0, spans[0].length = 7]");
+  counts[0] = 6;
+  p.features.tokens = T - 1;
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, keep, T, &n), PDROP_STATUS_SHAPE_ERROR,
+              "pdrop_dart_drop: features.tokens (22) must equal k.tokens (23)");
+  p.features.tokens = T;
+  p.features.type = PDROP_TYPE_U8;
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, keep, T, &n), PDROP_STATUS_INVALID_ARGUMENT,
+              "pdrop_dart_drop: features.type (PDROP_TYPE_U8) must be PDROP_TYPE_F32, "
+              "PDROP_TYPE_F16 or PDROP_TYPE_BF16");
+  p.features.type = PDROP_TYPE_F32;
+  p.k.type = PDROP_TYPE_I32;
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, keep, T, &n), PDROP_STATUS_INVALID_ARGUMENT,
+              "pdrop_dart_drop: k.type (PDROP_TYPE_I32) must be PDROP_TYPE_F32, "
+              "PDROP_TYPE_F16 or PDROP_TYPE_BF16");
+  p.k.type = PDROP_TYPE_F16;
+  p.query_pos = &n; /* -7 */
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, keep, T, &n), PDROP_STATUS_VALUE_ERROR,
+              "pdrop_dart_drop: query_pos[0] (-7) must be in [0, tokens = 23)");
+  p.query_pos = &text_query;
+  /* A NaN in a compared row (token 4 of span 0, which keeps 6 of 7). */
+  df32[4][1] = NAN;
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, keep, T, &n), PDROP_STATUS_VALUE_ERROR,
+              "pdrop_dart_drop: features hold a non-finite value in the row of token 4");
+  df32[4][1] = 0.5f;
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, keep, 8, &n), PDROP_STATUS_SHAPE_ERROR,
+              "pdrop_dart_drop: keep.size (8) must be >= the new length 21 "
+              "(tokens 23 - image 15 + kept 13)");
+  CHECK_FAILS(pdrop_dart_drop(ws, &p, NULL, 0, &n), PDROP_STATUS_SHAPE_ERROR,
+              "pdrop_dart_drop: keep.size (0) must be >= the new length 21 "
+              "(tokens 23 - image 15 + kept 13)");
+  for (i = 0; i < T; ++i) CHECK(keep[i] == -7);
+  CHECK(n == -7 && new_spans[0].start == -1 && new_spans[1].length == -1);
+  CHECK_OK(pdrop_dart_drop(ws, &p, keep, T, &n));
+  CHECK(n == T - NIMG + 13 && new_spans[0].length == 6 && new_spans[1].length == 7);
+}
+
 int main(void) {
   pdrop_workspace* ws = NULL;
   int h, r, j, t, major = -1, minor = -1, patch = -1;
@@ -439,6 +1052,9 @@ int main(void) {
   test_scoring_and_drop(ws);
   test_compaction();
   test_sequence(ws);
+  test_v2drop(ws);
+  test_random(ws);
+  test_dart(ws);
   pdrop_workspace_free(ws);
 
   if (failures) {
