@@ -183,8 +183,14 @@ decltype(auto) with_position_type(pdrop_type t, const char* name, F&& f) {
          ") must be PDROP_TYPE_I32 or PDROP_TYPE_I64");
 }
 
+// The C++ view of a pdrop_rows. C++'s TokenView reads a negative stride as
+// "dense"; the C header promises row_stride >= features, so a negative one
+// is refused here rather than quietly reinterpreted.
 template <class T>
-TokenView<T> rows_of(const pdrop_rows& r) {
+TokenView<T> rows_of(const pdrop_rows& r, const char* name) {
+  if (r.row_stride < 0)
+    fail_c(PDROP_STATUS_SHAPE_ERROR, name, ".row_stride (", r.row_stride,
+           ") must be >= features (", r.features, ")");
   return TokenView<T>(static_cast<T*>(r.data), r.tokens, r.features, r.row_stride);
 }
 
@@ -534,7 +540,7 @@ pdrop_status pdrop_compact_rows(pdrop_rows rows, const int64_t* keep, int64_t n_
   return guarded("pdrop_compact_rows", [&] {
     const auto k = c_span(keep, n_keep, "keep");
     with_type(rows.type, "rows", [&](auto t) {
-      pdrop::compact_rows(rows_of<decltype(t)>(rows), k);
+      pdrop::compact_rows(rows_of<decltype(t)>(rows, "rows"), k);
     });
   });
 }
@@ -559,7 +565,7 @@ pdrop_status pdrop_compact_positions(pdrop_rows positions, const int64_t* keep,
     const std::optional<std::int64_t> base =
         maybe_base != nullptr ? std::optional<std::int64_t>(*maybe_base) : std::nullopt;
     with_position_type(positions.type, "positions", [&](auto t) {
-      pdrop::compact_positions(rows_of<decltype(t)>(positions), k, m, base);
+      pdrop::compact_positions(rows_of<decltype(t)>(positions, "positions"), k, m, base);
     });
   });
 }
@@ -598,8 +604,8 @@ pdrop_status pdrop_v2drop_drop(pdrop_workspace* ws, const pdrop_v2drop_params* p
       with_float_type(params->after.type, "after", [&](auto ta) {
         using Tb = decltype(tb);
         using Ta = decltype(ta);
-        *n_keep_out = pdrop::v2drop_drop(rows_of<const Tb>(params->before),
-                                         rows_of<const Ta>(params->after), query_pos, spans,
+        *n_keep_out = pdrop::v2drop_drop(rows_of<const Tb>(params->before, "before"),
+                                         rows_of<const Ta>(params->after, "after"), query_pos, spans,
                                          budget, counts, ws->ws, out, new_spans, scores);
       });
     });
@@ -688,7 +694,7 @@ pdrop_status pdrop_dart_drop(pdrop_workspace* ws, const pdrop_dart_params* param
         using Tf = decltype(tf);
         pdrop::DropInputs<float, Tk, Tf> in;
         in.k = heads_of<const Tk>(params->k);
-        if (own_features) in.features = rows_of<const Tf>(params->features);
+        if (own_features) in.features = rows_of<const Tf>(params->features, "features");
         in.query_pos = query_pos;
         in.dart = options;
         *n_keep_out = pdrop::drop_by_strategy(pdrop::Strategy::dart, tokens, in, spans, counts,
@@ -715,7 +721,7 @@ pdrop_status pdrop_sequence_new(const pdrop_schedule* schedule, pdrop_rows posit
     with_position_type(positions.type, "positions", [&](auto t) {
       using P = decltype(t);
       *out = new pdrop_sequence{
-          pdrop::SequenceState(schedule->schedule, rows_of<const P>(positions), s)};
+          pdrop::SequenceState(schedule->schedule, rows_of<const P>(positions, "positions"), s)};
     });
   });
 }

@@ -321,6 +321,12 @@ static void test_compaction(void) {
   CHECK_FAILS(pdrop_compact_rows(r, bad, 3), PDROP_STATUS_VALUE_ERROR,
               "pdrop_compact_rows: keep must be strictly ascending: keep[1] = 5, keep[2] = 2");
   CHECK(memcmp(rows, before, sizeof rows) == 0);
+  /* C++'s views read a negative stride as "dense"; the C API refuses it. */
+  r.row_stride = -1;
+  CHECK_FAILS(pdrop_compact_rows(r, keep, 3), PDROP_STATUS_SHAPE_ERROR,
+              "pdrop_compact_rows: rows.row_stride (-1) must be >= features (3)");
+  CHECK(memcmp(rows, before, sizeof rows) == 0);
+  r.row_stride = 4;
   CHECK_OK(pdrop_compact_rows(r, keep, 3));
   for (t = 0; t < 3; ++t)
     for (f = 0; f < 3; ++f) CHECK(rows[t][f] == before[keep[t]][f]);
@@ -636,6 +642,10 @@ static void test_v2drop(pdrop_workspace* ws) {
   CHECK_FAILS(pdrop_v2drop_drop(ws, &p, keep, T, &n), PDROP_STATUS_INVALID_ARGUMENT,
               "pdrop_v2drop_drop: after.type (99) is not a pdrop_type");
   p.after.type = PDROP_TYPE_F32;
+  p.after.row_stride = -2;
+  CHECK_FAILS(pdrop_v2drop_drop(ws, &p, keep, T, &n), PDROP_STATUS_SHAPE_ERROR,
+              "pdrop_v2drop_drop: after.row_stride (-2) must be >= features (6)");
+  p.after.row_stride = VS32;
   p.after.tokens = T - 1;
   CHECK_FAILS(pdrop_v2drop_drop(ws, &p, keep, T, &n), PDROP_STATUS_SHAPE_ERROR,
               "pdrop_v2drop_drop: after.tokens (22) must equal before.tokens (23)");
