@@ -13,7 +13,8 @@
 // with g = h / (Hq / Hkv) (HF repeat_kv grouping), scale = 1/sqrt(dim)
 // unless given. A query before an image token contributes zero to it. Several
 // image spans are scored in one call; their scores are laid out one span
-// after the other. V is never read.
+// after the other. V is never read. ScoreOptions::precision instead rounds
+// every step as the authors' fp16 / bf16 code does (ScorePrecision below).
 //
 // Cost: each K row up to the last query position is read once for all the
 // query rows of its kv-head group; scratch is one logits row per query row
@@ -72,9 +73,12 @@ enum class ProbRounding { none, fp16, bf16 };
 //  (the float32 accumulator of torch's fp16 matmul, without the summation
 //  order that differs between GEMM kernels); e(t) is exp in double rounded
 //  to float; every sum runs in float in the order written (heads in order,
-//  then query rows in order). A key after query_pos[p] has a_h(p, t) = 0,
-//  as the authors' additive causal mask gives. The scores are fp16 (bf16)
-//  values; ties are then common and go to the lower index (select_top_k).
+//  then query rows in order; an fp16 sum below 1 is exact in float in any
+//  order, so a GPU's reduction tree gives the same there). A key after
+//  query_pos[p] has a_h(p, t) = 0, as the authors' additive causal mask
+//  gives. The scores are fp16 (bf16) values; ties are then common and go
+//  to the lower index (select_top_k). A logit that overflows the type (an
+//  fp16 q.k beyond 65504) is a value_error, where torch would give NaNs.
 //
 //  Sources (read to learn the rule; line numbers at the named commits):
 //  PyramidDrop, Cooperx521/PyramidDrop 6444f304, llava/model/
@@ -91,11 +95,12 @@ enum class ProbRounding { none, fp16, bf16 };
 //  fp16 tensor divided by a Python float is divided in float by the float
 //  of it, and torch.mean of an fp16 tensor sums in float, divides by the
 //  count and rounds once. torch's CUDA kernels multiply by the float
-//  reciprocal instead (aten/src/ATen/native/cuda/BinaryDivTrueKernel.cu,
-//  ReduceMomentKernel.cu): for the logits, pass softmax_scale =
-//  1.0f / float(sqrt(dim)) to get that; for the means the two agree when Hq
-//  and nq are powers of two (LLaVA-1.5/NeXT-7B: 32 heads, one query row)
-//  and otherwise may differ by one fp16 ulp at a rounding midpoint.
+//  reciprocal instead (torch's aten/src/ATen/native/cuda/
+//  BinaryDivTrueKernel.cu, ReduceMomentKernel.cu): for the logits, pass
+//  softmax_scale = 1.0f / float(sqrt(dim)) to get that; for the means the
+//  two agree when Hq and nq are powers of two (LLaVA-1.5/NeXT-7B: 32 heads,
+//  one query row), otherwise a mean within a float ulp of an fp16 rounding
+//  midpoint may round the other way (one fp16 ulp).
 //  Neither torch's float32 softmax nor its GEMM is reproduced to the last
 //  float bit (their exp and summation order are their own); that moves a
 //  rounded value only where it lies within a float ulp or so of a midpoint.
@@ -448,8 +453,9 @@ void score_run(const char* fn, const ScoreJob<Tq, Tk>& job, Workspace& ws, span<
 //   scores     out, sum of span lengths: score of each image token, span
 //              after span, in token order.
 // Throws shape_error / value_error before writing anything on bad shapes,
-// positions or spans, and value_error (scores untouched) when q or k holds a
-// non-finite value that takes part.
+// positions, spans or options (round_probs and a chain precision together),
+// and value_error (scores untouched) when q or k holds a non-finite value
+// that takes part, or, in a chain mode, a logit overflows fp16 / bf16.
 //
 // Kernel: per kv-head group, its query rows x K as a blocked GEMM that reads
 // every K row once for all of them (fp16/bf16 converted in registers), then

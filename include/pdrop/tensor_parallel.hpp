@@ -43,6 +43,11 @@
 // with the same bits. Workspace: reserve_parallel for the per-kv-head sums
 // and the parallel overloads, reserve for serial score_partial and the
 // finalize functions.
+//
+// ScorePrecision's chain modes (score.hpp) are not supported: they round
+// each query row's mean over ALL query heads to fp16 / bf16, which no sum
+// of per-rank partial sums reproduces. Both partial scorers throw
+// value_error for them, before writing anything.
 #ifndef PDROP_TENSOR_PARALLEL_HPP
 #define PDROP_TENSOR_PARALLEL_HPP
 
