@@ -249,6 +249,17 @@ TEST(ScoreChainKeep, FullChainKeepsAnotherTokenThanRoundedProbsOrFp32) {
   EXPECT_EQ(keep_with(chain(ScorePrecision::fp16_chain, 1.0f)), chain_keep);
   EXPECT_EQ(keep_with(fp32), (std::vector<I64>{0, 2, 5}));
   EXPECT_EQ(keep_with(probs), (std::vector<I64>{0, 2, 5}));
+  // drop_by_strategy hands its ScoreOptions on: the chain's pick again.
+  pdrop::DropInputs<float, float> in;
+  in.q = qv;
+  in.k = kv;
+  in.query_pos = pos;
+  in.score = chain(ScorePrecision::fp16_chain, 1.0f);
+  pdrop::Workspace ws;
+  std::vector<I64> keep(6, -1);
+  keep.resize(static_cast<std::size_t>(
+      pdrop::drop_by_strategy(pdrop::Strategy::fastv, 6, in, spans, counts, ws, keep)));
+  EXPECT_EQ(keep, chain_keep);
 }
 
 // Random GQA problems with several rows and images: the chain's keep list
@@ -292,6 +303,62 @@ TEST(ScoreChainKeep, KeepListIsTheEmulationsTopK) {
       differs += keep32 != keep;
     }
   EXPECT_GT(differs, 0);
+}
+
+// The chain flows through every caller that takes ScoreOptions: a global
+// budget keeps the emulation's top-k over both images; drop_by_strategy
+// (PyramidDrop, FastV) and a batch of two sequences keep what rank_and_drop
+// keeps alone, and the batch's scores are the emulation's.
+TEST(ScoreChainKeep, GlobalBudgetStrategiesAndBatchesUseTheChain) {
+  std::mt19937 rng(123);
+  const ScorePrecision mode = ScorePrecision::fp16_chain;
+  const pdrop_test::ScoreCase a{8, 2, 1, 24, 120, {{5, 50}, {60, 40}}, {119}};
+  const pdrop_test::ScoreCase b{8, 2, 2, 24, 90, {{10, 60}}, {89, 75}};
+  Problem<pdrop::half, pdrop::half> xa(a, rng, Layout::hnd_packed, -2.0f, 2.0f);
+  Problem<pdrop::half, pdrop::half> xb(b, rng, Layout::hnd_packed, -2.0f, 2.0f);
+  const std::vector<float> sa = emulate(xa.qv, xa.kv, a.pos, a.spans, mode);
+  const std::vector<float> sb = emulate(xb.qv, xb.kv, b.pos, b.spans, mode);
+  pdrop::Workspace ws;
+
+  // Global: the best 30 of the 90 image tokens of a.
+  std::vector<I64> want;
+  for (I64 t = 0; t < a.tokens; ++t)
+    if (!(t >= 5 && t < 55) && !(t >= 60 && t < 100)) want.push_back(t);
+  for (I64 i : pdrop_test::naive_top_k(sa, 30)) want.push_back(i < 50 ? 5 + i : 60 + i - 50);
+  std::sort(want.begin(), want.end());
+  std::vector<I64> keep(120, -1);
+  keep.resize(static_cast<std::size_t>(pdrop::rank_and_drop_global<pdrop::half, pdrop::half>(
+      xa.qv, a.pos, xa.kv, a.spans, 30, ws, keep, {}, {}, chain(mode))));
+  EXPECT_EQ(keep, want);
+
+  // drop_by_strategy: PyramidDrop and FastV score as rank_and_drop does.
+  const std::vector<I64> counts_a{20, 10}, counts_b{25};
+  std::vector<I64> alone(120, -1);
+  alone.resize(static_cast<std::size_t>(pdrop::rank_and_drop<pdrop::half, pdrop::half>(
+      xa.qv, a.pos, xa.kv, a.spans, counts_a, ws, alone, {}, {}, chain(mode))));
+  pdrop::DropInputs<pdrop::half, pdrop::half> in;
+  in.q = xa.qv;
+  in.k = xa.kv;
+  in.query_pos = a.pos;
+  in.score = chain(mode);
+  for (pdrop::Strategy st : {pdrop::Strategy::pyramid_drop, pdrop::Strategy::fastv}) {
+    std::vector<I64> k2(120, -1);
+    k2.resize(static_cast<std::size_t>(
+        pdrop::drop_by_strategy(st, a.tokens, in, a.spans, counts_a, ws, k2)));
+    EXPECT_EQ(k2, alone) << static_cast<int>(st);
+  }
+
+  // A batch of a and b.
+  const std::vector<pdrop::SequenceDrop<pdrop::half, pdrop::half>> seqs{
+      {xa.qv, a.pos, xa.kv, a.spans, counts_a}, {xb.qv, b.pos, xb.kv, b.spans, counts_b}};
+  std::vector<I64> bkeep(210, -1), offsets(3, -1);
+  std::vector<float> bscores(150, -1.0f);
+  pdrop::rank_and_drop_batch<pdrop::half, pdrop::half>(seqs, ws, bkeep, offsets, {}, {},
+                                                       bscores, chain(mode));
+  EXPECT_EQ(std::vector<I64>(bkeep.begin(), bkeep.begin() + offsets[1]), alone);
+  std::vector<float> both = sa;
+  both.insert(both.end(), sb.begin(), sb.end());
+  EXPECT_EQ(bscores, both);
 }
 
 // ---- threads: the parallel_for overload gives the same bits ----
