@@ -235,6 +235,16 @@ std::vector<Inputs<T>> cases() {
   pdrop::ScoreOptions scaled;
   scaled.softmax_scale = 0.3f;
   make(4, 4, 2, 33, 129, {{1, 120}}, {60}, scaled);
+  // The chain modes: their own scalar path, fp16/bf16 scores (ties common).
+  pdrop::ScoreOptions fp16_chain;
+  fp16_chain.precision = pdrop::ScorePrecision::fp16_chain;
+  make(28, 4, 3, 40, 200, {{10, 80}, {100, 90}}, {40, 45}, fp16_chain);
+  // One query row: a random second one could fall inside the span, which
+  // the hand-composed config (plain top-k) would not keep.
+  pdrop::ScoreOptions bf16_chain;
+  bf16_chain.precision = pdrop::ScorePrecision::bf16_chain;
+  bf16_chain.softmax_scale = 0.2f;
+  make(8, 2, 1, 24, 150, {{5, 130}}, {33}, bf16_chain);
   return out;
 }
 

@@ -177,6 +177,19 @@ typedef enum pdrop_prob_rounding {
   PDROP_PROB_ROUNDING_ENUM_MAX_ = 0x7FFFFFFF
 } pdrop_prob_rounding;
 
+/* pdrop::ScorePrecision: FP32 (float32 math), or every rounding of the
+ * authors' PyTorch code run in fp16 / bf16 (logits, probabilities, mean over
+ * heads, mean over query rows; pdrop/score.hpp gives the formulas). A chain
+ * mode with prob_rounding other than NONE is a VALUE_ERROR. */
+typedef enum pdrop_score_precision {
+  PDROP_SCORE_PRECISION_FP32 = 0,
+  PDROP_SCORE_PRECISION_FP16_CHAIN = 1,
+  PDROP_SCORE_PRECISION_BF16_CHAIN = 2,
+  /* as wide as int, see pdrop_status */
+  PDROP_SCORE_PRECISION_ENUM_MIN_ = -0x7FFFFFFF - 1,
+  PDROP_SCORE_PRECISION_ENUM_MAX_ = 0x7FFFFFFF
+} pdrop_score_precision;
+
 /* A caller's thread pool: must call task(task_ctx, i) once for every i in
  * [0, n), on any threads, and return when all calls have returned. tasks
  * never fail. Results are bit-identical to the serial path. */
@@ -277,6 +290,7 @@ typedef struct pdrop_score_params {
   pdrop_prob_rounding prob_rounding;  /* default NONE */
   pdrop_parallel_for_fn maybe_parallel_for;  /* NULL (default): serial */
   void* parallel_ctx;              /* handed to maybe_parallel_for */
+  pdrop_score_precision precision; /* default FP32 */
 } pdrop_score_params;
 
 PDROP_C_API pdrop_score_params pdrop_score_default_params(void);

@@ -258,6 +258,14 @@ inline ScoreOptions options_of(const pdrop_score_params& p, const char* name) {
       fail_c(PDROP_STATUS_INVALID_ARGUMENT, name, ".prob_rounding (",
              static_cast<int>(p.prob_rounding), ") is not a pdrop_prob_rounding");
   }
+  switch (p.precision) {
+    case PDROP_SCORE_PRECISION_FP32: o.precision = ScorePrecision::fp32; break;
+    case PDROP_SCORE_PRECISION_FP16_CHAIN: o.precision = ScorePrecision::fp16_chain; break;
+    case PDROP_SCORE_PRECISION_BF16_CHAIN: o.precision = ScorePrecision::bf16_chain; break;
+    default:
+      fail_c(PDROP_STATUS_INVALID_ARGUMENT, name, ".precision (",
+             static_cast<int>(p.precision), ") is not a pdrop_score_precision");
+  }
   return o;
 }
 
@@ -463,6 +471,7 @@ pdrop_score_params pdrop_score_default_params(void) {
   p.k.type = PDROP_TYPE_F32;
   p.softmax_scale = 0.0f;
   p.prob_rounding = PDROP_PROB_ROUNDING_NONE;
+  p.precision = PDROP_SCORE_PRECISION_FP32;
   return p;
 }
 

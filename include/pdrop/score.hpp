@@ -13,7 +13,8 @@
 // with g = h / (Hq / Hkv) (HF repeat_kv grouping), scale = 1/sqrt(dim)
 // unless given. A query before an image token contributes zero to it. Several
 // image spans are scored in one call; their scores are laid out one span
-// after the other. V is never read.
+// after the other. V is never read. ScoreOptions::precision instead rounds
+// every step as the authors' fp16 / bf16 code does (ScorePrecision below).
 //
 // Cost: each K row up to the last query position is read once for all the
 // query rows of its kv-head group; scratch is one logits row per query row
@@ -51,12 +52,95 @@ PDROP_BEGIN_NAMESPACE
 //  broken by select_top_k's rule (lower index first), not by a GPU's top-k.
 enum class ProbRounding { none, fp16, bf16 };
 
+// The arithmetic of the whole score (ScoreOptions::precision).
+//
+//  fp32 (default): as the header comment says, float32 throughout (and
+//  ProbRounding, if set, on the probabilities only).
+//
+//  fp16_chain / bf16_chain: every rounding of the authors' PyTorch code run
+//  in that dtype, one after the other. With R(x) = x rounded to fp16 (bf16)
+//  to nearest even and back to float, for query head h (kv head g as
+//  above), query row p, key t <= query_pos[p] and image token i:
+//
+//    l(t)    = R( R(q_h(p) . k_g(t)) / float(sqrt(dim)) )   softmax_scale 0
+//            = R( R(q_h(p) . k_g(t)) * softmax_scale )      otherwise
+//    a_h(p,t) = R( e(t) / (e(0) + e(1) + ... + e(query_pos[p])) ),
+//               e(t) = exp(l(t) - max_t' l(t')), all float32
+//    m(p, i) = R( (0 + a_0(p,i) + a_1(p,i) + ... + a_{Hq-1}(p,i)) / Hq )
+//    score(i) = R( (0 + m(0,i) + ... + m(nq-1,i)) / nq )
+//
+//  q . k is summed in double over the dimensions and rounded once to float
+//  (the float32 accumulator of torch's fp16 matmul, without the summation
+//  order that differs between GEMM kernels); e(t) is exp in double rounded
+//  to float; every sum runs in float in the order written (heads in order,
+//  then query rows in order; an fp16 sum below 1 is exact in float in any
+//  order, so a GPU's reduction tree gives the same there). A key after
+//  query_pos[p] has a_h(p, t) = 0, as the authors' additive causal mask
+//  gives. The scores are fp16 (bf16) values; ties are then common and go
+//  to the lower index (select_top_k). A logit that overflows the type (an
+//  fp16 q.k beyond 65504) is a value_error, where torch would give NaNs.
+//
+//  Sources (read to learn the rule; line numbers at the named commits):
+//  PyramidDrop, Cooperx521/PyramidDrop 6444f304, llava/model/
+//  modeling_llama_pdrop.py: l.1395 (matmul of q and k in the model dtype,
+//  then `/ math.sqrt(head_dim)`: two tensors, two roundings), l.1396 (the
+//  mask, + 0 on the keys that count: exact), l.1397 (softmax with
+//  dtype=float32, cast back to the model dtype), l.1399 (torch.mean over
+//  heads), l.1400-1401 (image tokens, torch.mean over the query rows),
+//  l.1405 (topk). FastV, pkunlp-icler/FastV d1659729, src/transformers/
+//  src/transformers/models/llama/modeling_llama.py: l.330 (repeat_kv), l.333
+//  (matmul, / math.sqrt), l.346 (mask), l.349 (softmax, cast back), l.740
+//  (torch.mean over heads), l.742 (the last row). The arithmetic of each
+//  torch op is torch's CPU kernels' (checked against torch 2.8 on CPU): an
+//  fp16 tensor divided by a Python float is divided in float by the float
+//  of it, and torch.mean of an fp16 tensor sums in float, divides by the
+//  count and rounds once. torch's CUDA kernels multiply by the float
+//  reciprocal instead (torch's aten/src/ATen/native/cuda/
+//  BinaryDivTrueKernel.cu, ReduceMomentKernel.cu): for the logits, pass
+//  softmax_scale = 1.0f / float(sqrt(dim)) to get that; for the means the
+//  two agree when Hq and nq are powers of two (LLaVA-1.5/NeXT-7B: 32 heads,
+//  one query row), otherwise a mean within a float ulp of an fp16 rounding
+//  midpoint may round the other way (one fp16 ulp).
+//  Neither torch's float32 softmax nor its GEMM is reproduced to the last
+//  float bit (their exp and summation order are their own); that moves a
+//  rounded value only where it lies within a float ulp or so of a midpoint.
+//  GQA: pdrop groups query heads as repeat_kv (FastV l.330); PyramidDrop's
+//  matmul (l.1395) broadcasts k without repeat_kv, so it runs MHA only.
+//
+//  Cost: a plain scalar path (it is for reproducing reference runs): one
+//  double dot product per (query head, query row, key), no blocked GEMM.
+//  Scratch as the fp32 path (Workspace::reserve / reserve_parallel size
+//  both); allocation-free after them; the parallel_for overload is
+//  bit-identical to the single-threaded one. Not with ProbRounding (a
+//  value_error) nor with the tensor-parallel partial scores (value_error:
+//  a rounded mean over heads cannot be split over ranks).
+enum class ScorePrecision { fp32, fp16_chain, bf16_chain };
+
 struct ScoreOptions {
   float softmax_scale = 0.0f;  // 0: 1/sqrt(dim); else finite and > 0
   ProbRounding round_probs = ProbRounding::none;
+  ScorePrecision precision = ScorePrecision::fp32;  // with round_probs none
 };
 
 namespace detail {
+
+// "fp16_chain" ..., or null for a value outside the enum.
+inline const char* precision_name(ScorePrecision p) {
+  switch (p) {
+    case ScorePrecision::fp32: return "fp32";
+    case ScorePrecision::fp16_chain: return "fp16_chain";
+    case ScorePrecision::bf16_chain: return "bf16_chain";
+  }
+  return nullptr;
+}
+inline const char* rounding_name(ProbRounding r) {
+  switch (r) {
+    case ProbRounding::none: return "none";
+    case ProbRounding::fp16: return "fp16";
+    case ProbRounding::bf16: return "bf16";
+  }
+  return "?";
+}
 
 // Checks every input of score_image_tokens (all but the output); returns
 // the total number of image tokens. Non-templated: the typed front hands
@@ -95,6 +179,13 @@ inline std::int64_t validate_score_inputs(const char* fn, HeadView<const void> q
   if (!(opt.softmax_scale >= 0.0f && std::isfinite(opt.softmax_scale)))
     fail<value_error>(fn, "options.softmax_scale (", opt.softmax_scale,
                       ") must be finite and >= 0 (0 = 1/sqrt(dim))");
+  if (precision_name(opt.precision) == nullptr)
+    fail<value_error>(fn, "options.precision (", static_cast<int>(opt.precision),
+                      ") is not a pdrop::ScorePrecision");
+  if (opt.precision != ScorePrecision::fp32 && opt.round_probs != ProbRounding::none)
+    fail<value_error>(fn, "options.round_probs (", rounding_name(opt.round_probs),
+                      ") and options.precision (", precision_name(opt.precision),
+                      ") cannot both be set: the chain rounds the probabilities itself");
   return total;
 }
 
@@ -140,6 +231,10 @@ struct ScoreJob {
   ProbRounding rounding;
   float scale;
   std::int64_t group, rows, keys, n_image;
+  // The chain modes (detail/score_chain.hpp); divisor > 0: the logits are
+  // divided by it (softmax_scale 0) instead of multiplied by `scale`.
+  ScorePrecision precision = ScorePrecision::fp32;
+  float divisor = 0.0f;
 };
 
 // Where a group stopped on a non-finite logit: its row (-1: none) and key.
@@ -183,12 +278,16 @@ ScoreGroupKernel<Tq, Tk> score_group_kernel() {
 }
 
 template <class Tq, class Tk>
-[[noreturn]] void fail_non_finite(const char* fn, const ScoreJob<Tq, Tk>& job,
-                                  std::int64_t g, ScoreFault f, const float* logits) {
+[[noreturn]] void fail_non_finite_value(const char* fn, const ScoreJob<Tq, Tk>& job,
+                                        std::int64_t g, ScoreFault f, float logit) {
   fail<value_error>(fn, "q or k holds a non-finite value: the logit of query head ",
                     g * job.group + f.row / job.q.tokens, ", query row ",
-                    f.row % job.q.tokens, " and key ", f.key, " is ",
-                    logits[f.row * job.keys + f.key]);
+                    f.row % job.q.tokens, " and key ", f.key, " is ", logit);
+}
+template <class Tq, class Tk>
+[[noreturn]] void fail_non_finite(const char* fn, const ScoreJob<Tq, Tk>& job,
+                                  std::int64_t g, ScoreFault f, const float* logits) {
+  fail_non_finite_value(fn, job, g, f, logits[f.row * job.keys + f.key]);
 }
 
 // Fills the job of inputs that validate_score_inputs accepted (n_image is
@@ -203,7 +302,11 @@ ScoreJob<Tq, Tk> make_score_job(HeadView<const Tq> q, span<const std::int64_t> q
       options.softmax_scale > 0.0f ? options.softmax_scale
                                    : 1.0f / std::sqrt(static_cast<float>(q.dim)),
       group, group * q.tokens,
-      *std::max_element(query_pos.begin(), query_pos.end()) + 1, n_image};
+      *std::max_element(query_pos.begin(), query_pos.end()) + 1, n_image,
+      options.precision,
+      // torch: `/ math.sqrt(head_dim)`, the Python float as a float
+      options.softmax_scale > 0.0f ? 0.0f
+                                   : static_cast<float>(std::sqrt(static_cast<double>(q.dim)))};
 }
 
 // Validates, and fills the job.
@@ -306,8 +409,19 @@ void sum_groups(GroupSums sums, std::int64_t groups, std::int64_t n,
 // for callers that validated the same inputs already, such as
 // rank_and_drop: spans and positions are then checked once per call, and
 // a non-finite q/k is reported under the caller's name `fn`).
+//
+// A job in a chain mode (ScorePrecision) takes detail/score_chain.hpp's
+// path, defined at the end of this header.
+template <class Tq, class Tk>
+void score_chain_run(const char* fn, const ScoreJob<Tq, Tk>& job, Workspace& ws,
+                     span<float> scores);
+template <class Tq, class Tk, class ParallelFor>
+void score_chain_run(const char* fn, const ScoreJob<Tq, Tk>& job, Workspace& ws,
+                     span<float> scores, ParallelFor&& parallel_for);
+
 template <class Tq, class Tk>
 void score_run(const char* fn, const ScoreJob<Tq, Tk>& job, Workspace& ws, span<float> scores) {
+  if (job.precision != ScorePrecision::fp32) return score_chain_run(fn, job, ws, scores);
   const float* acc = score_groups_summed(fn, job, ws);
   const float inv = 1.0f / static_cast<float>(job.q.heads * job.q.tokens);
   for (std::int64_t i = 0; i < job.n_image; ++i) scores[i] = acc[i] * inv;
@@ -315,6 +429,8 @@ void score_run(const char* fn, const ScoreJob<Tq, Tk>& job, Workspace& ws, span<
 template <class Tq, class Tk, class ParallelFor>
 void score_run(const char* fn, const ScoreJob<Tq, Tk>& job, Workspace& ws, span<float> scores,
                ParallelFor&& parallel_for) {
+  if (job.precision != ScorePrecision::fp32)
+    return score_chain_run(fn, job, ws, scores, parallel_for);
   const GroupSums sums = score_group_slots(fn, job, ws, parallel_for);
   const float inv = 1.0f / static_cast<float>(job.q.heads * job.q.tokens);
   sum_groups(sums, job.k.heads, job.n_image, &inv, scores.data, parallel_for);
@@ -337,8 +453,9 @@ void score_run(const char* fn, const ScoreJob<Tq, Tk>& job, Workspace& ws, span<
 //   scores     out, sum of span lengths: score of each image token, span
 //              after span, in token order.
 // Throws shape_error / value_error before writing anything on bad shapes,
-// positions or spans, and value_error (scores untouched) when q or k holds a
-// non-finite value that takes part.
+// positions, spans or options (round_probs and a chain precision together),
+// and value_error (scores untouched) when q or k holds a non-finite value
+// that takes part, or, in a chain mode, a logit overflows fp16 / bf16.
 //
 // Kernel: per kv-head group, its query rows x K as a blocked GEMM that reads
 // every K row once for all of them (fp16/bf16 converted in registers), then
@@ -379,5 +496,7 @@ void score_image_tokens(HeadView<const Tq> q, span<const std::int64_t> query_pos
 }
 
 PDROP_END_NAMESPACE
+
+#include "pdrop/detail/score_chain.hpp"  // NOLINT: the chain path, after the above
 
 #endif  // PDROP_SCORE_HPP

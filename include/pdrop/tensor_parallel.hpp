@@ -43,6 +43,11 @@
 // with the same bits. Workspace: reserve_parallel for the per-kv-head sums
 // and the parallel overloads, reserve for serial score_partial and the
 // finalize functions.
+//
+// ScorePrecision's chain modes (score.hpp) are not supported: they round
+// each query row's mean over ALL query heads to fp16 / bf16, which no sum
+// of per-rank partial sums reproduces. Both partial scorers throw
+// value_error for them, before writing anything.
 #ifndef PDROP_TENSOR_PARALLEL_HPP
 #define PDROP_TENSOR_PARALLEL_HPP
 
@@ -106,8 +111,16 @@ std::int64_t validate_partial(const char* fn, HeadView<const Tq> q,
                               span<const ImageSpan> spans, const ScoreOptions& options) {
   static_assert(is_float_type_v<Tq> && is_float_type_v<Tk>,
                 "q and k must be float, pdrop::half or pdrop::bfloat16");
-  return validate_score_inputs(fn, erase(q), sizeof(Tq), query_pos, erase(k), sizeof(Tk),
-                               spans, options);
+  const std::int64_t n = validate_score_inputs(fn, erase(q), sizeof(Tq), query_pos, erase(k),
+                                               sizeof(Tk), spans, options);
+  // The chain modes round each query row's mean over ALL heads: a sum of
+  // per-rank partial sums cannot give that rounding (pdrop/score.hpp).
+  if (options.precision != ScorePrecision::fp32)
+    fail<value_error>(fn, "options.precision (", precision_name(options.precision),
+                      ") is not supported by partial scores: the chain rounds the mean "
+                      "over all heads, which sums over ranks cannot reproduce; score the "
+                      "unsharded q and k with score_image_tokens / rank_and_drop");
+  return n;
 }
 
 // score_partial_by_kv_head, with the groups over parallel_for.

@@ -64,7 +64,10 @@ class Workspace {
   // overloads and score_partial_by_kv_head use one per kv head): 64 bytes
   // of alignment slack, the running sums, and per slot the group's query
   // rows as float, one logits row per query row and the group's partial
-  // sums.
+  // sums; or, for ScorePrecision's chain modes (pdrop/score.hpp) when that
+  // is more, one logits row and the group's rounded probabilities (rows x
+  // image tokens; on one thread, the per-query-row sums over heads fit in
+  // the same room).
   static std::int64_t score_floats(std::int64_t rows, std::int64_t tokens,
                                    std::int64_t dim, std::int64_t image_tokens,
                                    std::int64_t slots) {
@@ -73,7 +76,9 @@ class Workspace {
   }
   static std::int64_t score_slot_floats(std::int64_t rows, std::int64_t tokens,
                                         std::int64_t dim, std::int64_t image_tokens) {
-    return pad16(rows * dim) + pad16(rows * tokens) + pad16(image_tokens);
+    const std::int64_t fp32 = pad16(rows * dim) + pad16(rows * tokens) + pad16(image_tokens);
+    const std::int64_t chain = pad16(tokens) + pad16(rows * image_tokens);
+    return fp32 > chain ? fp32 : chain;
   }
 
   // Internal buffers, each at least n long, growing only when needed:

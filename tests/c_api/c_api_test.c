@@ -65,6 +65,16 @@ static uint16_t random_half(void) {
   return (uint16_t)(((r >> 4) & 1u) << 15 | exponent << 10 | ((r >> 5) & 1023u));
 }
 
+/* x (finite, >= 0) is an fp16 value: below 2^-14 a multiple of 2^-24,
+ * else 11 significant bits, and at most 65504. */
+static int is_half_value(float x) {
+  int e;
+  const double m = frexp((double)x, &e); /* x = m 2^e, m in [0.5, 1) */
+  if (x == 0.0f) return 1;
+  if (e <= -14) return ldexp((double)x, 24) == floor(ldexp((double)x, 24));
+  return ldexp(m, 11) == floor(ldexp(m, 11)) && x <= 65504.0f;
+}
+
 enum { HQ = 4, HKV = 2, DIM = 8, T = 23, CAP = 25, NQ = 2, NSPANS = 2, NIMG = 15 };
 static const pdrop_image_span spans[NSPANS] = {{3, 7}, {12, 8}};
 static const int64_t query_pos[NQ] = {21, 22};
@@ -221,7 +231,7 @@ static pdrop_score_params score_params(void) {
 
 static void test_scoring_and_drop(pdrop_workspace* ws) {
   double expected[NIMG];
-  float scores[NIMG], scores_par[NIMG], ranked[NIMG];
+  float scores[NIMG], scores_par[NIMG], ranked[NIMG], chain[NIMG];
   int chosen[NIMG], i, n_expected;
   int64_t keep[T], expected_keep[T], n = -1, before[T];
   int64_t counts[NSPANS] = {3, 4}, global = 6;
@@ -240,6 +250,36 @@ static void test_scoring_and_drop(pdrop_workspace* ws) {
   CHECK_OK(pdrop_score_image_tokens(ws, &sp, scores_par, NIMG));
   CHECK(pool_calls > 0);
   CHECK(memcmp(scores, scores_par, sizeof scores) == 0);
+
+  /* The fp16 chain (pdrop::ScorePrecision; checked bit for bit against an
+   * emulation of the PyTorch steps in tests/score_chain_test.cpp): fp16
+   * values, within the chain's roundings (logits to fp16: up to ~0.6% of
+   * a probability here) of the naive scores, not the float32 ones, the
+   * same bits on the pool; with prob_rounding as well, an error. */
+  sp = score_params();
+  sp.precision = PDROP_SCORE_PRECISION_FP16_CHAIN;
+  CHECK_OK(pdrop_score_image_tokens(ws, &sp, chain, NIMG));
+  n_expected = 0;
+  for (i = 0; i < NIMG; ++i) {
+    CHECK(is_half_value(chain[i]));
+    CHECK(fabs(chain[i] - expected[i]) <= 2e-2 * expected[i] + 1e-7);
+    n_expected += chain[i] != scores[i];
+  }
+  CHECK(n_expected > NIMG / 2);
+  sp.maybe_parallel_for = reverse_pool;
+  sp.parallel_ctx = &pool_calls;
+  CHECK_OK(pdrop_score_image_tokens(ws, &sp, scores_par, NIMG));
+  CHECK(memcmp(chain, scores_par, sizeof chain) == 0);
+  sp.prob_rounding = PDROP_PROB_ROUNDING_BF16;
+  CHECK_FAILS(pdrop_score_image_tokens(ws, &sp, scores_par, NIMG), PDROP_STATUS_VALUE_ERROR,
+              "pdrop_score_image_tokens: options.round_probs (bf16) and options.precision "
+              "(fp16_chain) cannot both be set: the chain rounds the probabilities itself");
+  sp.prob_rounding = PDROP_PROB_ROUNDING_NONE;
+  sp.precision = (pdrop_score_precision)3;
+  CHECK_FAILS(pdrop_score_image_tokens(ws, &sp, scores_par, NIMG),
+              PDROP_STATUS_INVALID_ARGUMENT,
+              "pdrop_score_image_tokens: params.precision (3) is not a pdrop_score_precision");
+  CHECK(memcmp(chain, scores_par, sizeof chain) == 0);
 
   /* Per span: the best 3 of span 0 and 4 of span 1. */
   dp.score = score_params();

@@ -203,11 +203,17 @@ TYPED_TEST(AllocTyped, ScoreAndRankAndDropAllocateNothingAfterReserve) {
     for (auto& sp : s.spans) counts.push_back(sp.length / 3);
     std::vector<ImageSpan> new_spans(s.spans.size());
     std::vector<float> partial(scores.size());
-    pdrop::ScoreOptions rounded;
+    pdrop::ScoreOptions rounded, fp16_chain, bf16_chain;
     rounded.round_probs = pdrop::ProbRounding::fp16;
+    fp16_chain.precision = pdrop::ScorePrecision::fp16_chain;
+    bf16_chain.precision = pdrop::ScorePrecision::bf16_chain;
     EXPECT_EQ(allocations_in([&] {
                 pdrop::score_image_tokens<T, T>(in.qv, s.pos, in.kv, s.spans, ws, scores);
                 pdrop::score_image_tokens<T, T>(in.qv, s.pos, in.kv, s.spans, ws, scores, rounded);
+                pdrop::score_image_tokens<T, T>(in.qv, s.pos, in.kv, s.spans, ws, scores,
+                                                fp16_chain);
+                pdrop::rank_and_drop<T, T>(in.qv, s.pos, in.kv, s.spans, counts, ws, keep,
+                                           new_spans, scores, bf16_chain);
                 pdrop::rank_and_drop<T, T>(in.qv, s.pos, in.kv, s.spans, counts, ws, keep,
                                            new_spans, scores);
                 // Tensor parallel: the summed partial scores, then both
@@ -235,11 +241,18 @@ TYPED_TEST(AllocTyped, ParallelOverloadAllocatesNothingAfterReserveParallel) {
     std::vector<float> scores(static_cast<std::size_t>(s.image()));
     std::vector<float> sums(static_cast<std::size_t>(s.hkv * s.image()));
     const pdrop::HeadShard all{0, s.hkv};
+    pdrop::ScoreOptions fp16_chain, bf16_chain;
+    fp16_chain.precision = pdrop::ScorePrecision::fp16_chain;
+    bf16_chain.precision = pdrop::ScorePrecision::bf16_chain;
     EXPECT_EQ(allocations_in([&] {
                 pdrop::score_image_tokens<T, T>(in.qv, s.pos, in.kv, s.spans, ws, scores, {},
                                                 pdrop::SerialFor{});
                 pdrop::score_image_tokens<T, T>(in.qv, s.pos, in.kv, s.spans, ws, scores, {},
                                                 two);
+                pdrop::score_image_tokens<T, T>(in.qv, s.pos, in.kv, s.spans, ws, scores,
+                                                fp16_chain, pdrop::SerialFor{});
+                pdrop::score_image_tokens<T, T>(in.qv, s.pos, in.kv, s.spans, ws, scores,
+                                                bf16_chain, two);
                 pdrop::score_partial_by_kv_head<T, T>(in.qv, s.pos, in.kv, s.spans, all, ws,
                                                       sums);
                 pdrop::score_partial_by_kv_head<T, T>(in.qv, s.pos, in.kv, s.spans, all, ws,
