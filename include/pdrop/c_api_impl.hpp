@@ -306,6 +306,28 @@ inline span<ImageSpan> c_new_spans(pdrop_image_span* p, std::int64_t n_spans) {
   return {reinterpret_cast<ImageSpan*>(p), p != nullptr && n_spans > 0 ? n_spans : 0};
 }
 
+// The arguments the V2Drop, random and DART drops share (their params
+// structs name them alike), checked in this order: the pointers, then
+// query_pos, spans, keep_counts and keep.
+struct DropArgs {
+  span<const std::int64_t> query_pos;
+  span<const ImageSpan> spans;
+  span<const std::int64_t> counts;
+  span<std::int64_t> keep;
+};
+
+template <class Params>
+DropArgs drop_args(const pdrop_workspace* ws, const Params* params, std::int64_t* keep,
+                   std::int64_t keep_capacity, const std::int64_t* n_keep_out) {
+  need(ws, "ws");
+  need(params, "params");
+  need(n_keep_out, "n_keep_out");
+  return DropArgs{c_span(params->query_pos, params->n_query, "query_pos"),
+                  c_spans(params->spans, params->n_spans, "spans"),
+                  c_span(params->keep_counts, params->n_keep_counts, "keep_counts"),
+                  c_span(keep, keep_capacity, "keep")};
+}
+
 }  // namespace c_api
 }  // namespace detail
 PDROP_END_NAMESPACE
@@ -594,16 +616,10 @@ pdrop_status pdrop_v2drop_drop(pdrop_workspace* ws, const pdrop_v2drop_params* p
                                int64_t* keep, int64_t keep_capacity, int64_t* n_keep_out) {
   using namespace pdrop::detail::c_api;
   return guarded("pdrop_v2drop_drop", [&] {
-    need(ws, "ws");
-    need(params, "params");
-    need(n_keep_out, "n_keep_out");
+    const DropArgs a = drop_args(ws, params, keep, keep_capacity, n_keep_out);
     const pdrop::Budget budget = budget_of(params->budget, "params.budget");
-    const auto query_pos = c_span(params->query_pos, params->n_query, "query_pos");
-    const auto spans = c_spans(params->spans, params->n_spans, "spans");
-    const auto counts = c_span(params->keep_counts, params->n_keep_counts, "keep_counts");
-    const auto out = c_span(keep, keep_capacity, "keep");
-    if (budget == pdrop::Budget::global && counts.size != 1)
-      fail_c(PDROP_STATUS_SHAPE_ERROR, "n_keep_counts (", counts.size,
+    if (budget == pdrop::Budget::global && a.counts.size != 1)
+      fail_c(PDROP_STATUS_SHAPE_ERROR, "n_keep_counts (", a.counts.size,
              ") must be 1 with PDROP_BUDGET_GLOBAL");
     const auto new_spans = c_new_spans(params->maybe_new_spans, params->n_spans);
     const auto scores = c_span(params->maybe_scores,
@@ -614,8 +630,9 @@ pdrop_status pdrop_v2drop_drop(pdrop_workspace* ws, const pdrop_v2drop_params* p
         using Tb = decltype(tb);
         using Ta = decltype(ta);
         *n_keep_out = pdrop::v2drop_drop(rows_of<const Tb>(params->before, "before"),
-                                         rows_of<const Ta>(params->after, "after"), query_pos, spans,
-                                         budget, counts, ws->ws, out, new_spans, scores);
+                                         rows_of<const Ta>(params->after, "after"), a.query_pos,
+                                         a.spans, budget, a.counts, ws->ws, a.keep, new_spans,
+                                         scores);
       });
     });
   });
@@ -632,22 +649,16 @@ pdrop_status pdrop_random_drop(pdrop_workspace* ws, const pdrop_random_params* p
   using namespace pdrop::detail::c_api;
   constexpr const char* fn = "pdrop_random_drop";
   return guarded(fn, [&] {
-    need(ws, "ws");
-    need(params, "params");
-    need(n_keep_out, "n_keep_out");
-    const auto query_pos = c_span(params->query_pos, params->n_query, "query_pos");
-    const auto spans = c_spans(params->spans, params->n_spans, "spans");
-    const auto counts = c_span(params->keep_counts, params->n_keep_counts, "keep_counts");
-    const auto out = c_span(keep, keep_capacity, "keep");
+    const DropArgs a = drop_args(ws, params, keep, keep_capacity, n_keep_out);
     if (params->tokens < 0)
       fail_c(PDROP_STATUS_SHAPE_ERROR, "tokens (", params->tokens, ") must be >= 0");
     // drop_by_strategy checks these as "in.query_pos"; the C name first.
-    pdrop::detail::check_query_positions(fn, "query_pos", query_pos, params->tokens);
+    pdrop::detail::check_query_positions(fn, "query_pos", a.query_pos, params->tokens);
     pdrop::DropInputs<float, float, float> in;
-    in.query_pos = query_pos;
+    in.query_pos = a.query_pos;
     in.seed = params->seed;
-    *n_keep_out = pdrop::drop_by_strategy(pdrop::Strategy::random, params->tokens, in, spans,
-                                          counts, ws->ws, out,
+    *n_keep_out = pdrop::drop_by_strategy(pdrop::Strategy::random, params->tokens, in, a.spans,
+                                          a.counts, ws->ws, a.keep,
                                           c_new_spans(params->maybe_new_spans, params->n_spans));
   });
 }
@@ -668,13 +679,7 @@ pdrop_status pdrop_dart_drop(pdrop_workspace* ws, const pdrop_dart_params* param
   using namespace pdrop::detail::c_api;
   constexpr const char* fn = "pdrop_dart_drop";
   return guarded(fn, [&] {
-    need(ws, "ws");
-    need(params, "params");
-    need(n_keep_out, "n_keep_out");
-    const auto query_pos = c_span(params->query_pos, params->n_query, "query_pos");
-    const auto spans = c_spans(params->spans, params->n_spans, "spans");
-    const auto counts = c_span(params->keep_counts, params->n_keep_counts, "keep_counts");
-    const auto out = c_span(keep, keep_capacity, "keep");
+    const DropArgs a = drop_args(ws, params, keep, keep_capacity, n_keep_out);
     pdrop::DartOptions options;
     switch (params->pivot_norm) {
       case PDROP_PIVOT_NORM_L2: options.pivot_norm = pdrop::PivotNorm::l2; break;
@@ -694,7 +699,7 @@ pdrop_status pdrop_dart_drop(pdrop_workspace* ws, const pdrop_dart_params* param
     options.text_pivots = params->text_pivots;
     const std::int64_t tokens = params->k.tokens;
     if (tokens < 0) fail_c(PDROP_STATUS_SHAPE_ERROR, "k.tokens (", tokens, ") must be >= 0");
-    pdrop::detail::check_query_positions(fn, "query_pos", query_pos, tokens);
+    pdrop::detail::check_query_positions(fn, "query_pos", a.query_pos, tokens);
     const bool own_features = params->features.data != nullptr || params->features.tokens != 0;
     const auto new_spans = c_new_spans(params->maybe_new_spans, params->n_spans);
     with_float_type(params->k.type, "k", [&](auto tk) {
@@ -704,10 +709,10 @@ pdrop_status pdrop_dart_drop(pdrop_workspace* ws, const pdrop_dart_params* param
         pdrop::DropInputs<float, Tk, Tf> in;
         in.k = heads_of<const Tk>(params->k);
         if (own_features) in.features = rows_of<const Tf>(params->features, "features");
-        in.query_pos = query_pos;
+        in.query_pos = a.query_pos;
         in.dart = options;
-        *n_keep_out = pdrop::drop_by_strategy(pdrop::Strategy::dart, tokens, in, spans, counts,
-                                              ws->ws, out, new_spans);
+        *n_keep_out = pdrop::drop_by_strategy(pdrop::Strategy::dart, tokens, in, a.spans,
+                                              a.counts, ws->ws, a.keep, new_spans);
       };
       if (own_features)
         with_float_type(params->features.type, "features", run);
