@@ -467,6 +467,20 @@ static void test_sequence(pdrop_workspace* ws) {
 
 /* ---- V2Drop: a naive variation and top-k ---- */
 
+/* A drop's outputs against the test's own: the keep list (entries past it
+ * left at -1, as the caller filled them), and the new spans. */
+static void check_drop(const int64_t* keep, int64_t n, const int64_t* expected,
+                       int64_t n_expected, const pdrop_image_span* new_spans,
+                       const pdrop_image_span* expected_spans) {
+  int64_t i;
+  CHECK(n == n_expected);
+  CHECK(memcmp(keep, expected, (size_t)n_expected * sizeof keep[0]) == 0);
+  for (i = n_expected; i < T; ++i) CHECK(keep[i] == -1);
+  for (i = 0; i < NSPANS; ++i)
+    CHECK(new_spans[i].start == expected_spans[i].start &&
+          new_spans[i].length == expected_spans[i].length);
+}
+
 enum { VD = 6, VS32 = 8, VS16 = 10 }; /* features; padded row strides */
 static float vb32[T][VS32], va32[T][VS32];   /* fp32 rows, NaN padding */
 static uint16_t vb16[T][VS16], va16[T][VS16]; /* fp16 rows, NaN padding */
@@ -565,12 +579,7 @@ static void check_v2drop(pdrop_workspace* ws, pdrop_rows before, pdrop_rows afte
   p.n_scores = NIMG;
   for (i = 0; i < T; ++i) keep[i] = -1;
   CHECK_OK(pdrop_v2drop_drop(ws, &p, keep, T, &n));
-  CHECK(n == n_expected);
-  CHECK(memcmp(keep, expected_keep, (size_t)n_expected * sizeof keep[0]) == 0);
-  for (i = n_expected; i < T; ++i) CHECK(keep[i] == -1);
-  for (i = 0; i < NSPANS; ++i)
-    CHECK(new_spans[i].start == expected_spans[i].start &&
-          new_spans[i].length == expected_spans[i].length);
+  check_drop(keep, n, expected_keep, n_expected, new_spans, expected_spans);
   for (i = 0; i < NIMG; ++i)
     CHECK(fabs((double)scores[i] - expected[i]) <= 1e-6 * expected[i]);
 }
@@ -973,12 +982,7 @@ static void check_dart(pdrop_workspace* ws, const int64_t* counts, const int64_t
   p.maybe_new_spans = new_spans;
   for (i = 0; i < T; ++i) keep[i] = -1;
   CHECK_OK(pdrop_dart_drop(ws, &p, keep, T, &n));
-  CHECK(n == n_expected);
-  CHECK(memcmp(keep, expected, (size_t)n_expected * sizeof keep[0]) == 0);
-  for (i = n_expected; i < T; ++i) CHECK(keep[i] == -1);
-  for (i = 0; i < NSPANS; ++i)
-    CHECK(new_spans[i].start == expected_spans[i].start &&
-          new_spans[i].length == expected_spans[i].length);
+  check_drop(keep, n, expected, n_expected, new_spans, expected_spans);
 }
 
 static void test_dart(pdrop_workspace* ws) {
