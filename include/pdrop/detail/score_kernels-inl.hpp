@@ -126,37 +126,15 @@ inline void group_logits_q(const float* qf, std::int64_t dim, const Tk* k,
 // The largest query-row block of one tile (one K row x kTileQMax rows).
 inline constexpr int kTileQMax = kMaxAccs < 8 ? kMaxAccs : 8;
 
-// nq (1 .. kTileQMax) query rows known at run time.
-template <class Tk>
-inline void group_logits_block(std::int64_t nq, const float* qf, std::int64_t dim,
-                               const Tk* k, std::int64_t k_stride, std::int64_t keys,
-                               float scale, float* logits, std::int64_t ld) {
-  switch (nq) {
-    case 1: return group_logits_q<1>(qf, dim, k, k_stride, keys, scale, logits, ld);
-    case 2: return group_logits_q<2>(qf, dim, k, k_stride, keys, scale, logits, ld);
-    case 3: return group_logits_q<3>(qf, dim, k, k_stride, keys, scale, logits, ld);
-    case 4: return group_logits_q<4>(qf, dim, k, k_stride, keys, scale, logits, ld);
-    case 5: return group_logits_q<5>(qf, dim, k, k_stride, keys, scale, logits, ld);
-    case 6: return group_logits_q<6>(qf, dim, k, k_stride, keys, scale, logits, ld);
-    case 7: return group_logits_q<7>(qf, dim, k, k_stride, keys, scale, logits, ld);
-    default: return group_logits_q<kTileQMax>(qf, dim, k, k_stride, keys, scale, logits, ld);
-  }
+// Calls f(std::integral_constant<int, nq>) for nq (1 .. kTileQMax) known
+// at run time: the tiles index their accumulators with a constant count.
+template <class F, int... I>
+inline void with_query_rows_impl(std::int64_t nq, F& f, std::integer_sequence<int, I...>) {
+  (void)((nq == I + 1 ? (f(std::integral_constant<int, I + 1>{}), true) : false) || ...);
 }
-
-// One K row x nq (1 .. kTileQMax) query rows known at run time.
-template <class Tk>
-inline void logit_row_q(std::int64_t nq, const Tk* k, const float* q, std::int64_t dim,
-                        float scale, float* out, std::int64_t ld) {
-  switch (nq) {
-    case 1: return logit_tile<1, 1>(k, 0, q, dim, scale, out, ld);
-    case 2: return logit_tile<1, 2>(k, 0, q, dim, scale, out, ld);
-    case 3: return logit_tile<1, 3>(k, 0, q, dim, scale, out, ld);
-    case 4: return logit_tile<1, 4>(k, 0, q, dim, scale, out, ld);
-    case 5: return logit_tile<1, 5>(k, 0, q, dim, scale, out, ld);
-    case 6: return logit_tile<1, 6>(k, 0, q, dim, scale, out, ld);
-    case 7: return logit_tile<1, 7>(k, 0, q, dim, scale, out, ld);
-    default: return logit_tile<1, kTileQMax>(k, 0, q, dim, scale, out, ld);
-  }
+template <class F>
+inline void with_query_rows(std::int64_t nq, F&& f) {
+  with_query_rows_impl(nq, f, std::make_integer_sequence<int, kTileQMax>{});
 }
 
 // logits[r * ld + t] = scale * (qf_r . k_t) for r < rows, t < keys, in one
@@ -168,11 +146,15 @@ inline void group_logits(const float* qf, std::int64_t rows, std::int64_t dim,
                          const Tk* k, std::int64_t k_stride, std::int64_t keys,
                          float scale, float* logits, std::int64_t ld) {
   if (rows <= kTileQMax)
-    return group_logits_block(rows, qf, dim, k, k_stride, keys, scale, logits, ld);
+    return with_query_rows(rows, [&](auto nq) {
+      group_logits_q<decltype(nq)::value>(qf, dim, k, k_stride, keys, scale, logits, ld);
+    });
   for (std::int64_t t = 0; t < keys; ++t)
     for (std::int64_t r = 0; r < rows; r += kTileQMax)
-      logit_row_q(std::min<std::int64_t>(kTileQMax, rows - r), k + t * k_stride, qf + r * dim,
-                  dim, scale, logits + r * ld + t, ld);
+      with_query_rows(std::min<std::int64_t>(kTileQMax, rows - r), [&](auto nq) {
+        logit_tile<1, decltype(nq)::value>(k + t * k_stride, 0, qf + r * dim, dim, scale,
+                                            logits + r * ld + t, ld);
+      });
 }
 
 // ---- softmax of one logits row, fused with the image-token accumulation ----
