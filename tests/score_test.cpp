@@ -41,6 +41,12 @@ std::vector<ScoreCase> cases() {
   out.push_back({14, 2, 1, 128, 37, {{3, 30}}, {36}});
   out.push_back({28, 4, 1, 16, 45, {{5, 35}}, {44}});
   out.push_back({9, 3, 3, 8, 26, {{2, 20}}, {25, 24, 13}});
+  // Groups split into several blocks of query rows (10 = 4 + 3 + 3 and
+  // 11 = 4 + 4 + 3 on AVX2, 28 = 7 x 4 query tokens), each block reading
+  // the same tile of K rows.
+  out.push_back({10, 1, 1, 16, 41, {{2, 37}}, {40}});
+  out.push_back({22, 2, 1, 24, 20, {{1, 18}}, {19}});
+  out.push_back({7, 1, 4, 16, 37, {{3, 30}}, {36, 35, 20, 33}});
   return out;
 }
 

@@ -82,7 +82,8 @@ inline void logit_tile(const Tk* k, std::int64_t k_stride, const float* q,
       f8 kv[NR];
       unroll<NR>([&](auto ri) { kv[ri] = f8_load(k + ri * k_stride + c); });
       unroll<NQ>([&](auto qi) {
-        const f8 qv = f8_load(q + qi * dim + c);
+        f8 qv = f8_load(q + qi * dim + c);
+        f8_pin(qv);
         unroll<NR>([&](auto ri) { acc[ri * NQ + qi] = f8_fma(kv[ri], qv, acc[ri * NQ + qi]); });
       });
     }
@@ -102,59 +103,63 @@ inline void logit_tile(const Tk* k, std::int64_t k_stride, const float* q,
     }
 }
 
-// K rows per tile next to NQ query rows: eight rows streamed one after the
-// other for a single query row (enough loads in flight to stream K at full
-// speed), otherwise as many as this target's accumulators allow.
-template <int NQ>
-inline constexpr int kTileRows = NQ == 1 ? 8 : (kMaxAccs / NQ > 0 ? kMaxAccs / NQ : 1);
-
-// logits[r * ld + t] = scale * (qf_r . k_t) for NQ query rows (known at
-// compile time) and t < keys: one pass over K, a tile of K rows read from
-// memory once for all NQ rows.
-template <int NQ, class Tk>
-inline void group_logits_q(const float* qf, std::int64_t dim, const Tk* k,
-                           std::int64_t k_stride, std::int64_t keys, float scale,
-                           float* logits, std::int64_t ld) {
-  constexpr int NR = kTileRows<NQ>;
+// logits[t] = scale * (qf . k_t) for one query row (MHA) and t < keys:
+// tiles of eight K rows, each streamed from start to end.
+template <class Tk>
+inline void row_logits(const float* qf, std::int64_t dim, const Tk* k, std::int64_t k_stride,
+                       std::int64_t keys, float scale, float* logits) {
   std::int64_t t = 0;
-  for (; t + NR <= keys; t += NR)
-    logit_tile<NR, NQ>(k + t * k_stride, k_stride, qf, dim, scale, logits + t, ld);
-  for (; t < keys; ++t)
-    logit_tile<1, NQ>(k + t * k_stride, k_stride, qf, dim, scale, logits + t, ld);
+  for (; t + 8 <= keys; t += 8) logit_tile<8, 1>(k + t * k_stride, k_stride, qf, dim, scale, logits + t, 1);
+  for (; t < keys; ++t) logit_tile<1, 1>(k + t * k_stride, k_stride, qf, dim, scale, logits + t, 1);
 }
 
-// The largest query-row block of one tile (one K row x kTileQMax rows).
-inline constexpr int kTileQMax = kMaxAccs < 8 ? kMaxAccs : 8;
-
-// Calls f(std::integral_constant<int, nq>) for nq (1 .. kTileQMax) known
-// at run time: the tiles index their accumulators with a constant count.
+// Calls f(std::integral_constant<int, n>) for n (1 .. kQueryBlock) known at
+// run time: the tiles index their accumulators with a constant count.
 template <class F, int... I>
-inline void with_query_rows_impl(std::int64_t nq, F& f, std::integer_sequence<int, I...>) {
-  (void)((nq == I + 1 ? (f(std::integral_constant<int, I + 1>{}), true) : false) || ...);
+inline void with_query_rows_impl(std::int64_t n, F& f, std::integer_sequence<int, I...>) {
+  (void)((n == I + 1 ? (f(std::integral_constant<int, I + 1>{}), true) : false) || ...);
 }
 template <class F>
-inline void with_query_rows(std::int64_t nq, F&& f) {
-  with_query_rows_impl(nq, f, std::make_integer_sequence<int, kTileQMax>{});
+inline void with_query_rows(std::int64_t n, F&& f) {
+  with_query_rows_impl(n, f, std::make_integer_sequence<int, kQueryBlock>{});
 }
 
 // logits[r * ld + t] = scale * (qf_r . k_t) for r < rows, t < keys, in one
-// pass over K. Up to kTileQMax rows: tiles of several K rows. More (a large
-// GQA group times several query tokens): each K row in turn, read from
-// memory once and used from L1 by every block of kTileQMax query rows.
+// pass over K. One row: row_logits. Several (a GQA group, or several query
+// tokens): the rows split into nb = ceil(rows / kQueryBlock) blocks of
+// QB = ceil(rows / nb) or QB - 1 rows (7 -> 4 + 3 on 16 registers), and
+// every tile of R = kGroupTileRows<QB> K rows, read from memory once, is
+// multiplied from L1 by each block in turn.
 template <class Tk>
 inline void group_logits(const float* qf, std::int64_t rows, std::int64_t dim,
                          const Tk* k, std::int64_t k_stride, std::int64_t keys,
                          float scale, float* logits, std::int64_t ld) {
-  if (rows <= kTileQMax)
-    return with_query_rows(rows, [&](auto nq) {
-      group_logits_q<decltype(nq)::value>(qf, dim, k, k_stride, keys, scale, logits, ld);
-    });
-  for (std::int64_t t = 0; t < keys; ++t)
-    for (std::int64_t r = 0; r < rows; r += kTileQMax)
-      with_query_rows(std::min<std::int64_t>(kTileQMax, rows - r), [&](auto nq) {
-        logit_tile<1, decltype(nq)::value>(k + t * k_stride, 0, qf + r * dim, dim, scale,
-                                            logits + r * ld + t, ld);
-      });
+  if (rows == 1) return row_logits(qf, dim, k, k_stride, keys, scale, logits);
+  const std::int64_t nb = (rows + kQueryBlock - 1) / kQueryBlock;
+  const std::int64_t big = rows % nb;  // blocks of QB rows; the rest QB - 1
+  with_query_rows((rows + nb - 1) / nb, [&](auto qb) {
+    constexpr int QB = decltype(qb)::value;
+    constexpr int QS = QB > 1 ? QB - 1 : 1;
+    const auto blocks = [&](auto nr, std::int64_t t) {
+      constexpr int NR = decltype(nr)::value;
+      std::int64_t r = 0;
+      for (std::int64_t b = 0; b < nb; ++b) {
+        const Tk* kt = k + t * k_stride;
+        float* out = logits + r * ld + t;
+        if (b < big || big == 0) {
+          logit_tile<NR, QB>(kt, k_stride, qf + r * dim, dim, scale, out, ld);
+          r += QB;
+        } else {
+          logit_tile<NR, QS>(kt, k_stride, qf + r * dim, dim, scale, out, ld);
+          r += QS;
+        }
+      }
+    };
+    constexpr int R = kGroupTileRows<QB>;
+    std::int64_t t = 0;
+    for (; t + R <= keys; t += R) blocks(std::integral_constant<int, R>{}, t);
+    for (; t < keys; ++t) blocks(std::integral_constant<int, 1>{}, t);
+  });
 }
 
 // ---- softmax of one logits row, fused with the image-token accumulation ----

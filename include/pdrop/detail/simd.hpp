@@ -164,6 +164,13 @@ inline constexpr bool kLanesInterleaved = sizeof(T) == 2;
 // SSE / NEON registers (measured: eight spill a little and are still faster
 // than four).
 inline constexpr int kMaxAccs = 8;
+// A GQA tile (detail/score_kernels-inl.hpp): up to kQueryBlock query rows
+// against kGroupTileRows<QB> K rows, QB x rows accumulators.
+inline constexpr int kQueryBlock = 8;
+template <int QB>
+inline constexpr int kGroupTileRows = kMaxAccs / QB > 0 ? kMaxAccs / QB : 1;
+// Keeps a loaded chunk in a register (a no-op here: see simd_avx2).
+inline void f8_pin(f8&) {}
 
 inline v4f half4_to_float(v4u h) {  // half_bits_to_float, four at a time
   const v4u em = h & 0x7fffu;
@@ -278,9 +285,35 @@ struct f8 {
 // Lanes are the chunk's elements in order, for every element type.
 template <class T>
 inline constexpr bool kLanesInterleaved = false;
-// Accumulators a kernel tile may keep in registers: 16 ymm registers, two
-// left for the K chunks being multiplied.
-inline constexpr int kMaxAccs = 14;
+// The ymm registers the compiler may allocate here: 32 when this TU's own
+// flags include AVX-512VL (EVEX encodes ymm16-31), otherwise 16.
+#if defined(__AVX512VL__)
+inline constexpr int kVectorRegs = 32;
+#else
+inline constexpr int kVectorRegs = 16;
+#endif
+// Accumulators a kernel tile may keep in registers, two registers left for
+// the chunks being multiplied.
+inline constexpr int kMaxAccs = kVectorRegs - 2;
+// A GQA tile (detail/score_kernels-inl.hpp) holds QB x R accumulators, its
+// R K chunks and one query chunk in registers: R = (registers - 1) /
+// (QB + 1) K rows for a block of QB <= kQueryBlock query rows (16
+// registers: 4 x 3; 32: 8 x 3, so a Qwen2-VL group of 7 is one block).
+// Each step then loads QB + R chunks for QB x R fused multiply-adds; with
+// the loads folded into the multiply-adds (QB x R loads) the tile was bound
+// by the load ports at 0.45-0.5 of the FMA peak (Zen 4 VM, g++ 12).
+inline constexpr int kQueryBlock = kVectorRegs == 32 ? 8 : 4;
+template <int QB>
+inline constexpr int kGroupTileRows = (kVectorRegs - 1) / (QB + 1);
+// Keeps a loaded chunk in a register: g++ otherwise folds the load into
+// every multiply-add that uses it, one load per use.
+inline void f8_pin(f8& a) {
+#if defined(__AVX512VL__)
+  __asm__("" : "+v"(a.v));
+#else
+  __asm__("" : "+x"(a.v));
+#endif
+}
 inline f8 f8_zero() { return {_mm256_setzero_ps()}; }
 inline f8 f8_set1(float x) { return {_mm256_set1_ps(x)}; }
 inline f8 f8_load(const float* p) { return {_mm256_loadu_ps(p)}; }
