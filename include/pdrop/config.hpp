@@ -351,6 +351,28 @@
   }                         \
   }
 
+// IEEE float semantics. pdrop's results are defined by its order of float
+// operations (bit-identical across thread counts, tile shapes and the
+// golden cases); its exp rounds with a 1.5 * 2^23 shift that reassociation
+// folds away (scores then off by up to 44%: measured with g++ 12
+// -ffast-math); its argument checks find NaN and Inf, which
+// -ffinite-math-only assumes away; the fp16 chain divides by sqrt(dim)
+// as PyTorch does, which -freciprocal-math turns into a multiply. A TU
+// built so cannot include pdrop unless it defines PDROP_ALLOW_FAST_MATH
+// (at its own risk): such a TU compiles its own copy of every pdrop
+// function with those flags, and GCC inlines pdrop's code into fast-math
+// callers, so no pragma around pdrop's code keeps it exact. Include pdrop
+// from a TU built without them (in CMake: set_source_files_properties(...
+// PROPERTIES COMPILE_OPTIONS -fno-fast-math)), or call the C API
+// (pdrop/c_api.h) from a TU built so. Detected: __FAST_MATH__ (-ffast-math,
+// -Ofast), __FINITE_MATH_ONLY__, and GCC's __ASSOCIATIVE_MATH__ and
+// __RECIPROCAL_MATH__ (clang defines no macro for the last two).
+#if !defined(PDROP_ALLOW_FAST_MATH) &&                                                      \
+    (defined(__FAST_MATH__) || (defined(__FINITE_MATH_ONLY__) && __FINITE_MATH_ONLY__) || \
+     defined(__ASSOCIATIVE_MATH__) || defined(__RECIPROCAL_MATH__))
+#error "pdrop: this translation unit is built with -ffast-math, -Ofast, -ffinite-math-only, -fassociative-math or -freciprocal-math, under which pdrop's scores and NaN checks are wrong (see pdrop/config.hpp). Build the file that includes pdrop with -fno-fast-math (or call the C API from such a file), or define PDROP_ALLOW_FAST_MATH to include it anyway."
+#endif
+
 // PDROP_EXCEPTIONS: 1 when the TU is built with exceptions; without them
 // (-fno-exceptions) errors go to the error handler (pdrop/errors.hpp).
 #if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || defined(_CPPUNWIND)
