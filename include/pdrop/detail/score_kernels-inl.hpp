@@ -109,8 +109,10 @@ template <class Tk>
 inline void row_logits(const float* qf, std::int64_t dim, const Tk* k, std::int64_t k_stride,
                        std::int64_t keys, float scale, float* logits) {
   std::int64_t t = 0;
-  for (; t + 8 <= keys; t += 8) logit_tile<8, 1>(k + t * k_stride, k_stride, qf, dim, scale, logits + t, 1);
-  for (; t < keys; ++t) logit_tile<1, 1>(k + t * k_stride, k_stride, qf, dim, scale, logits + t, 1);
+  for (; t + 8 <= keys; t += 8)
+    logit_tile<8, 1>(k + t * k_stride, k_stride, qf, dim, scale, logits + t, 1);
+  for (; t < keys; ++t)
+    logit_tile<1, 1>(k + t * k_stride, k_stride, qf, dim, scale, logits + t, 1);
 }
 
 // Calls f(std::integral_constant<int, n>) for n (1 .. kQueryBlock) known at
