@@ -10,7 +10,7 @@
 #   3. when the CPU has AVX2, FMA and F16C: clang++ -O2 -march=x86-64-v3
 #      with the sanitizers, where the AVX2 kernels are the TU's own code
 #      rather than a target attribute's.
-#   3a. when the CPU has AVX-512 (x86-64-v4): g++ -O2 -march=x86-64-v4, the
+#   3a. when the CPU has AVX-512 (x86-64-v4): g++ Release (-O3) -march=x86-64-v4, the
 #      unit tests only: the AVX2 kernels built with EVEX's 32 ymm registers,
 #      which give GQA tiles of another shape (pdrop/detail/simd.hpp).
 #   3b. aarch64: g++ cross compiler (cmake/toolchains/aarch64-linux-gnu.cmake),

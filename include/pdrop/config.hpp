@@ -358,10 +358,13 @@
 // -ffast-math); its argument checks find NaN and Inf, which
 // -ffinite-math-only assumes away; the fp16 chain divides by sqrt(dim)
 // as PyTorch does, which -freciprocal-math turns into a multiply. A TU
-// built so cannot include pdrop unless it defines PDROP_ALLOW_FAST_MATH
-// (at its own risk): such a TU compiles its own copy of every pdrop
-// function with those flags, and GCC inlines pdrop's code into fast-math
-// callers, so no pragma around pdrop's code keeps it exact. Include pdrop
+// built so cannot include pdrop unless it defines PDROP_ALLOW_FAST_MATH.
+// That risk reaches the whole program, not just that TU: its copies of
+// pdrop's functions share the inline namespace above with every other
+// TU's, so the linker may keep a fast-math copy for all of them (and
+// -ffast-math at link time sets flush-to-zero for the process). No pragma
+// around pdrop's code keeps it exact either: GCC inlines pdrop's code into
+// fast-math callers and optimises it there. Include pdrop
 // from a TU built without them (in CMake: set_source_files_properties(...
 // PROPERTIES COMPILE_OPTIONS -fno-fast-math)), or call the C API
 // (pdrop/c_api.h) from a TU built so. Detected: __FAST_MATH__ (-ffast-math,
