@@ -138,17 +138,17 @@ inline void group_logits(const float* qf, std::int64_t rows, std::int64_t dim,
                          float scale, float* logits, std::int64_t ld) {
   if (rows == 1) return row_logits(qf, dim, k, k_stride, keys, scale, logits);
   const std::int64_t nb = (rows + kQueryBlock - 1) / kQueryBlock;
-  const std::int64_t big = rows % nb;  // blocks of QB rows; the rest QB - 1
   with_query_rows((rows + nb - 1) / nb, [&](auto qb) {
     constexpr int QB = decltype(qb)::value;
     constexpr int QS = QB > 1 ? QB - 1 : 1;
+    const std::int64_t big = rows - nb * (QB - 1);  // blocks of QB rows (1..nb); the rest QB - 1
     const auto blocks = [&](auto nr, std::int64_t t) {
       constexpr int NR = decltype(nr)::value;
+      const Tk* kt = k + t * k_stride;
       std::int64_t r = 0;
       for (std::int64_t b = 0; b < nb; ++b) {
-        const Tk* kt = k + t * k_stride;
         float* out = logits + r * ld + t;
-        if (b < big || big == 0) {
+        if (b < big) {
           logit_tile<NR, QB>(kt, k_stride, qf + r * dim, dim, scale, out, ld);
           r += QB;
         } else {
